@@ -1,0 +1,250 @@
+//! What a drill checks after recovery: acknowledged writes that are gone or changed (and
+//! the RPO they span), HashKV equal on every member, and the member list against the
+//! topology. The accounting is pure; the cluster reads are small async helpers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::workload::Ledger;
+
+/// How the ledger compares with what the cluster holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DataLoss {
+    pub acked_writes: u64,
+    pub failed_writes: u64,
+    /// Acknowledged keys that are missing.
+    pub lost_acked_writes: u64,
+    /// Acknowledged keys present with another value.
+    pub wrong_value_writes: u64,
+    /// From the send of the earliest lost write to the acknowledgement of the latest one.
+    pub rpo_ms: u64,
+    /// The lost (or changed) writes' span, in run milliseconds.
+    pub lost_span: Option<(u64, u64)>,
+    /// Failed puts whose key is present all the same: the cluster applied them.
+    pub failed_but_applied: u64,
+    /// Up to 20 lost keys, oldest first.
+    pub lost_keys_sample: Vec<String>,
+    pub errors_by_kind: BTreeMap<String, u64>,
+}
+
+/// Compares every acknowledged write with `present` (key -> value read back).
+pub fn account_data_loss(ledger: &Ledger, present: &HashMap<String, Vec<u8>>) -> DataLoss {
+    let mut loss = DataLoss {
+        acked_writes: ledger.acked.len() as u64,
+        failed_writes: ledger.failed.len() as u64,
+        errors_by_kind: ledger.errors_by_kind(),
+        ..DataLoss::default()
+    };
+    let mut span: Option<(u64, u64)> = None;
+    for w in &ledger.acked {
+        let key = ledger.key(w);
+        let intact = match present.get(&key) {
+            None => {
+                loss.lost_acked_writes += 1;
+                if loss.lost_keys_sample.len() < 20 {
+                    loss.lost_keys_sample.push(key);
+                }
+                false
+            }
+            Some(value) if value.as_slice() != ledger.value(w).as_bytes() => {
+                loss.wrong_value_writes += 1;
+                false
+            }
+            Some(_) => true,
+        };
+        if !intact {
+            span = Some(match span {
+                None => (w.sent_ms, w.acked_ms),
+                Some((from, to)) => (from.min(w.sent_ms), to.max(w.acked_ms)),
+            });
+        }
+    }
+    loss.failed_but_applied = ledger
+        .failed
+        .iter()
+        .filter(|f| present.contains_key(&crate::workload::key_for(&ledger.prefix, f.writer, f.seq)))
+        .count() as u64;
+    loss.lost_span = span;
+    loss.rpo_ms = span.map(|(from, to)| to - from).unwrap_or(0);
+    loss
+}
+
+/// HashKV of every member at one common revision.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Consistency {
+    pub hashkv_equal: bool,
+    pub revision: i64,
+    pub hashes: BTreeMap<String, u32>,
+    pub member_list_matches: bool,
+    pub members_listed: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// Waits until every member reports the same revision, then compares HashKV there, and
+/// checks that the member list has exactly the topology's names and peer URLs.
+pub async fn check_consistency(cluster: &Cluster) -> Result<Consistency> {
+    let timeout = Duration::from_secs(2);
+    let mut out = Consistency::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let revision = loop {
+        let statuses = join_all(cluster.members.iter().map(|m| m.client.status(timeout))).await;
+        let revisions: Vec<i64> = statuses.iter().filter_map(|s| s.as_ref().ok().map(|s| s.revision)).collect();
+        let all_answered = revisions.len() == cluster.members.len();
+        if all_answered && revisions.iter().all(|r| *r == revisions[0]) {
+            break revisions[0];
+        }
+        if std::time::Instant::now() >= deadline {
+            out.problems.push(format!("members did not settle on one revision: {revisions:?}"));
+            break revisions.iter().copied().min().unwrap_or(0);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    out.revision = revision;
+    let hashes = join_all(cluster.members.iter().map(|m| m.client.hash_kv(revision, timeout))).await;
+    for (m, h) in cluster.members.iter().zip(hashes) {
+        match h {
+            Ok((hash, _)) => {
+                out.hashes.insert(m.spec.name.clone(), hash);
+            }
+            Err(e) => out.problems.push(e.to_string()),
+        }
+    }
+    let distinct: std::collections::BTreeSet<u32> = out.hashes.values().copied().collect();
+    out.hashkv_equal = out.hashes.len() == cluster.members.len() && distinct.len() == 1;
+
+    let mut listed = None;
+    for m in &cluster.members {
+        if let Ok(list) = m.client.member_list(timeout).await {
+            listed = Some(list);
+            break;
+        }
+    }
+    let listed = listed.ok_or_else(|| Error::Etcd {
+        action: "member list",
+        member: "any member".into(),
+        message: "no member answered".into(),
+    })?;
+    let mut got: Vec<(String, Vec<String>)> = listed.iter().map(|l| (l.name.clone(), l.peer_urls.clone())).collect();
+    let mut want: Vec<(String, Vec<String>)> = cluster.topology.members.iter().map(|m| (m.name.clone(), vec![m.peer_url()])).collect();
+    got.sort();
+    want.sort();
+    out.members_listed = got.iter().map(|(n, _)| if n.is_empty() { "(unstarted)".to_string() } else { n.clone() }).collect();
+    out.member_list_matches = got == want;
+    if !out.member_list_matches {
+        out.problems.push(format!("member list {got:?} differs from the topology {want:?}"));
+    }
+    Ok(out)
+}
+
+/// Reads every key under the ledger's prefix from the first member that answers.
+pub async fn read_back(cluster: &Cluster, prefix: &str) -> Result<HashMap<String, Vec<u8>>> {
+    let mut last = None;
+    for m in &cluster.members {
+        match m.client.get_prefix(prefix, Duration::from_secs(10)).await {
+            Ok(kvs) => return Ok(kvs),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Etcd {
+        action: "get prefix",
+        member: "any member".into(),
+        message: "the cluster has no members".into(),
+    }))
+}
+
+/// One expectation of the scenario, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl CheckResult {
+    pub fn new(name: &str, passed: bool, expected: impl Into<String>, actual: impl Into<String>) -> Self {
+        CheckResult {
+            name: name.to_string(),
+            passed,
+            expected: expected.into(),
+            actual: actual.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{value_for, AckedWrite, FailedWrite};
+    use proptest::prelude::*;
+
+    fn ledger(n: u64) -> Ledger {
+        Ledger {
+            prefix: "/t/".into(),
+            value_size: 32,
+            acked: (1..=n)
+                .map(|seq| AckedWrite { writer: 0, seq, revision: seq as i64 + 1, sent_ms: seq * 10, acked_ms: seq * 10 + 3, member: "etcd1".into() })
+                .collect(),
+            failed: vec![],
+        }
+    }
+
+    fn everything(l: &Ledger) -> HashMap<String, Vec<u8>> {
+        l.acked.iter().map(|w| (l.key(w), l.value(w).into_bytes())).collect()
+    }
+
+    #[test]
+    fn a_missing_key_is_lost_and_spans_its_time() {
+        let l = ledger(10);
+        let mut present = everything(&l);
+        present.remove(&l.key(&l.acked[4]));
+        present.remove(&l.key(&l.acked[6]));
+        let loss = account_data_loss(&l, &present);
+        assert_eq!(loss.lost_acked_writes, 2);
+        assert_eq!(loss.lost_span, Some((50, 73)));
+        assert_eq!(loss.rpo_ms, 23);
+        assert_eq!(loss.lost_keys_sample, vec!["/t/w00/0000000005", "/t/w00/0000000007"]);
+    }
+
+    #[test]
+    fn a_changed_value_is_counted_apart() {
+        let l = ledger(3);
+        let mut present = everything(&l);
+        present.insert(l.key(&l.acked[0]), b"tampered".to_vec());
+        let loss = account_data_loss(&l, &present);
+        assert_eq!((loss.lost_acked_writes, loss.wrong_value_writes), (0, 1));
+    }
+
+    #[test]
+    fn failed_writes_that_landed_are_reported_not_lost() {
+        let mut l = ledger(2);
+        l.failed.push(FailedWrite { writer: 0, seq: 3, sent_ms: 40, failed_ms: 540, kind: "timeout".into() });
+        let mut present = everything(&l);
+        present.insert("/t/w00/0000000003".into(), value_for(0, 3, 32).into_bytes());
+        let loss = account_data_loss(&l, &present);
+        assert_eq!((loss.lost_acked_writes, loss.failed_but_applied, loss.failed_writes), (0, 1, 1));
+    }
+
+    proptest! {
+        #[test]
+        fn a_present_write_is_never_reported_lost(n in 1u64..200, removed in proptest::collection::btree_set(1u64..200, 0..50)) {
+            let l = ledger(n);
+            let mut present = everything(&l);
+            for seq in &removed {
+                present.remove(&format!("/t/w00/{seq:010}"));
+            }
+            let loss = account_data_loss(&l, &present);
+            let really_removed = removed.iter().filter(|s| **s <= n).count() as u64;
+            prop_assert_eq!(loss.lost_acked_writes, really_removed);
+            prop_assert_eq!(loss.wrong_value_writes, 0);
+            for key in &loss.lost_keys_sample {
+                prop_assert!(!present.contains_key(key));
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The library's error type, and the mapping from each class of error to the CLI's
+//! documented exit codes (see README: 1 failed drill, 2 invalid input, 3 environment).
+
+use std::path::PathBuf;
+
+/// Exit codes of the `etcd-drill` binary. Keep in step with the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitClass {
+    /// A drill ran and at least one check failed, or the drill itself broke down.
+    DrillFailed = 1,
+    /// The user gave something we cannot use: a scenario, a flag, a path.
+    InvalidInput = 2,
+    /// The machine cannot run drills: no Docker daemon, a missing image, no pip.
+    Environment = 3,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {message}")]
+    ScenarioFile { path: PathBuf, message: String },
+
+    #[error("{path}: key `{key}`: {message}")]
+    ScenarioKey {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+
+    #[error("no scenario named `{name}`: give a path to a .toml file or one of: {known}")]
+    UnknownScenario { name: String, known: String },
+
+    #[error("invalid argument {argument}: {message}")]
+    InvalidArgument { argument: String, message: String },
+
+    #[error("cannot reach the Docker daemon ({source}). Start it (e.g. `dockerd &` or `systemctl start docker`) or set DOCKER_HOST")]
+    DockerUnavailable {
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    #[error("image `{image}` is not present and could not be pulled ({reason}). On an offline machine build the local image with `etcd-drill image build` and pass `--image {local}`")]
+    ImageMissing {
+        image: String,
+        reason: String,
+        local: String,
+    },
+
+    #[error("building the etcd image failed: {message}")]
+    ImageBuild { message: String },
+
+    #[error("Docker call `{action}` on `{object}` failed: {source}")]
+    Docker {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    #[error("etcd call `{action}` on {member} failed: {message}")]
+    Etcd {
+        action: &'static str,
+        member: String,
+        message: String,
+    },
+
+    #[error("recovery step `{step}` failed: {message}")]
+    Procedure { step: String, message: String },
+
+    #[error("timed out after {waited_ms} ms waiting for {what}")]
+    Timeout { what: String, waited_ms: u64 },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("interrupted by {signal}; the run's containers, networks and volumes were removed")]
+    Interrupted { signal: &'static str },
+}
+
+impl Error {
+    pub fn exit_class(&self) -> ExitClass {
+        match self {
+            Error::ScenarioFile { .. }
+            | Error::ScenarioKey { .. }
+            | Error::UnknownScenario { .. }
+            | Error::InvalidArgument { .. } => ExitClass::InvalidInput,
+            Error::DockerUnavailable { .. } | Error::ImageMissing { .. } | Error::ImageBuild { .. } => {
+                ExitClass::Environment
+            }
+            Error::Docker { .. }
+            | Error::Etcd { .. }
+            | Error::Procedure { .. }
+            | Error::Timeout { .. }
+            | Error::Io { .. }
+            | Error::Interrupted { .. } => ExitClass::DrillFailed,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+
+    pub fn docker(action: &'static str, object: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
+        let object = object.into();
+        move |source| Error::Docker {
+            action,
+            object,
+            source,
+        }
+    }
+
+    pub fn etcd(action: &'static str, member: impl Into<String>) -> impl FnOnce(etcd_client::Error) -> Error {
+        let member = member.into();
+        move |e| Error::Etcd {
+            action,
+            member,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

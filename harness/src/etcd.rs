@@ -1,0 +1,190 @@
+//! A thin client for one etcd member, reached through its port published on 127.0.0.1.
+//! Every call has a deadline, so a dead or partitioned member never hangs the harness.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// One member's client. Cheap to clone; connects lazily and reconnects by itself.
+#[derive(Clone)]
+pub struct MemberClient {
+    pub name: String,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    client: Client,
+}
+
+/// What `Status` says about a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub member_id: u64,
+    pub leader_id: u64,
+    pub revision: i64,
+    pub raft_index: u64,
+    pub db_size: i64,
+    pub version: String,
+}
+
+/// What `MemberList` says about one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMember {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+async fn deadline<T, E: std::fmt::Display>(timeout: Duration, call: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
+    }
+}
+
+impl MemberClient {
+    pub async fn connect(name: &str, endpoint: &str) -> Result<MemberClient> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_millis(500))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let client = Client::connect([endpoint], Some(options))
+            .await
+            .map_err(Error::etcd("connect", name))?;
+        Ok(MemberClient {
+            name: name.to_string(),
+            endpoint: endpoint.to_string(),
+            client,
+        })
+    }
+
+    fn fail(&self, action: &'static str) -> impl FnOnce(String) -> Error + '_ {
+        move |message| Error::Etcd {
+            action,
+            member: self.name.clone(),
+            message,
+        }
+    }
+
+    /// Puts a key; returns the revision of the write.
+    pub async fn put(&self, key: String, value: String, timeout: Duration) -> Result<i64, String> {
+        let mut kv = self.client.kv_client();
+        let resp = deadline(timeout, kv.put(key, value, None)).await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// A linearizable read, as `etcdctl endpoint health` does: it needs a leader and quorum.
+    pub async fn is_healthy(&self, timeout: Duration) -> bool {
+        let mut kv = self.client.kv_client();
+        deadline(timeout, kv.get("health", Some(GetOptions::new().with_count_only())))
+            .await
+            .is_ok()
+    }
+
+    pub async fn status(&self, timeout: Duration) -> Result<MemberStatus> {
+        let mut m = self.client.maintenance_client();
+        let s = deadline(timeout, m.status()).await.map_err(self.fail("status"))?;
+        let header = s.header();
+        Ok(MemberStatus {
+            member_id: header.map(|h| h.member_id()).unwrap_or(0),
+            leader_id: s.leader(),
+            revision: header.map(|h| h.revision()).unwrap_or(0),
+            raft_index: s.raft_index(),
+            db_size: s.db_size(),
+            version: s.version().to_string(),
+        })
+    }
+
+    /// HashKV at `revision`: (hash, compact revision).
+    pub async fn hash_kv(&self, revision: i64, timeout: Duration) -> Result<(u32, i64)> {
+        let mut m = self.client.maintenance_client();
+        let r = deadline(timeout, m.hash_kv(revision)).await.map_err(self.fail("hashkv"))?;
+        Ok((r.hash(), r.compact_version()))
+    }
+
+    pub async fn member_list(&self, timeout: Duration) -> Result<Vec<ListedMember>> {
+        let mut c = self.client.cluster_client();
+        let r = deadline(timeout, c.member_list()).await.map_err(self.fail("member list"))?;
+        Ok(r.members()
+            .iter()
+            .map(|m| ListedMember {
+                id: m.id(),
+                name: m.name().to_string(),
+                peer_urls: m.peer_urls().to_vec(),
+            })
+            .collect())
+    }
+
+    /// Every key under `prefix` with its value, read linearizably.
+    pub async fn get_prefix(&self, prefix: &str, timeout: Duration) -> Result<HashMap<String, Vec<u8>>> {
+        let mut kv = self.client.kv_client();
+        let r = deadline(timeout, kv.get(prefix, Some(GetOptions::new().with_prefix())))
+            .await
+            .map_err(self.fail("get prefix"))?;
+        Ok(r.kvs()
+            .iter()
+            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec()))
+            .collect())
+    }
+
+    pub async fn delete(&self, key: &str, timeout: Duration) -> Result<i64> {
+        let mut kv = self.client.kv_client();
+        let r = deadline(timeout, kv.delete(key, None)).await.map_err(self.fail("delete"))?;
+        Ok(r.deleted())
+    }
+
+    /// Streams a snapshot of the member's backend into `path`, as `etcdctl snapshot save`
+    /// does, and checks the SHA-256 that etcd appends to the stream.
+    pub async fn save_snapshot(&self, path: &Path, timeout: Duration) -> Result<u64> {
+        let mut m = self.client.maintenance_client();
+        let fail = self.fail("snapshot save");
+        let bytes = deadline(timeout, async {
+            let mut stream = m.snapshot().await?;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.message().await? {
+                bytes.extend_from_slice(chunk.blob());
+            }
+            Ok::<_, etcd_client::Error>(bytes)
+        })
+        .await
+        .map_err(fail)?;
+        if !snapshot_hash_is_valid(&bytes) {
+            return Err(Error::Etcd {
+                action: "snapshot save",
+                member: self.name.clone(),
+                message: format!("the snapshot stream ({} bytes) does not end in a valid SHA-256", bytes.len()),
+            });
+        }
+        std::fs::write(path, &bytes).map_err(Error::io(path))?;
+        Ok(bytes.len() as u64)
+    }
+}
+
+/// A snapshot from `snapshot save` ends with the SHA-256 of everything before it.
+pub fn snapshot_hash_is_valid(bytes: &[u8]) -> bool {
+    if bytes.len() <= 32 {
+        return false;
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - 32);
+    Sha256::digest(body).as_slice() == trailer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_trailer_is_checked() {
+        let mut bytes = b"a bbolt file".to_vec();
+        let digest = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&digest);
+        assert!(snapshot_hash_is_valid(&bytes));
+        bytes[0] ^= 1;
+        assert!(!snapshot_hash_is_valid(&bytes));
+        assert!(!snapshot_hash_is_valid(&[0; 32]));
+    }
+}

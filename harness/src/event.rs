@@ -1,0 +1,85 @@
+//! What a running drill tells the world. The runner emits [`Event`]s in order; reporters
+//! (terminal, report files) consume them and never reach back into the runner.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::check::{CheckResult, Consistency, DataLoss};
+use crate::cluster::RecordedCommand;
+use crate::procedure::ProcedureOutcome;
+use crate::scenario::Scenario;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+}
+
+/// Recovery figures, in milliseconds of the run's monotonic clock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RecoveryFigures {
+    pub procedure: String,
+    /// When the first fault that took members down fired.
+    pub fault_at_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    /// Fault to the first acknowledged write sent after it.
+    pub rto_ms: Option<u64>,
+    /// Start of the procedure to the first acknowledged write sent after it.
+    pub procedure_ms: Option<u64>,
+    /// Fault to every member healthy.
+    pub healthy_ms: Option<u64>,
+    /// Longest time without an acknowledged write, and where it fell.
+    pub max_write_gap_ms: u64,
+    pub max_write_gap_at_ms: (u64, u64),
+    /// Did a put with a short timeout fail on every surviving member after the faults?
+    pub quorum_lost: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ProcedureOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        scenario: Box<Scenario>,
+        image: String,
+        seed: u64,
+        out_dir: PathBuf,
+        started_at: String,
+    },
+    /// A step of the drill's timeline: cluster ready, workload started, checks begun...
+    Phase { at_ms: u64, name: String, detail: String },
+    FaultInjected {
+        at_ms: u64,
+        action: String,
+        target: String,
+        members: Vec<String>,
+    },
+    QuorumProbed { at_ms: u64, writable: bool },
+    RecoveryStarted { at_ms: u64, procedure: String },
+    RecoveryFinished { at_ms: u64, ok: bool },
+    AllHealthy { at_ms: u64 },
+    Command(RecordedCommand),
+    Measured {
+        recovery: Box<RecoveryFigures>,
+        data: Box<DataLoss>,
+        consistency: Option<Box<Consistency>>,
+    },
+    Check(CheckResult),
+    RunFinished {
+        at_ms: u64,
+        outcome: Outcome,
+        error: Option<String>,
+        /// Endpoints of the cluster left running with `--keep`.
+        kept: Option<Vec<(String, String)>>,
+    },
+}
+
+/// Consumes events. Implementations must not fail the run: they report their own errors.
+pub trait Reporter {
+    fn on_event(&mut self, event: &Event);
+}

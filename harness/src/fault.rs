@@ -1,0 +1,218 @@
+//! Faults as verbs (`kill`, `stop`, `start`, `restart`, `wipe`) and the targets they hit
+//! (members by name, a host, the leader, followers, or a seeded random count).
+//! Resolving a target to member names is pure; applying a fault goes through the cluster.
+
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::topology::Topology;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultAction {
+    /// SIGKILL the member's container: no shutdown, the process dies mid-write.
+    Kill,
+    /// Stop the container gracefully (SIGTERM, then SIGKILL after a grace period).
+    Stop,
+    /// Start a stopped member again with its data.
+    Start,
+    /// Stop, then start.
+    Restart,
+    /// Destroy the member's data volume (the container goes with it): the disk is gone.
+    Wipe,
+}
+
+impl FaultAction {
+    pub const ALL: [FaultAction; 5] = [
+        FaultAction::Kill,
+        FaultAction::Stop,
+        FaultAction::Start,
+        FaultAction::Restart,
+        FaultAction::Wipe,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultAction::Kill => "kill",
+            FaultAction::Stop => "stop",
+            FaultAction::Start => "start",
+            FaultAction::Restart => "restart",
+            FaultAction::Wipe => "wipe",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == value)
+    }
+
+    /// Whether the members this hits stop serving.
+    pub fn takes_members_down(self) -> bool {
+        matches!(self, FaultAction::Kill | FaultAction::Stop | FaultAction::Wipe)
+    }
+}
+
+/// Which members a fault hits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// These members, by name.
+    Members(Vec<String>),
+    /// Every member on this host label.
+    Host(String),
+    /// Whoever leads when the fault fires.
+    Leader,
+    /// Running followers of the current leader: all of them, or `count` chosen by the seed.
+    Followers { count: Option<usize> },
+    /// `count` running members chosen by the seed.
+    Random { count: usize },
+}
+
+/// What the harness knows about the cluster when a fault fires.
+#[derive(Debug, Clone)]
+pub struct ClusterView<'a> {
+    pub topology: &'a Topology,
+    /// Members whose container is running, in topology order.
+    pub running: Vec<String>,
+    pub leader: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("no leader is known (the cluster has no quorum or no running member)")]
+    NoLeader,
+    #[error("wanted {wanted} members but only {available} are running")]
+    NotEnough { wanted: usize, available: usize },
+    #[error("no member named `{0}`")]
+    UnknownMember(String),
+    #[error("no member lives on host `{0}`")]
+    UnknownHost(String),
+}
+
+impl Target {
+    /// Resolves the target to member names, in topology order where the choice is not random.
+    pub fn resolve(&self, view: &ClusterView<'_>, rng: &mut ChaCha8Rng) -> Result<Vec<String>, TargetError> {
+        match self {
+            Target::Members(names) => {
+                for n in names {
+                    if view.topology.member(n).is_none() {
+                        return Err(TargetError::UnknownMember(n.clone()));
+                    }
+                }
+                Ok(names.clone())
+            }
+            Target::Host(host) => {
+                let on_host: Vec<String> = view
+                    .topology
+                    .members
+                    .iter()
+                    .filter(|m| &m.host == host)
+                    .map(|m| m.name.clone())
+                    .collect();
+                if on_host.is_empty() {
+                    return Err(TargetError::UnknownHost(host.clone()));
+                }
+                Ok(on_host)
+            }
+            Target::Leader => view.leader.clone().map(|l| vec![l]).ok_or(TargetError::NoLeader),
+            Target::Followers { count } => {
+                let leader = view.leader.as_ref().ok_or(TargetError::NoLeader)?;
+                let followers: Vec<String> = view.running.iter().filter(|m| *m != leader).cloned().collect();
+                match count {
+                    None => Ok(followers),
+                    Some(n) => choose(followers, *n, rng),
+                }
+            }
+            Target::Random { count } => choose(view.running.clone(), *count, rng),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Members(names) => names.join(","),
+            Target::Host(h) => format!("host {h}"),
+            Target::Leader => "leader".into(),
+            Target::Followers { count: None } => "all followers".into(),
+            Target::Followers { count: Some(n) } => format!("{n} follower(s)"),
+            Target::Random { count } => format!("{count} random member(s)"),
+        }
+    }
+}
+
+fn choose(mut pool: Vec<String>, count: usize, rng: &mut ChaCha8Rng) -> Result<Vec<String>, TargetError> {
+    if count > pool.len() {
+        return Err(TargetError::NotEnough {
+            wanted: count,
+            available: pool.len(),
+        });
+    }
+    pool.shuffle(rng);
+    pool.truncate(count);
+    Ok(pool)
+}
+
+/// One fault of a scenario: a verb and what it hits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub action: FaultAction,
+    pub target: Target,
+    /// Wait this long after the previous step before firing.
+    pub delay_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn view(topology: &Topology, leader: &str) -> ClusterView<'_> {
+        ClusterView {
+            topology,
+            running: topology.names(),
+            leader: Some(leader.to_string()),
+        }
+    }
+
+    #[test]
+    fn host_target_takes_every_member_of_that_host() {
+        let t = Topology::reference();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let hit = Target::Host("B".into()).resolve(&view(&t, "etcd1"), &mut rng).unwrap();
+        assert_eq!(hit, vec!["etcd3", "etcd4", "etcd5"]);
+        assert_eq!(
+            Target::Host("C".into()).resolve(&view(&t, "etcd1"), &mut rng),
+            Err(TargetError::UnknownHost("C".into()))
+        );
+    }
+
+    #[test]
+    fn followers_never_include_the_leader_and_the_seed_replays() {
+        let t = Topology::reference();
+        for seed in 0..50 {
+            let pick = |seed| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                Target::Followers { count: Some(2) }.resolve(&view(&t, "etcd3"), &mut rng).unwrap()
+            };
+            let first = pick(seed);
+            assert_eq!(first.len(), 2);
+            assert!(!first.contains(&"etcd3".to_string()));
+            assert_eq!(first, pick(seed), "seed {seed} must replay the same choice");
+        }
+    }
+
+    #[test]
+    fn too_large_a_count_is_an_error_not_a_panic() {
+        let t = Topology::reference();
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(
+            Target::Random { count: 6 }.resolve(&view(&t, "etcd1"), &mut rng),
+            Err(TargetError::NotEnough { wanted: 6, available: 5 })
+        );
+        let no_leader = ClusterView {
+            topology: &t,
+            running: vec![],
+            leader: None,
+        };
+        assert_eq!(Target::Leader.resolve(&no_leader, &mut rng), Err(TargetError::NoLeader));
+    }
+}

@@ -1,0 +1,23 @@
+//! etcd-drill: chaos and disaster-recovery drills for etcd v3 clusters in Docker.
+//!
+//! A [`scenario::Scenario`] names a topology, a write workload, faults and a recovery
+//! procedure; [`runner::run`] plays it against real containers and emits
+//! [`event::Event`]s that the [`report`] module turns into a verdict and reports.
+
+pub mod check;
+pub mod clock;
+pub mod cluster;
+pub mod error;
+pub mod etcd;
+pub mod event;
+pub mod fault;
+pub mod image;
+pub mod procedure;
+pub mod report;
+pub mod runner;
+pub mod runtime;
+pub mod scenario;
+pub mod topology;
+pub mod workload;
+
+pub use error::{Error, ExitClass, Result};

@@ -1,0 +1,76 @@
+//! Recovery procedures: each one does what an operator's runbook says, step by step,
+//! against the live cluster, and every step is recorded as the command an operator
+//! would type. [`Procedure`] is the seam where drills differ.
+
+mod restart;
+mod snapshot_restore;
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+pub use restart::Restart;
+pub use snapshot_restore::{SnapshotInfo, SnapshotRestore};
+
+use crate::cluster::Cluster;
+use crate::error::Result;
+use crate::scenario::ProcedureSpec;
+
+/// What a procedure hands back for the report, beyond the commands it recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProcedureOutcome {
+    /// The snapshot a restore used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotInfo>,
+    /// Members the procedure brought back.
+    pub members: Vec<String>,
+}
+
+/// Everything a procedure may touch.
+pub struct RecoveryContext<'a> {
+    pub cluster: &'a mut Cluster,
+    /// The run's report folder, for files the procedure keeps (a snapshot).
+    pub out_dir: &'a Path,
+    /// Members the faults took down, in the order they fell.
+    pub down: Vec<String>,
+}
+
+pub trait Procedure: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Runs the procedure until the cluster accepts writes again.
+    fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>>;
+}
+
+pub fn for_spec(spec: &ProcedureSpec) -> Box<dyn Procedure> {
+    match spec {
+        ProcedureSpec::Restart => Box::new(Restart),
+        ProcedureSpec::SnapshotRestore { from } => Box::new(SnapshotRestore { from: from.clone() }),
+    }
+}
+
+/// How long a procedure waits for the cluster to take a write once it is back.
+pub const WRITABLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls with puts every 50 ms until one succeeds, and records it as the runbook's check.
+pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
+    let started = std::time::Instant::now();
+    let ok = cluster.probe_writable(WRITABLE_TIMEOUT, Duration::from_millis(500)).await.is_some();
+    let endpoints = cluster.endpoints().into_iter().map(|(_, e)| e).collect::<Vec<_>>().join(",");
+    cluster.record(
+        "wait until the cluster takes a write",
+        format!("until etcdctl --endpoints={endpoints} --command-timeout=500ms put /etcd-drill/{}/probe probe; do sleep 0.05; done", cluster.run_id),
+        started,
+        ok,
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Timeout {
+            what: "the recovered cluster to accept a write".into(),
+            waited_ms: WRITABLE_TIMEOUT.as_millis() as u64,
+        })
+    }
+}

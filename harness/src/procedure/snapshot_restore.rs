@@ -1,0 +1,239 @@
+//! `snapshot-restore`: the quorum-loss runbook. Save a snapshot from a surviving member
+//! (this works without quorum), verify it with `etcdutl snapshot status`, restore it into a
+//! fresh data volume for every member with a new cluster token (each restore runs in a
+//! one-off container of the cluster's own image, so the tool matches the server), then
+//! start every member with `initial-cluster-state=new` and wait for a write to succeed.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::{join_all, BoxFuture};
+use serde::{Deserialize, Serialize};
+
+use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
+use crate::cluster::{docker_run_line, ClusterState, DATA_DIR, DATA_MOUNT, ETCDUTL_BIN};
+use crate::error::{Error, Result};
+use crate::runtime::{ContainerSpec, ROLE_LABEL};
+
+/// Where the snapshot file sits inside the one-off tool containers.
+const SNAPSHOT_IN_CONTAINER: &str = "/snapshot.db";
+
+/// What `etcdutl snapshot status` says about the snapshot, plus where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub from: String,
+    pub file: String,
+    pub hash: u64,
+    pub revision: i64,
+    pub total_keys: u64,
+    pub total_size: u64,
+    /// Run milliseconds at which the snapshot was taken.
+    pub taken_ms: u64,
+}
+
+/// The JSON `etcdutl snapshot status -w json` prints.
+#[derive(Debug, Deserialize)]
+struct StatusJson {
+    hash: u64,
+    revision: i64,
+    #[serde(rename = "totalKey")]
+    total_key: u64,
+    #[serde(rename = "totalSize")]
+    total_size: u64,
+}
+
+/// Parses `etcdutl snapshot status --write-out=json` output.
+pub fn parse_snapshot_status(stdout: &str) -> Option<(u64, i64, u64, u64)> {
+    let line = stdout.lines().find(|l| l.trim_start().starts_with('{'))?;
+    let s: StatusJson = serde_json::from_str(line.trim()).ok()?;
+    Some((s.hash, s.revision, s.total_key, s.total_size))
+}
+
+pub struct SnapshotRestore {
+    pub from: String,
+}
+
+fn tool_spec(cluster: &crate::cluster::Cluster, name: String, cmd: Vec<String>, volumes: Vec<(String, String)>) -> ContainerSpec {
+    ContainerSpec {
+        name,
+        image: cluster.image.clone(),
+        cmd,
+        labels: vec![(ROLE_LABEL.into(), "tool".into())],
+        volumes,
+        ..ContainerSpec::default()
+    }
+}
+
+impl Procedure for SnapshotRestore {
+    fn name(&self) -> &'static str {
+        "snapshot-restore"
+    }
+
+    fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
+        Box::pin(async move {
+            let cluster = &mut *cx.cluster;
+            let file = cx.out_dir.join("snapshot.db");
+
+            // 1. snapshot save from the named survivor.
+            let started = Instant::now();
+            let source = cluster.member(&self.from)?.client.clone();
+            let saved = source.save_snapshot(&file, Duration::from_secs(60)).await;
+            cluster.record(
+                format!("save a snapshot from {}", self.from),
+                format!("etcdctl --endpoints={} snapshot save snapshot.db", source.endpoint),
+                started,
+                saved.is_ok(),
+            );
+            saved?;
+            let taken_ms = cluster.clock.now_ms();
+            let bytes = std::fs::read(&file).map_err(Error::io(&file))?;
+
+            // 2. A new identity for the restored cluster: a token, and a fresh volume (and
+            //    container name) for every member.
+            let old: Vec<(String, String)> = cluster
+                .members
+                .iter()
+                .map(|m| (cluster.container_name(&m.spec.name), cluster.volume_name(&m.spec.name, m.volume_generation)))
+                .collect();
+            cluster.token = format!("etcd-drill-{}-restored-{}", cluster.run_id, cluster.clock.now_ms());
+            let names = cluster.topology.names();
+            for m in cluster.members.iter_mut() {
+                m.volume_generation += 1;
+            }
+            let volumes: Vec<String> = cluster.members.iter().map(|m| cluster.volume_name(&m.spec.name, m.volume_generation)).collect();
+            let created = join_all(names.iter().zip(&volumes).map(|(name, v)| cluster.docker.create_volume(v, &cluster.run_id, name))).await;
+            created.into_iter().collect::<Result<Vec<()>>>()?;
+
+            // 3. Stop the old members that still run; their containers and volumes are
+            //    removed once the new cluster takes writes.
+            let docker = cluster.docker.clone();
+            let old_containers: Vec<String> = old.iter().map(|(c, _)| c.clone()).collect();
+            let started = Instant::now();
+            let stopped = join_all(old_containers.iter().map(|c| docker.kill(c, "SIGKILL"))).await;
+            cluster.record("stop the old members", format!("docker kill {}", old_containers.join(" ")), started, stopped.iter().all(|r| r.is_ok()));
+            stopped.into_iter().collect::<Result<Vec<()>>>()?;
+
+            // 4. All at once, since none depends on another: verify the snapshot
+            //    (`etcdutl snapshot status`), restore every member's data dir from it, and
+            //    create the new member containers. Nothing starts before the checks pass.
+            let status_spec = ContainerSpec {
+                isolated: true,
+                ..tool_spec(
+                    cluster,
+                    format!("etcd-drill-{}-snapshot-status", cluster.run_id),
+                    vec![
+                        ETCDUTL_BIN.to_string(),
+                        "snapshot".into(),
+                        "status".into(),
+                        SNAPSHOT_IN_CONTAINER.into(),
+                        "--write-out=json".into(),
+                    ],
+                    vec![],
+                )
+            };
+            let initial_cluster = cluster.topology.initial_cluster();
+            let restore_specs: Vec<ContainerSpec> = cluster
+                .members
+                .iter()
+                .zip(&volumes)
+                .map(|(m, volume)| {
+                    let name = &m.spec.name;
+                    let cmd = vec![
+                        ETCDUTL_BIN.to_string(),
+                        "snapshot".into(),
+                        "restore".into(),
+                        SNAPSHOT_IN_CONTAINER.into(),
+                        format!("--name={name}"),
+                        format!("--initial-cluster={initial_cluster}"),
+                        format!("--initial-cluster-token={}", cluster.token),
+                        format!("--initial-advertise-peer-urls={}", m.spec.peer_url()),
+                        format!("--data-dir={DATA_DIR}"),
+                    ];
+                    ContainerSpec {
+                        isolated: true,
+                        // The restore resolves the member's own peer URL; with no network its
+                        // name must still point somewhere, and any address will do.
+                        extra_hosts: vec![format!("{name}:127.0.0.1")],
+                        ..tool_spec(cluster, format!("etcd-drill-{}-restore-{name}", cluster.run_id), cmd, vec![(volume.clone(), DATA_MOUNT.into())])
+                    }
+                })
+                .collect();
+            let run_id = cluster.run_id.clone();
+            let files = [(SNAPSHOT_IN_CONTAINER, bytes.as_slice())];
+            let tool_timeout = Duration::from_secs(120);
+            let started = Instant::now();
+            let (status, restored, created) = tokio::join!(
+                docker.run_tool(&status_spec, &run_id, &files, tool_timeout),
+                join_all(restore_specs.iter().map(|spec| docker.run_tool(spec, &run_id, &files, tool_timeout))),
+                cluster.create_members(&names, ClusterState::New),
+            );
+
+            let status = status?;
+            let parsed = parse_snapshot_status(&status.stdout).filter(|_| status.exit_code == 0);
+            let mount = [("snapshot.db", SNAPSHOT_IN_CONTAINER)];
+            cluster.record_span("verify the snapshot", docker_run_line(&status_spec, false, &mount), started, status.elapsed_ms, parsed.is_some());
+            let (hash, revision, total_keys, total_size) = parsed.ok_or_else(|| Error::Procedure {
+                step: "etcdutl snapshot status".into(),
+                message: format!("exit code {}: {}{}", status.exit_code, status.stdout.trim(), status.stderr.trim()),
+            })?;
+            let snapshot = SnapshotInfo {
+                from: self.from.clone(),
+                file: "snapshot.db".into(),
+                hash,
+                revision,
+                total_keys,
+                total_size,
+                taken_ms,
+            };
+            for (spec, (member, result)) in restore_specs.iter().zip(names.iter().zip(restored)) {
+                let ok = matches!(&result, Ok(o) if o.exit_code == 0);
+                let elapsed = result.as_ref().map(|o| o.elapsed_ms).unwrap_or_else(|_| started.elapsed().as_millis() as u64);
+                cluster.record_span(format!("restore {member}'s data dir"), docker_run_line(spec, false, &mount), started, elapsed, ok);
+                let output = result?;
+                if output.exit_code != 0 {
+                    return Err(Error::Procedure {
+                        step: format!("etcdutl snapshot restore for {member}"),
+                        message: format!("exit code {}: {}", output.exit_code, output.stderr.trim()),
+                    });
+                }
+            }
+            let specs = created?;
+
+            // 5. Start every member on its restored dir, as a new cluster, and wait for a write.
+            let started = Instant::now();
+            cluster.start_members(&specs, ClusterState::New, started).await?;
+            wait_writable(cluster).await?;
+
+            // 6. The old members and their data are no longer needed.
+            let started = Instant::now();
+            let old_volumes: Vec<&str> = old.iter().map(|(_, v)| v.as_str()).collect();
+            let dropped = async {
+                join_all(old_containers.iter().map(|c| docker.remove_container(c))).await.into_iter().collect::<Result<Vec<()>>>()?;
+                join_all(old_volumes.iter().map(|v| docker.remove_volume(v))).await.into_iter().collect::<Result<Vec<()>>>()
+            }
+            .await;
+            cluster.record(
+                "remove the old members and their data",
+                format!("docker rm {} && docker volume rm {}", old_containers.join(" "), old_volumes.join(" ")),
+                started,
+                dropped.is_ok(),
+            );
+            dropped?;
+            Ok(ProcedureOutcome {
+                snapshot: Some(snapshot),
+                members: names,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_is_parsed() {
+        let out = "{\"hash\":3223386946,\"revision\":202,\"totalKey\":211,\"totalSize\":45056}\n";
+        assert_eq!(parse_snapshot_status(out), Some((3223386946, 202, 211, 45056)));
+        assert_eq!(parse_snapshot_status("Error: snapshot file has no hash"), None);
+    }
+}

@@ -1,0 +1,100 @@
+//! `report.md`: the verdict and figures first, then the timeline, the checks, and the
+//! commands of the procedure as a runbook an operator could follow.
+
+use std::fmt::Write;
+
+use super::DrillReport;
+use crate::event::Outcome;
+
+fn ms(value: Option<u64>) -> String {
+    value.map(|v| format!("{v} ms")).unwrap_or_else(|| "—".into())
+}
+
+pub fn render_markdown(r: &DrillReport) -> String {
+    let mut s = String::new();
+    let verdict = match r.outcome {
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+    };
+    let _ = writeln!(s, "# etcd-drill: {} — {verdict}\n", r.scenario.name);
+    if !r.scenario.description.is_empty() {
+        let _ = writeln!(s, "{}\n", r.scenario.description);
+    }
+    let _ = writeln!(
+        s,
+        "Run `{}`, image `{}`, seed {}, started {}, took {:.1} s.\n",
+        r.run_id,
+        r.image,
+        r.seed,
+        r.started_at,
+        r.duration_ms as f64 / 1000.0
+    );
+    if let Some(e) = &r.error {
+        let _ = writeln!(s, "**The drill broke down:** {e}\n");
+    }
+    let rec = &r.recovery;
+    let d = &r.data;
+    let _ = writeln!(s, "## Figures\n");
+    let _ = writeln!(s, "| figure | value |\n|---|---|");
+    let _ = writeln!(s, "| procedure | {} |", rec.procedure);
+    let quorum = match rec.quorum_lost {
+        Some(true) => "lost",
+        Some(false) => "kept",
+        None => "not probed",
+    };
+    let _ = writeln!(s, "| quorum after the faults | {quorum} |");
+    let _ = writeln!(s, "| RTO: fault to first acknowledged write | {} |", ms(rec.rto_ms));
+    let _ = writeln!(s, "| procedure start to first acknowledged write | {} |", ms(rec.procedure_ms));
+    let _ = writeln!(s, "| fault to every member healthy | {} |", ms(rec.healthy_ms));
+    let _ = writeln!(s, "| longest gap between acknowledged writes | {} ms |", rec.max_write_gap_ms);
+    let _ = writeln!(s, "| acknowledged writes | {} |", d.acked_writes);
+    let _ = writeln!(s, "| lost acknowledged writes | {} |", d.lost_acked_writes);
+    let _ = writeln!(s, "| acknowledged writes with another value | {} |", d.wrong_value_writes);
+    let _ = writeln!(s, "| RPO: time span of the lost writes | {} ms |", d.rpo_ms);
+    let _ = writeln!(s, "| failed puts (outcome unknown) | {} |", d.failed_writes);
+    let _ = writeln!(s, "| failed puts the cluster applied anyway | {} |", d.failed_but_applied);
+    if let Some(c) = &r.consistency {
+        let _ = writeln!(s, "| HashKV equal on every member | {} (revision {}) |", c.hashkv_equal, c.revision);
+    }
+    if let Some(snap) = rec.outcome.as_ref().and_then(|o| o.snapshot.as_ref()) {
+        let _ = writeln!(
+            s,
+            "| snapshot used | from {} at {} ms: revision {}, {} keys, {} bytes, hash {} |",
+            snap.from, snap.taken_ms, snap.revision, snap.total_keys, snap.total_size, snap.hash
+        );
+    }
+    if !d.lost_keys_sample.is_empty() {
+        let _ = writeln!(s, "\nLost keys (first {}): `{}`", d.lost_keys_sample.len(), d.lost_keys_sample.join("`, `"));
+    }
+
+    let _ = writeln!(s, "\n## Checks\n\n| check | result | expected | actual |\n|---|---|---|---|");
+    for c in &r.checks {
+        let mark = if c.passed { "pass" } else { "**FAIL**" };
+        let _ = writeln!(s, "| {} | {mark} | {} | {} |", c.name, c.expected, c.actual);
+    }
+
+    let _ = writeln!(s, "\n## Timeline\n\n| at | event | detail |\n|---|---|---|");
+    for t in &r.timeline {
+        let _ = writeln!(s, "| {:.2} s | {} | {} |", t.at_ms as f64 / 1000.0, t.what, t.detail);
+    }
+
+    let _ = writeln!(s, "\n## Runbook: the commands the recovery ran\n");
+    let _ = writeln!(s, "Each step as an operator would type it, with the time it took in this drill.\n\n```sh");
+    for c in r.commands.iter().filter(|c| c.phase == "recovery") {
+        let status = if c.ok { "" } else { " (FAILED)" };
+        let _ = writeln!(s, "# {} — {} ms{status}\n{}\n", c.step, c.duration_ms, c.command);
+    }
+    let _ = writeln!(s, "```");
+    let faults: Vec<_> = r.commands.iter().filter(|c| c.phase == "fault").collect();
+    if !faults.is_empty() {
+        let _ = writeln!(s, "\nThe faults were injected with:\n\n```sh");
+        for c in faults {
+            let _ = writeln!(s, "{}", c.command);
+        }
+        let _ = writeln!(s, "```");
+    }
+    if let Some(kept) = &r.kept_endpoints {
+        let _ = writeln!(s, "\nThe cluster was kept running: {}", kept.iter().map(|(n, e)| format!("{n} {e}")).collect::<Vec<_>>().join(", "));
+    }
+    s
+}

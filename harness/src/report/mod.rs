@@ -1,0 +1,209 @@
+//! Reports built from a run's events: `report.json` (the versioned, machine-readable
+//! record) and `report.md` (the verdict, figures, timeline and the procedure's commands
+//! as a runbook). The terminal reporter prints progress while the drill runs.
+
+mod markdown;
+mod terminal;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use markdown::render_markdown;
+pub use terminal::TerminalReporter;
+
+use crate::check::{CheckResult, Consistency, DataLoss};
+use crate::cluster::RecordedCommand;
+use crate::error::{Error, Result};
+use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
+use crate::scenario::Scenario;
+use crate::topology::Topology;
+
+/// Bumped whenever a field of `report.json` changes meaning or goes away.
+pub const REPORT_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub at_ms: u64,
+    pub what: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioSummary {
+    pub name: String,
+    pub description: String,
+    pub procedure: String,
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub format_version: u32,
+    pub tool_version: String,
+    pub run_id: String,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub seed: u64,
+    pub image: String,
+    pub scenario: ScenarioSummary,
+    pub topology: Topology,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub recovery: RecoveryFigures,
+    pub data: DataLoss,
+    pub consistency: Option<Consistency>,
+    pub checks: Vec<CheckResult>,
+    pub timeline: Vec<TimelineEntry>,
+    pub commands: Vec<RecordedCommand>,
+    pub kept_endpoints: Option<Vec<(String, String)>>,
+    pub files: Vec<String>,
+}
+
+/// Builds a [`DrillReport`] from events; on `RunFinished` writes `report.json` and
+/// `report.md` into the run's folder.
+#[derive(Default)]
+pub struct ReportBuilder {
+    report: Option<DrillReport>,
+    out_dir: Option<PathBuf>,
+    write_error: Option<String>,
+}
+
+impl ReportBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn report(&self) -> Option<&DrillReport> {
+        self.report.as_ref()
+    }
+
+    /// The error of writing the report files, if that failed.
+    pub fn write_error(&self) -> Option<&str> {
+        self.write_error.as_deref()
+    }
+
+    fn started(run_id: &str, scenario: &Scenario, image: &str, seed: u64, started_at: &str) -> DrillReport {
+        DrillReport {
+            format_version: REPORT_FORMAT_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: run_id.to_string(),
+            started_at: started_at.to_string(),
+            duration_ms: 0,
+            seed,
+            image: image.to_string(),
+            scenario: ScenarioSummary {
+                name: scenario.name.clone(),
+                description: scenario.description.clone(),
+                procedure: scenario.recovery.procedure.name().to_string(),
+                definition: scenario.to_toml(),
+            },
+            topology: scenario.topology.clone(),
+            outcome: Outcome::Fail,
+            error: None,
+            recovery: RecoveryFigures::default(),
+            data: DataLoss::default(),
+            consistency: None,
+            checks: Vec::new(),
+            timeline: Vec::new(),
+            commands: Vec::new(),
+            kept_endpoints: None,
+            files: Vec::new(),
+        }
+    }
+}
+
+impl Reporter for ReportBuilder {
+    fn on_event(&mut self, event: &Event) {
+        if let Event::RunStarted {
+            run_id,
+            scenario,
+            image,
+            seed,
+            out_dir,
+            started_at,
+        } = event
+        {
+            self.report = Some(Self::started(run_id, scenario, image, *seed, started_at));
+            self.out_dir = Some(out_dir.clone());
+            return;
+        }
+        let Some(report) = self.report.as_mut() else { return };
+        let mut timeline = |at_ms: u64, what: &str, detail: String| {
+            report.timeline.push(TimelineEntry {
+                at_ms,
+                what: what.to_string(),
+                detail,
+            })
+        };
+        match event {
+            Event::RunStarted { .. } => {}
+            Event::Phase { at_ms, name, detail } => timeline(*at_ms, name, detail.clone()),
+            Event::FaultInjected {
+                at_ms,
+                action,
+                target,
+                members,
+            } => timeline(*at_ms, &format!("fault: {action}"), format!("{target}: {}", members.join(", "))),
+            Event::QuorumProbed { at_ms, writable } => timeline(
+                *at_ms,
+                "quorum-probe",
+                if *writable {
+                    "a put succeeded: quorum held".into()
+                } else {
+                    "puts timed out on every survivor: quorum lost".into()
+                },
+            ),
+            Event::RecoveryStarted { at_ms, procedure } => timeline(*at_ms, "recovery-started", procedure.clone()),
+            Event::RecoveryFinished { at_ms, ok } => timeline(
+                *at_ms,
+                "recovery-finished",
+                if *ok { "the cluster takes writes".into() } else { "the procedure failed".into() },
+            ),
+            Event::AllHealthy { at_ms } => timeline(*at_ms, "all-healthy", "every member answers a linearizable read".into()),
+            Event::Command(c) => report.commands.push(c.clone()),
+            Event::Measured {
+                recovery,
+                data,
+                consistency,
+            } => {
+                report.recovery = (**recovery).clone();
+                report.data = (**data).clone();
+                report.consistency = consistency.as_deref().cloned();
+            }
+            Event::Check(c) => report.checks.push(c.clone()),
+            Event::RunFinished {
+                at_ms,
+                outcome,
+                error,
+                kept,
+            } => {
+                timeline(*at_ms, "finished", format!("{outcome:?}").to_lowercase());
+                report.duration_ms = *at_ms;
+                report.outcome = *outcome;
+                report.error = error.clone();
+                report.kept_endpoints = kept.clone();
+                if let Some(dir) = &self.out_dir {
+                    report.files = ["report.json", "report.md", "ledger.jsonl", "snapshot.db"]
+                        .iter()
+                        .filter(|f| **f == "report.json" || **f == "report.md" || dir.join(f).exists())
+                        .map(|f| f.to_string())
+                        .collect();
+                    if let Err(e) = write_report_files(report, dir) {
+                        self.write_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes `report.json` and `report.md` into `dir`.
+pub fn write_report_files(report: &DrillReport, dir: &Path) -> Result<()> {
+    let json_path = dir.join("report.json");
+    let json = serde_json::to_string_pretty(report).expect("a report always serializes");
+    std::fs::write(&json_path, json + "\n").map_err(Error::io(&json_path))?;
+    let md_path = dir.join("report.md");
+    std::fs::write(&md_path, render_markdown(report)).map_err(Error::io(&md_path))?;
+    Ok(())
+}

@@ -1,0 +1,423 @@
+//! Runs one drill from start to verdict: start the topology, write, inject the faults,
+//! probe quorum, run the recovery procedure, wait for health, check the data, and emit
+//! every step as an [`Event`]. The run's Docker objects are removed at the end, whatever
+//! happened, unless the user asked to keep the cluster.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::check::{self, CheckResult, DataLoss};
+use crate::clock::Clock;
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
+use crate::fault::ClusterView;
+use crate::image::DEFAULT_IMAGE;
+use crate::procedure::{self, RecoveryContext};
+use crate::runtime::{DockerRuntime, RunGuard};
+use crate::scenario::Scenario;
+use crate::workload::{Ledger, Workload};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub image: String,
+    /// The folder this run writes into; created if missing.
+    pub out_dir: PathBuf,
+    /// Leave the final cluster running for inspection.
+    pub keep: bool,
+    /// Seeds every random choice of the run (targets chosen by count, follower picks).
+    pub seed: u64,
+    /// Fixed run id (tests); random when None.
+    pub run_id: Option<String>,
+}
+
+/// What the CLI needs after a run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub outcome: Outcome,
+    pub out_dir: PathBuf,
+}
+
+/// A fresh run id: 8 hex digits from the OS's randomness.
+pub fn new_run_id() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// A seed for runs that were not given one.
+pub fn new_seed() -> u64 {
+    rand::random::<u64>() >> 11
+}
+
+struct Emitter<'a> {
+    reporters: Vec<&'a mut dyn Reporter>,
+}
+
+impl Emitter<'_> {
+    fn emit(&mut self, event: Event) {
+        for r in self.reporters.iter_mut() {
+            r.on_event(&event);
+        }
+    }
+
+    /// Emits the commands the cluster recorded since the last call.
+    fn flush_commands(&mut self, cluster: &Cluster, sent: &mut usize) {
+        for c in &cluster.commands[*sent..] {
+            self.emit(Event::Command(c.clone()));
+        }
+        *sent = cluster.commands.len();
+    }
+}
+
+/// Runs `scenario`. Returns Err only when the drill could not start (no Docker, missing
+/// image, unwritable output folder); a drill that breaks down midway is a failed run.
+pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut dyn Reporter>) -> Result<RunSummary> {
+    let docker = DockerRuntime::connect().await?;
+    docker.ensure_image(&options.image, DEFAULT_IMAGE).await?;
+    std::fs::create_dir_all(&options.out_dir).map_err(Error::io(&options.out_dir))?;
+    let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
+    let mut guard = RunGuard::new(&run_id);
+    let clock = Clock::start();
+    let mut emitter = Emitter { reporters };
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    emitter.emit(Event::RunStarted {
+        run_id: run_id.clone(),
+        scenario: Box::new(scenario.clone()),
+        image: options.image.clone(),
+        seed: options.seed,
+        out_dir: options.out_dir.clone(),
+        started_at,
+    });
+
+    let mut drill = Drill {
+        scenario,
+        options,
+        run_id: run_id.clone(),
+        clock,
+        emitter: &mut emitter,
+        cluster: None,
+        commands_sent: 0,
+        checks: Vec::new(),
+    };
+    let result = drill.drive(docker.clone()).await;
+    if let Some(cluster) = &drill.cluster {
+        let mut sent = drill.commands_sent;
+        drill.emitter.flush_commands(cluster, &mut sent);
+    }
+    let checks_failed = drill.checks.iter().any(|c| !c.passed);
+    let kept = match (&drill.cluster, options.keep) {
+        (Some(cluster), true) => Some(cluster.endpoints()),
+        _ => None,
+    };
+    drop(drill);
+
+    let cleanup = if options.keep {
+        Ok(())
+    } else {
+        docker.remove_run(Some(&run_id)).await.map(|_| ())
+    };
+    if cleanup.is_ok() {
+        guard.disarm();
+    }
+    let error = match (&result, &cleanup) {
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(()), Err(e)) => Some(format!("cleanup failed: {e}")),
+        _ => None,
+    };
+    let outcome = if error.is_none() && !checks_failed { Outcome::Pass } else { Outcome::Fail };
+    emitter.emit(Event::RunFinished {
+        at_ms: clock.now_ms(),
+        outcome,
+        error,
+        kept,
+    });
+    Ok(RunSummary {
+        run_id,
+        outcome,
+        out_dir: options.out_dir.clone(),
+    })
+}
+
+struct Drill<'a, 'r> {
+    scenario: &'a Scenario,
+    options: &'a RunOptions,
+    run_id: String,
+    clock: Clock,
+    emitter: &'a mut Emitter<'r>,
+    cluster: Option<Cluster>,
+    commands_sent: usize,
+    checks: Vec<CheckResult>,
+}
+
+impl Drill<'_, '_> {
+    fn phase(&mut self, name: &str, detail: impl Into<String>) {
+        self.emitter.emit(Event::Phase {
+            at_ms: self.clock.now_ms(),
+            name: name.to_string(),
+            detail: detail.into(),
+        });
+    }
+
+    fn flush(&mut self) {
+        if let Some(cluster) = &self.cluster {
+            self.emitter.flush_commands(cluster, &mut self.commands_sent);
+        }
+    }
+
+    fn check(&mut self, check: CheckResult) {
+        self.emitter.emit(Event::Check(check.clone()));
+        self.checks.push(check);
+    }
+
+    async fn drive(&mut self, docker: DockerRuntime) -> Result<()> {
+        let scenario = self.scenario;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.options.seed);
+
+        self.phase("cluster-starting", format!("{} members from {}", scenario.topology.len(), self.options.image));
+        let created = Cluster::create(docker, &self.run_id, &self.options.image, &scenario.topology, self.clock).await;
+        let cluster = created?;
+        self.cluster = Some(cluster);
+        self.flush();
+        self.phase("cluster-ready", "every member answers a linearizable read");
+
+        let prefix = format!("/etcd-drill/{}/", self.run_id);
+        let clients = self.cluster_ref().clients();
+        let workload = Workload::start(&scenario.workload, prefix, clients, self.clock);
+        let workload_started = self.clock.now_ms();
+        self.phase(
+            "workload-started",
+            format!("{} writers, {} writes/s in total", scenario.workload.writers, scenario.workload.rate),
+        );
+        // Whatever happens from here on, the writers are stopped and the ledger kept.
+        let outcome = self.fault_and_recover(&mut rng, workload_started).await;
+        let ledger = workload.stop().await;
+        let workload_stopped = self.clock.now_ms();
+        self.phase("workload-stopped", format!("{} acknowledged, {} failed", ledger.acked.len(), ledger.failed.len()));
+        let ledger_path = self.options.out_dir.join("ledger.jsonl");
+        ledger.write_jsonl(&ledger_path)?;
+        let mut figures = outcome?;
+
+        let (rto, procedure_ms) = (
+            ledger.first_ack_sent_after(figures.fault_at_ms).map(|w| w.acked_ms - figures.fault_at_ms),
+            figures
+                .started_at_ms
+                .and_then(|start| ledger.first_ack_sent_after(start).map(|w| w.acked_ms - start)),
+        );
+        figures.rto_ms = rto;
+        figures.procedure_ms = procedure_ms;
+        let gap = ledger.longest_ack_gap(workload_started, workload_stopped);
+        figures.max_write_gap_at_ms = gap;
+        figures.max_write_gap_ms = gap.1 - gap.0;
+
+        self.phase("checking", "reading every acknowledged key back");
+        let present = check::read_back(self.cluster_ref(), &ledger.prefix).await?;
+        let data = check::account_data_loss(&ledger, &present);
+        let consistency = check::check_consistency(self.cluster_ref()).await?;
+        self.emitter.emit(Event::Measured {
+            recovery: Box::new(figures.clone()),
+            data: Box::new(data.clone()),
+            consistency: Some(Box::new(consistency.clone())),
+        });
+        self.judge(&figures, &data, &ledger, &consistency);
+        Ok(())
+    }
+
+    fn cluster_ref(&self) -> &Cluster {
+        self.cluster.as_ref().expect("the cluster exists once created")
+    }
+
+    fn cluster_mut(&mut self) -> &mut Cluster {
+        self.cluster.as_mut().expect("the cluster exists once created")
+    }
+
+    /// Warm-up, faults, quorum probe, outage, procedure, health. Returns the figures known
+    /// before the ledger is read.
+    async fn fault_and_recover(&mut self, rng: &mut ChaCha8Rng, workload_started: u64) -> Result<RecoveryFigures> {
+        let scenario = self.scenario;
+        tokio::time::sleep(Duration::from_millis(scenario.workload.warmup_ms)).await;
+        let mut figures = RecoveryFigures {
+            procedure: scenario.recovery.procedure.name().to_string(),
+            fault_at_ms: workload_started,
+            ..RecoveryFigures::default()
+        };
+        let mut fault_at = None;
+        let mut down: Vec<String> = Vec::new();
+        self.cluster_mut().phase = "fault".into();
+        for fault in &scenario.faults {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+            let cluster = self.cluster_ref();
+            let running = cluster.running().await?;
+            let leader = if matches!(fault.target, crate::fault::Target::Leader | crate::fault::Target::Followers { .. }) {
+                cluster.leader().await
+            } else {
+                None
+            };
+            let view = ClusterView {
+                topology: &scenario.topology,
+                running,
+                leader,
+            };
+            let members = fault.target.resolve(&view, rng).map_err(|e| Error::Procedure {
+                step: format!("{} {}", fault.action.as_str(), fault.target.describe()),
+                message: e.to_string(),
+            })?;
+            for m in &members {
+                let cluster = self.cluster_mut();
+                match fault.action {
+                    crate::fault::FaultAction::Kill => cluster.kill(m).await?,
+                    crate::fault::FaultAction::Stop => cluster.stop(m).await?,
+                    crate::fault::FaultAction::Start => cluster.start(m).await?,
+                    crate::fault::FaultAction::Restart => {
+                        cluster.stop(m).await?;
+                        cluster.start(m).await?;
+                    }
+                    crate::fault::FaultAction::Wipe => cluster.wipe(m).await?,
+                }
+            }
+            // A fault counts from the moment it has taken effect on every member it hits.
+            let at_ms = self.clock.now_ms();
+            if fault.action.takes_members_down() {
+                fault_at.get_or_insert(at_ms);
+                for m in &members {
+                    if !down.contains(m) {
+                        down.push(m.clone());
+                    }
+                }
+            } else if fault.action == crate::fault::FaultAction::Start {
+                down.retain(|d| !members.contains(d));
+            }
+            self.flush();
+            self.emitter.emit(Event::FaultInjected {
+                at_ms,
+                action: fault.action.as_str().to_string(),
+                target: fault.target.describe(),
+                members,
+            });
+        }
+        figures.fault_at_ms = fault_at.unwrap_or(workload_started);
+
+        // Is the cluster still writable? A put with a short timeout on every survivor,
+        // retried for a few seconds to ride out an election.
+        let window = Duration::from_millis(3_000);
+        let writable = self.cluster_ref().probe_writable(window, Duration::from_millis(1_000)).await.is_some();
+        figures.quorum_lost = Some(!writable);
+        self.emitter.emit(Event::QuorumProbed {
+            at_ms: self.clock.now_ms(),
+            writable,
+        });
+
+        let recovery_at = figures.fault_at_ms + scenario.recovery.delay_ms;
+        let now = self.clock.now_ms();
+        if recovery_at > now {
+            tokio::time::sleep(Duration::from_millis(recovery_at - now)).await;
+        }
+        let procedure = procedure::for_spec(&scenario.recovery.procedure);
+        let started = self.clock.now_ms();
+        figures.started_at_ms = Some(started);
+        self.emitter.emit(Event::RecoveryStarted {
+            at_ms: started,
+            procedure: procedure.name().to_string(),
+        });
+        let out_dir = self.options.out_dir.clone();
+        let cluster = self.cluster_mut();
+        cluster.phase = "recovery".into();
+        let mut cx = RecoveryContext {
+            cluster,
+            out_dir: &out_dir,
+            down,
+        };
+        let result = procedure.run(&mut cx).await;
+        let finished = self.clock.now_ms();
+        self.flush();
+        self.emitter.emit(Event::RecoveryFinished {
+            at_ms: finished,
+            ok: result.is_ok(),
+        });
+        figures.finished_at_ms = Some(finished);
+        figures.outcome = Some(result?);
+
+        let names = scenario.topology.names();
+        self.cluster_mut().phase = "check".into();
+        self.cluster_ref().wait_healthy(&names, Duration::from_secs(60)).await?;
+        let healthy_at = self.clock.now_ms();
+        figures.healthy_ms = Some(healthy_at - figures.fault_at_ms);
+        self.emitter.emit(Event::AllHealthy { at_ms: healthy_at });
+
+        tokio::time::sleep(Duration::from_millis(scenario.workload.cooldown_ms)).await;
+        Ok(figures)
+    }
+
+    /// Compares the figures with the scenario's expectations.
+    fn judge(&mut self, figures: &RecoveryFigures, data: &DataLoss, ledger: &Ledger, consistency: &check::Consistency) {
+        let expect = self.scenario.expect.clone();
+        if let (Some(expected), Some(actual)) = (expect.quorum_lost, figures.quorum_lost) {
+            self.check(CheckResult::new(
+                "quorum_lost",
+                expected == actual,
+                format!("quorum lost: {expected}"),
+                format!("quorum lost: {actual}"),
+            ));
+        }
+        self.check(CheckResult::new(
+            "writes_resumed",
+            figures.rto_ms.is_some(),
+            "an acknowledged write after the fault",
+            match figures.rto_ms {
+                Some(ms) => format!("first after {ms} ms"),
+                None => "none".into(),
+            },
+        ));
+        if let Some(budget) = expect.rto_budget_ms {
+            let rto = figures.rto_ms;
+            self.check(CheckResult::new(
+                "rto_budget",
+                rto.is_some_and(|r| r <= budget),
+                format!("rto_ms <= {budget}"),
+                rto.map(|r| r.to_string()).unwrap_or_else(|| "no write resumed".into()),
+            ));
+        }
+        if let Some(budget) = expect.healthy_budget_ms {
+            let healthy = figures.healthy_ms;
+            self.check(CheckResult::new(
+                "healthy_budget",
+                healthy.is_some_and(|h| h <= budget),
+                format!("healthy_ms <= {budget}"),
+                healthy.map(|h| h.to_string()).unwrap_or_else(|| "never healthy".into()),
+            ));
+        }
+        if let Some(max) = expect.max_lost_acked_writes {
+            self.check(CheckResult::new(
+                "lost_acked_writes",
+                data.lost_acked_writes <= max,
+                format!("<= {max}"),
+                format!("{} of {}", data.lost_acked_writes, ledger.acked.len()),
+            ));
+        }
+        self.check(CheckResult::new(
+            "no_changed_values",
+            data.wrong_value_writes == 0,
+            "every surviving acknowledged key has the value written",
+            format!("{} changed", data.wrong_value_writes),
+        ));
+        if expect.hashkv_equal {
+            let hashes: Vec<String> = consistency.hashes.iter().map(|(m, h)| format!("{m}={h}")).collect();
+            self.check(CheckResult::new(
+                "hashkv_equal",
+                consistency.hashkv_equal,
+                "the same HashKV on every member",
+                format!("at revision {}: {}", consistency.revision, hashes.join(" ")),
+            ));
+        }
+        self.check(CheckResult::new(
+            "member_list",
+            consistency.member_list_matches,
+            self.scenario.topology.names().join(","),
+            consistency.members_listed.join(","),
+        ));
+    }
+}

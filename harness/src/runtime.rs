@@ -1,0 +1,500 @@
+//! Docker, through bollard: containers, networks and volumes of one run, all labelled
+//! `io.etcd-drill.run=<run id>`, and the cleanup that removes them whatever happens
+//! (explicit at the end of a run, [`RunGuard`]'s Drop on a panic or an early return,
+//! and the CLI's signal handler on Ctrl-C/SIGTERM).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Every Docker object a run creates carries this label, with the run id as value.
+pub const RUN_LABEL: &str = "io.etcd-drill.run";
+/// Which member a container or volume belongs to.
+pub const MEMBER_LABEL: &str = "io.etcd-drill.member";
+/// What a container is for: `member` or `tool` (a one-off etcdctl/etcdutl run).
+pub const ROLE_LABEL: &str = "io.etcd-drill.role";
+
+/// How to create one container.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub hostname: Option<String>,
+    pub user: Option<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub labels: Vec<(String, String)>,
+    /// (network, alias on it)
+    pub network: Option<(String, String)>,
+    /// (volume name, mount point)
+    pub volumes: Vec<(String, String)>,
+    /// (container TCP port, host port on 127.0.0.1)
+    pub publish: Option<(u16, u16)>,
+    /// `host:ip` lines added to the container's /etc/hosts.
+    pub extra_hosts: Vec<String>,
+    /// No network at all (tools that only read and write files start faster).
+    pub isolated: bool,
+}
+
+/// What a one-off tool container printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    pub exit_code: i64,
+    /// From creating the container to its exit.
+    pub elapsed_ms: u64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Objects found (or removed) for a run label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunObjects {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl RunObjects {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} containers, {} networks, {} volumes",
+            self.containers.len(),
+            self.networks.len(),
+            self.volumes.len()
+        )
+    }
+}
+
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn is_not_modified(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 304, .. })
+}
+
+impl DockerRuntime {
+    /// Connects to the daemon named by DOCKER_HOST (or the local socket) and checks it answers.
+    pub async fn connect() -> Result<DockerRuntime> {
+        let docker = Docker::connect_with_defaults().map_err(|source| Error::DockerUnavailable { source })?;
+        let docker = docker.negotiate_version().await.map_err(|source| Error::DockerUnavailable { source })?;
+        docker.ping().await.map_err(|source| Error::DockerUnavailable { source })?;
+        Ok(DockerRuntime { docker })
+    }
+
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(Error::docker("inspect image", image)(e)),
+        }
+    }
+
+    /// Makes sure `image` is present: pulls it if it is not; if that fails, says how to
+    /// build the local image instead.
+    pub async fn ensure_image(&self, image: &str, local_image: &str) -> Result<()> {
+        if self.image_exists(image).await? {
+            return Ok(());
+        }
+        let (name, tag) = split_image_reference(image);
+        let options = CreateImageOptionsBuilder::default().from_image(name).tag(tag).build();
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        let mut failure = None;
+        while let Some(step) = pull.next().await {
+            if let Err(e) = step {
+                failure = Some(e.to_string());
+                break;
+            }
+        }
+        if failure.is_none() && self.image_exists(image).await? {
+            return Ok(());
+        }
+        Err(Error::ImageMissing {
+            image: image.to_string(),
+            reason: failure.unwrap_or_else(|| "the pull finished but the image is still missing".into()),
+            local: local_image.to_string(),
+        })
+    }
+
+    /// Runs a command in a throwaway container of `image` and returns its exit code.
+    pub async fn image_command(&self, image: &str, run_id: &str, cmd: &[&str]) -> Result<ToolOutput> {
+        let spec = ContainerSpec {
+            name: format!("etcd-drill-{run_id}-probe"),
+            image: image.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            labels: vec![(ROLE_LABEL.into(), "tool".into())],
+            ..ContainerSpec::default()
+        };
+        self.run_tool(&spec, run_id, &[], Duration::from_secs(60)).await
+    }
+
+    pub async fn create_network(&self, name: &str, run_id: &str) -> Result<()> {
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())])),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(request)
+            .await
+            .map_err(Error::docker("create network", name))?;
+        Ok(())
+    }
+
+    pub async fn create_volume(&self, name: &str, run_id: &str, member: &str) -> Result<()> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(HashMap::from([
+                (RUN_LABEL.to_string(), run_id.to_string()),
+                (MEMBER_LABEL.to_string(), member.to_string()),
+            ])),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map_err(Error::docker("create volume", name))?;
+        Ok(())
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+        match self.docker.remove_volume(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::docker("remove volume", name)(e)),
+        }
+    }
+
+    pub async fn create_container(&self, spec: &ContainerSpec, run_id: &str) -> Result<()> {
+        let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
+        labels.insert(RUN_LABEL.to_string(), run_id.to_string());
+        let port_key = spec.publish.map(|(port, _)| format!("{port}/tcp"));
+        let host_config = HostConfig {
+            binds: (!spec.volumes.is_empty())
+                .then(|| spec.volumes.iter().map(|(v, target)| format!("{v}:{target}")).collect()),
+            network_mode: match (&spec.network, spec.isolated) {
+                (Some((n, _)), _) => Some(n.clone()),
+                (None, true) => Some("none".into()),
+                (None, false) => None,
+            },
+            extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+            port_bindings: spec.publish.map(|(port, host_port)| {
+                HashMap::from([(
+                    format!("{port}/tcp"),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(host_port.to_string()),
+                    }]),
+                )])
+            }),
+            ..Default::default()
+        };
+        let networking_config = spec.network.as_ref().map(|(network, alias)| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.clone(),
+                EndpointSettings {
+                    aliases: Some(vec![alias.clone()]),
+                    ..Default::default()
+                },
+            )])),
+        });
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            hostname: spec.hostname.clone(),
+            user: spec.user.clone(),
+            cmd: Some(spec.cmd.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            exposed_ports: port_key.map(|k| vec![k]),
+            host_config: Some(host_config),
+            networking_config,
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(Error::docker("create container", &spec.name))?;
+        Ok(())
+    }
+
+    pub async fn start(&self, name: &str) -> Result<()> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_modified(&e) => Ok(()),
+            Err(e) => Err(Error::docker("start container", name)(e)),
+        }
+    }
+
+    pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        match self.docker.kill_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 409: not running; 404: gone. Either way it is where a kill leaves it.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
+            Err(e) => Err(Error::docker("kill container", name)(e)),
+        }
+    }
+
+    pub async fn stop(&self, name: &str, grace_secs: i32) -> Result<()> {
+        let options = StopContainerOptionsBuilder::default().t(grace_secs).build();
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_modified(&e) => Ok(()),
+            Err(e) => Err(Error::docker("stop container", name)(e)),
+        }
+    }
+
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::docker("remove container", name)(e)),
+        }
+    }
+
+    pub async fn is_running(&self, name: &str) -> Result<bool> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(c.state.and_then(|s| s.running).unwrap_or(false)),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(Error::docker("inspect container", name)(e)),
+        }
+    }
+
+    /// Everything the container wrote to stdout and stderr so far.
+    pub async fn logs(&self, name: &str) -> Result<(String, String)> {
+        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).build();
+        let mut stream = self.docker.logs(name, Some(options));
+        let (mut out, mut err) = (String::new(), String::new());
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(Error::docker("read logs", name))? {
+                bollard::container::LogOutput::StdErr { message } => err.push_str(&String::from_utf8_lossy(&message)),
+                other => out.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+            }
+        }
+        Ok((out, err))
+    }
+
+    /// Creates a container, copies `files` (path, bytes) into it, runs it to the end and
+    /// removes it. Used for etcdctl/etcdutl steps, so the tool matches the server's version.
+    pub async fn run_tool(&self, spec: &ContainerSpec, run_id: &str, files: &[(&str, &[u8])], timeout: Duration) -> Result<ToolOutput> {
+        let t0 = std::time::Instant::now();
+        self.create_container(spec, run_id).await?;
+        tracing::debug!(container = %spec.name, ms = t0.elapsed().as_millis() as u64, "tool created");
+        let result = async {
+            if !files.is_empty() {
+                let archive = tar_archive(files).map_err(Error::io("<tar archive>"))?;
+                let options = UploadToContainerOptionsBuilder::default().path("/").build();
+                self.docker
+                    .upload_to_container(&spec.name, Some(options), bollard::body_full(archive.into()))
+                    .await
+                    .map_err(Error::docker("copy files into", &spec.name))?;
+            }
+            tracing::debug!(container = %spec.name, ms = t0.elapsed().as_millis() as u64, "tool files copied");
+            self.start(&spec.name).await?;
+            tracing::debug!(container = %spec.name, ms = t0.elapsed().as_millis() as u64, "tool started");
+            let wait_options = WaitContainerOptionsBuilder::default().condition("not-running").build();
+            let mut wait = self.docker.wait_container(&spec.name, Some(wait_options));
+            let exit_code = match tokio::time::timeout(timeout, wait.next()).await {
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        what: format!("tool container {} to finish", spec.name),
+                        waited_ms: timeout.as_millis() as u64,
+                    })
+                }
+                Ok(Some(Ok(r))) => r.status_code,
+                Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+                Ok(Some(Err(e))) => return Err(Error::docker("wait for container", &spec.name)(e)),
+                Ok(None) => -1,
+            };
+            let elapsed_ms = t0.elapsed().as_millis() as u64;
+            tracing::debug!(container = %spec.name, ms = elapsed_ms, "tool exited");
+            let (stdout, stderr) = self.logs(&spec.name).await?;
+            Ok(ToolOutput { exit_code, elapsed_ms, stdout, stderr })
+        }
+        .await;
+        // The result is known; the removal need not hold up the caller. Anything it misses
+        // goes with the rest of the run's objects at the end.
+        let docker = self.clone();
+        let name = spec.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = docker.remove_container(&name).await {
+                tracing::warn!("removing tool container {name}: {e}");
+            }
+        });
+        result
+    }
+
+    /// Lists the objects labelled with `run_id`, or with any run id when `None`.
+    pub async fn run_objects(&self, run_id: Option<&str>) -> Result<RunObjects> {
+        let label = match run_id {
+            Some(id) => format!("{RUN_LABEL}={id}"),
+            None => RUN_LABEL.to_string(),
+        };
+        let filters = HashMap::from([("label".to_string(), vec![label])]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .await
+            .map_err(Error::docker("list containers", RUN_LABEL))?
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|n| n.first().cloned()).map(|n| n.trim_start_matches('/').to_string()))
+            .collect();
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .map_err(Error::docker("list networks", RUN_LABEL))?
+            .into_iter()
+            .filter_map(|n| n.name)
+            .collect();
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .map_err(Error::docker("list volumes", RUN_LABEL))?
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        Ok(RunObjects {
+            containers,
+            networks,
+            volumes,
+        })
+    }
+
+    /// Removes every container, network and volume of `run_id` (all runs when `None`).
+    /// Containers go first, since they hold the networks and volumes.
+    pub async fn remove_run(&self, run_id: Option<&str>) -> Result<RunObjects> {
+        let found = self.run_objects(run_id).await?;
+        let removals = found.containers.iter().map(|c| self.remove_container(c));
+        for r in futures_util::future::join_all(removals).await {
+            r?;
+        }
+        for n in &found.networks {
+            match self.docker.remove_network(n).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(Error::docker("remove network", n)(e)),
+            }
+        }
+        for v in &found.volumes {
+            self.remove_volume(v).await?;
+        }
+        Ok(found)
+    }
+}
+
+/// Splits `repo:tag` (keeping registry ports and digests intact); the tag defaults to `latest`.
+pub fn split_image_reference(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
+}
+
+fn tar_archive(files: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, path.trim_start_matches('/'), *bytes)?;
+    }
+    builder.into_inner()
+}
+
+/// Removes a run's Docker objects when dropped, unless [`RunGuard::disarm`] was called.
+/// Drop runs on a panic or an early return, and when the CLI drops the run on a signal.
+pub struct RunGuard {
+    run_id: String,
+    armed: bool,
+}
+
+impl RunGuard {
+    pub fn new(run_id: &str) -> RunGuard {
+        RunGuard {
+            run_id: run_id.to_string(),
+            armed: true,
+        }
+    }
+
+    /// The run has cleaned up after itself, or the user asked to keep the cluster.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let run_id = self.run_id.clone();
+        // A fresh thread and runtime: this may run while the run's runtime is unwinding or
+        // shutting down, where its connections can no longer be driven.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let docker = DockerRuntime::connect().await.ok()?;
+                docker.remove_run(Some(&run_id)).await.ok()
+            })
+        });
+        match cleanup.join() {
+            Ok(Some(removed)) if !removed.is_empty() => {
+                eprintln!("etcd-drill: removed run {} ({})", self.run_id, removed.summary());
+            }
+            Ok(Some(_)) => {}
+            _ => eprintln!(
+                "etcd-drill: could not remove the Docker objects of run {}; run `etcd-drill clean --run {}`",
+                self.run_id, self.run_id
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_split_at_the_tag() {
+        assert_eq!(split_image_reference("etcd-drill/etcd:3.5.1"), ("etcd-drill/etcd", "3.5.1"));
+        assert_eq!(split_image_reference("quay.io/coreos/etcd"), ("quay.io/coreos/etcd", "latest"));
+        assert_eq!(split_image_reference("localhost:5000/etcd"), ("localhost:5000/etcd", "latest"));
+        assert_eq!(split_image_reference("localhost:5000/etcd:v3.5.9"), ("localhost:5000/etcd", "v3.5.9"));
+    }
+}

@@ -1,0 +1,535 @@
+//! Drill definitions: a TOML file is parsed into raw serde types, then compiled into a
+//! validated [`Scenario`]; every error names the file and the key at fault.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fault::{Fault, FaultAction, Target};
+use crate::topology::{MemberSpec, Topology};
+use crate::workload::WorkloadConfig;
+
+/// The scenarios shipped in `scenarios/`, compiled into the binary so that `run NAME`
+/// works from any directory. A file in `./scenarios/NAME.toml` takes precedence.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("server-b-loss", include_str!("../../scenarios/server-b-loss.toml")),
+    ("minority-kill", include_str!("../../scenarios/minority-kill.toml")),
+    ("quorum-loss-restart", include_str!("../../scenarios/quorum-loss-restart.toml")),
+];
+
+// ---------------------------------------------------------------- raw file format
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<RawMember>,
+    pub workload: Option<RawWorkload>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<RawFault>,
+    pub recovery: Option<RawRecovery>,
+    pub expect: Option<RawExpect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMember {
+    pub name: String,
+    pub host: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    pub writers: Option<i64>,
+    pub rate: Option<i64>,
+    pub put_timeout_ms: Option<i64>,
+    pub value_size: Option<i64>,
+    pub warmup_ms: Option<i64>,
+    pub cooldown_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecovery {
+    pub procedure: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum_lost: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lost_acked_writes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rto_budget_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_budget_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashkv_equal: Option<bool>,
+}
+
+// ---------------------------------------------------------------- compiled form
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub topology: Topology,
+    pub workload: WorkloadConfig,
+    pub faults: Vec<Fault>,
+    pub recovery: Recovery,
+    pub expect: Expectations,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "procedure", rename_all = "kebab-case")]
+pub enum ProcedureSpec {
+    /// Start the members that are down again, with their data.
+    Restart,
+    /// Save a snapshot from `from`, restore every member from it with a new token.
+    SnapshotRestore { from: String },
+}
+
+impl ProcedureSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProcedureSpec::Restart => "restart",
+            ProcedureSpec::SnapshotRestore { .. } => "snapshot-restore",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recovery {
+    pub procedure: ProcedureSpec,
+    /// How long the outage lasts: the wait between the last fault and the procedure.
+    pub delay_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expectations {
+    pub quorum_lost: Option<bool>,
+    pub max_lost_acked_writes: Option<u64>,
+    pub rto_budget_ms: Option<u64>,
+    pub healthy_budget_ms: Option<u64>,
+    pub hashkv_equal: bool,
+}
+
+// ---------------------------------------------------------------- loading
+
+/// Finds a scenario by path or by name (`./scenarios/NAME.toml`, then the built-in ones).
+pub fn load(name_or_path: &str) -> Result<Scenario> {
+    let as_path = Path::new(name_or_path);
+    if as_path.extension().is_some_and(|e| e == "toml") || as_path.components().count() > 1 {
+        let text = std::fs::read_to_string(as_path).map_err(Error::io(as_path))?;
+        return parse(&text, as_path);
+    }
+    let local = Path::new("scenarios").join(format!("{name_or_path}.toml"));
+    if local.is_file() {
+        let text = std::fs::read_to_string(&local).map_err(Error::io(&local))?;
+        return parse(&text, &local);
+    }
+    match BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+        Some((n, text)) => parse(text, &PathBuf::from(format!("<built-in {n}>"))),
+        None => Err(Error::UnknownScenario {
+            name: name_or_path.to_string(),
+            known: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+/// Parses and validates scenario text; `path` is only used to name the file in errors
+/// and to default the scenario's name.
+pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
+    let raw: RawScenario = toml::from_str(text).map_err(|e| Error::ScenarioFile {
+        path: path.to_path_buf(),
+        message: describe_toml_error(text, &e),
+    })?;
+    compile(raw, path)
+}
+
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
+struct Compiler<'a> {
+    path: &'a Path,
+}
+
+impl Compiler<'_> {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::ScenarioKey {
+            path: self.path.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn non_negative(&self, key: &str, value: Option<i64>, default: u64) -> Result<u64> {
+        match value {
+            None => Ok(default),
+            Some(v) if v >= 0 => Ok(v as u64),
+            Some(v) => Err(self.err(key, format!("must be zero or more, got {v}"))),
+        }
+    }
+
+    fn in_range(&self, key: &str, value: Option<i64>, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
+        let v = self.non_negative(key, value, default)?;
+        if !range.contains(&v) {
+            return Err(self.err(
+                key,
+                format!("must be between {} and {}, got {v}", range.start(), range.end()),
+            ));
+        }
+        Ok(v)
+    }
+}
+
+/// Turns the raw file into a validated scenario.
+pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
+    let c = Compiler { path };
+    let name = match raw.name {
+        Some(n) => n,
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().trim_start_matches("<built-in ").trim_end_matches('>').to_string())
+            .unwrap_or_else(|| "scenario".into()),
+    };
+    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+        return Err(c.err("name", format!("`{name}` must be non-empty and use only letters, digits, `-` and `_`")));
+    }
+
+    let topology = if raw.members.is_empty() {
+        Topology::reference()
+    } else {
+        let mut members = Vec::new();
+        for (i, m) in raw.members.iter().enumerate() {
+            let key = format!("members[{i}].name");
+            let valid = !m.name.is_empty()
+                && m.name.len() <= 32
+                && m.name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+                && m.name.chars().next().is_some_and(|ch| ch.is_ascii_lowercase());
+            if !valid {
+                return Err(c.err(key, format!("`{}` must start with a lowercase letter and use only a-z, 0-9 and `-` (at most 32)", m.name)));
+            }
+            if members.iter().any(|x: &MemberSpec| x.name == m.name) {
+                return Err(c.err(key, format!("member `{}` is listed twice", m.name)));
+            }
+            if m.host.is_empty() {
+                return Err(c.err(format!("members[{i}].host"), "must not be empty"));
+            }
+            members.push(MemberSpec::new(m.name.clone(), m.host.clone()));
+        }
+        if members.len() > 9 {
+            return Err(c.err("members", format!("at most 9 members are supported, got {}", members.len())));
+        }
+        Topology { members }
+    };
+
+    let w = raw.workload.unwrap_or_default();
+    let defaults = WorkloadConfig::default();
+    let workload = WorkloadConfig {
+        writers: c.in_range("workload.writers", w.writers, defaults.writers as u64, 1..=64)? as usize,
+        rate: c.in_range("workload.rate", w.rate, defaults.rate as u64, 1..=20_000)? as u32,
+        put_timeout_ms: c.in_range("workload.put_timeout_ms", w.put_timeout_ms, defaults.put_timeout_ms, 50..=60_000)?,
+        value_size: c.in_range("workload.value_size", w.value_size, defaults.value_size as u64, 16..=65_536)? as usize,
+        warmup_ms: c.in_range("workload.warmup_ms", w.warmup_ms, defaults.warmup_ms, 0..=600_000)?,
+        cooldown_ms: c.in_range("workload.cooldown_ms", w.cooldown_ms, defaults.cooldown_ms, 0..=600_000)?,
+    };
+
+    if raw.faults.is_empty() {
+        return Err(c.err("faults", "a drill needs at least one [[faults]] entry"));
+    }
+    let mut faults = Vec::new();
+    for (i, f) in raw.faults.iter().enumerate() {
+        let key = |k: &str| format!("faults[{i}].{k}");
+        let action = FaultAction::parse(&f.action).ok_or_else(|| {
+            let known: Vec<_> = FaultAction::ALL.iter().map(|a| a.as_str()).collect();
+            c.err(key("action"), format!("unknown action `{}`; use one of {}", f.action, known.join(", ")))
+        })?;
+        let count = match f.count {
+            None => None,
+            Some(n) if n >= 1 && (n as usize) <= topology.len() => Some(n as usize),
+            Some(n) => return Err(c.err(key("count"), format!("must be between 1 and {}, got {n}", topology.len()))),
+        };
+        let chosen = [f.members.is_some(), f.host.is_some(), f.role.is_some()].iter().filter(|b| **b).count();
+        if chosen > 1 {
+            return Err(c.err(key("target"), "give only one of `members`, `host` or `role`"));
+        }
+        let target = if let Some(names) = &f.members {
+            if names.is_empty() {
+                return Err(c.err(key("members"), "must name at least one member"));
+            }
+            for n in names {
+                if topology.member(n).is_none() {
+                    return Err(c.err(key("members"), format!("no member named `{n}`; members are {}", topology.names().join(", "))));
+                }
+            }
+            if count.is_some() {
+                return Err(c.err(key("count"), "`count` goes with `role` or alone, not with `members`"));
+            }
+            Target::Members(names.clone())
+        } else if let Some(host) = &f.host {
+            if !topology.hosts().contains(host) {
+                return Err(c.err(key("host"), format!("no member lives on host `{host}`; hosts are {}", topology.hosts().join(", "))));
+            }
+            if count.is_some() {
+                return Err(c.err(key("count"), "`count` goes with `role` or alone, not with `host`"));
+            }
+            Target::Host(host.clone())
+        } else if let Some(role) = &f.role {
+            match (role.as_str(), count) {
+                ("leader", None) => Target::Leader,
+                ("leader", Some(_)) => return Err(c.err(key("count"), "there is only one leader; drop `count`")),
+                ("followers", count) => Target::Followers { count },
+                ("any", Some(count)) => Target::Random { count },
+                ("any", None) => return Err(c.err(key("count"), "role `any` needs a `count`")),
+                (other, _) => return Err(c.err(key("role"), format!("unknown role `{other}`; use leader, followers or any"))),
+            }
+        } else if let Some(count) = count {
+            Target::Random { count }
+        } else {
+            return Err(c.err(key("target"), "say which members to hit: `members`, `host`, `role` or `count`"));
+        };
+        let delay_ms = c.in_range(&key("delay_ms"), f.delay_ms, 0, 0..=600_000)?;
+        faults.push(Fault { action, target, delay_ms });
+    }
+
+    let r = raw.recovery.ok_or_else(|| c.err("recovery", "missing [recovery] table with a `procedure`"))?;
+    let procedure = match r.procedure.as_str() {
+        "restart" => {
+            if r.from.is_some() {
+                return Err(c.err("recovery.from", "`from` only applies to snapshot-restore"));
+            }
+            ProcedureSpec::Restart
+        }
+        "snapshot-restore" => {
+            let from = r.from.clone().ok_or_else(|| c.err("recovery.from", "snapshot-restore needs `from`, the surviving member to save the snapshot from"))?;
+            if topology.member(&from).is_none() {
+                return Err(c.err("recovery.from", format!("no member named `{from}`; members are {}", topology.names().join(", "))));
+            }
+            ProcedureSpec::SnapshotRestore { from }
+        }
+        other => {
+            return Err(c.err("recovery.procedure", format!("unknown procedure `{other}`; use restart or snapshot-restore")))
+        }
+    };
+    let recovery = Recovery {
+        procedure,
+        delay_ms: c.in_range("recovery.delay_ms", r.delay_ms, 2_000, 0..=600_000)?,
+    };
+
+    let e = raw.expect.unwrap_or_default();
+    let opt = |key: &str, v: Option<i64>| -> Result<Option<u64>> {
+        v.map(|v| c.non_negative(key, Some(v), 0)).transpose()
+    };
+    let expect = Expectations {
+        quorum_lost: e.quorum_lost,
+        max_lost_acked_writes: opt("expect.max_lost_acked_writes", e.max_lost_acked_writes)?,
+        rto_budget_ms: opt("expect.rto_budget_ms", e.rto_budget_ms)?,
+        healthy_budget_ms: opt("expect.healthy_budget_ms", e.healthy_budget_ms)?,
+        hashkv_equal: e.hashkv_equal.unwrap_or(true),
+    };
+
+    Ok(Scenario {
+        name,
+        description: raw.description.unwrap_or_default(),
+        topology,
+        workload,
+        faults,
+        recovery,
+        expect,
+    })
+}
+
+impl Scenario {
+    /// The raw form that compiles back to this scenario; used to write scenario files.
+    pub fn to_raw(&self) -> RawScenario {
+        let i = |v: u64| Some(v as i64);
+        RawScenario {
+            name: Some(self.name.clone()),
+            description: (!self.description.is_empty()).then(|| self.description.clone()),
+            members: self
+                .topology
+                .members
+                .iter()
+                .map(|m| RawMember { name: m.name.clone(), host: m.host.clone() })
+                .collect(),
+            workload: Some(RawWorkload {
+                writers: i(self.workload.writers as u64),
+                rate: i(self.workload.rate as u64),
+                put_timeout_ms: i(self.workload.put_timeout_ms),
+                value_size: i(self.workload.value_size as u64),
+                warmup_ms: i(self.workload.warmup_ms),
+                cooldown_ms: i(self.workload.cooldown_ms),
+            }),
+            faults: self
+                .faults
+                .iter()
+                .map(|f| {
+                    let mut raw = RawFault {
+                        action: f.action.as_str().to_string(),
+                        delay_ms: i(f.delay_ms),
+                        ..Default::default()
+                    };
+                    match &f.target {
+                        Target::Members(m) => raw.members = Some(m.clone()),
+                        Target::Host(h) => raw.host = Some(h.clone()),
+                        Target::Leader => raw.role = Some("leader".into()),
+                        Target::Followers { count } => {
+                            raw.role = Some("followers".into());
+                            raw.count = count.map(|c| c as i64);
+                        }
+                        Target::Random { count } => raw.count = Some(*count as i64),
+                    }
+                    raw
+                })
+                .collect(),
+            recovery: Some(RawRecovery {
+                procedure: self.recovery.procedure.name().to_string(),
+                from: match &self.recovery.procedure {
+                    ProcedureSpec::SnapshotRestore { from } => Some(from.clone()),
+                    ProcedureSpec::Restart => None,
+                },
+                delay_ms: i(self.recovery.delay_ms),
+            }),
+            expect: Some(RawExpect {
+                quorum_lost: self.expect.quorum_lost,
+                max_lost_acked_writes: self.expect.max_lost_acked_writes.map(|v| v as i64),
+                rto_budget_ms: self.expect.rto_budget_ms.map(|v| v as i64),
+                healthy_budget_ms: self.expect.healthy_budget_ms.map(|v| v as i64),
+                hashkv_equal: Some(self.expect.hashkv_equal),
+            }),
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&self.to_raw()).expect("a scenario always serializes to TOML")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_str(text: &str) -> Result<Scenario> {
+        parse(text, Path::new("scenarios/test.toml"))
+    }
+
+    #[test]
+    fn builtin_scenarios_compile() {
+        for (name, text) in BUILTIN {
+            let s = parse(text, Path::new(&format!("scenarios/{name}.toml"))).unwrap();
+            assert_eq!(&s.name, name);
+            assert_eq!(s.topology.len(), 5);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let e = parse_str("[recovery]\nprocedure = \"restart\"\n[[faults]]\naction = \"explode\"\nrole = \"leader\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("scenarios/test.toml"), "{text}");
+        assert!(text.contains("faults[0].action"), "{text}");
+        assert!(text.contains("explode"), "{text}");
+        assert_eq!(e.exit_class(), crate::error::ExitClass::InvalidInput);
+
+        let e = parse_str("[[faults]]\naction = \"kill\"\nhost = \"Z\"\n[recovery]\nprocedure = \"restart\"\n").unwrap_err();
+        assert!(e.to_string().contains("faults[0].host"), "{e}");
+
+        let e = parse_str("[[faults]]\naction = \"kill\"\ncount = 2\n[recovery]\nprocedure = \"snapshot-restore\"\n").unwrap_err();
+        assert!(e.to_string().contains("recovery.from"), "{e}");
+
+        let e = parse_str("[workload]\nwriters = -1\n").unwrap_err();
+        assert!(e.to_string().contains("workload.writers"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_syntax_give_a_line() {
+        let e = parse_str("[[faults]]\naction = \"kill\"\nrole = \"leader\"\nsurprise = 1\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("line 4") && text.contains("surprise"), "{text}");
+        let e = parse_str("name = \n").unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+    }
+
+    fn arb_target(members: usize) -> impl Strategy<Value = Target> {
+        prop_oneof![
+            proptest::sample::subsequence((1..=members).map(|i| format!("etcd{i}")).collect::<Vec<_>>(), 1..=members)
+                .prop_map(Target::Members),
+            prop_oneof![Just("A".to_string()), Just("B".to_string())].prop_map(Target::Host),
+            Just(Target::Leader),
+            proptest::option::of(1..=members).prop_map(|count| Target::Followers { count }),
+            (1..=members).prop_map(|count| Target::Random { count }),
+        ]
+    }
+
+    fn arb_scenario() -> impl Strategy<Value = Scenario> {
+        let fault = (proptest::sample::select(FaultAction::ALL.to_vec()), arb_target(5), 0u64..10_000)
+            .prop_map(|(action, target, delay_ms)| Fault { action, target, delay_ms });
+        (
+            "[a-z][a-z0-9-]{0,15}",
+            proptest::collection::vec(fault, 1..5),
+            prop_oneof![Just(ProcedureSpec::Restart), (1..=5usize).prop_map(|i| ProcedureSpec::SnapshotRestore { from: format!("etcd{i}") })],
+            (1usize..64, 1u32..20_000, 50u64..60_000, 0u64..600_000),
+            (proptest::option::of(any::<bool>()), proptest::option::of(0u64..1_000_000), any::<bool>()),
+        )
+            .prop_map(|(name, faults, procedure, (writers, rate, put_timeout_ms, delay_ms), (quorum_lost, budget, hashkv_equal))| Scenario {
+                name,
+                description: "generated".into(),
+                topology: Topology::reference(),
+                workload: WorkloadConfig { writers, rate, put_timeout_ms, ..WorkloadConfig::default() },
+                faults,
+                recovery: Recovery { procedure, delay_ms },
+                expect: Expectations {
+                    quorum_lost,
+                    max_lost_acked_writes: budget,
+                    rto_budget_ms: budget,
+                    healthy_budget_ms: None,
+                    hashkv_equal,
+                },
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn a_scenario_survives_a_round_trip_through_its_file_format(s in arb_scenario()) {
+            let text = s.to_toml();
+            let back = parse_str(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+            prop_assert_eq!(back, s);
+        }
+    }
+}
