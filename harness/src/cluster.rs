@@ -56,6 +56,8 @@ pub struct RecordedCommand {
 pub struct Member {
     pub spec: MemberSpec,
     pub host_port: u16,
+    /// Fixed address on the run's network; every member's /etc/hosts lists all of them.
+    pub ip: String,
     /// Bumped whenever the member gets a fresh data volume (wipe, restore).
     pub volume_generation: u32,
     /// The container exists (it may be stopped).
@@ -83,6 +85,23 @@ pub fn free_local_port() -> Result<u16> {
     Ok(port)
 }
 
+/// Creates the run's network on a free /24 and returns its first three octets. The
+/// subnet is fixed so that members keep their addresses across restarts.
+async fn create_run_network(docker: &DockerRuntime, network: &str, run_id: &str) -> Result<String> {
+    let start = u32::from_str_radix(run_id.get(..4).unwrap_or("0"), 16).unwrap_or(0);
+    for attempt in 0..64u32 {
+        let third = (start + attempt * 37) % 250 + 1;
+        let prefix = format!("10.213.{third}");
+        if docker.create_network(network, run_id, &format!("{prefix}.0/24")).await? {
+            return Ok(prefix);
+        }
+    }
+    Err(Error::Procedure {
+        step: format!("create network {network}"),
+        message: "every candidate subnet 10.213.x.0/24 overlaps a network in use; remove old networks with `etcd-drill clean`".into(),
+    })
+}
+
 /// Quotes a word for a POSIX shell when it needs it.
 pub fn shell_quote(word: &str) -> String {
     let safe = !word.is_empty()
@@ -104,6 +123,9 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
     words.push(format!("--name {}", spec.name));
     if let Some((network, alias)) = &spec.network {
         words.push(format!("--network {network} --network-alias {alias}"));
+        if let Some(ip) = &spec.ipv4 {
+            words.push(format!("--ip {ip}"));
+        }
     } else if spec.isolated {
         words.push("--network none".into());
     }
@@ -156,7 +178,7 @@ impl Cluster {
         })
     }
 
-    fn member_mut(&mut self, name: &str) -> Result<&mut Member> {
+    pub fn member_mut(&mut self, name: &str) -> Result<&mut Member> {
         self.members.iter_mut().find(|m| m.spec.name == name).ok_or_else(|| Error::InvalidArgument {
             argument: "member".into(),
             message: format!("no member named `{name}`"),
@@ -193,13 +215,16 @@ impl Cluster {
     /// with the run id; then waits until every member answers a linearizable read.
     pub async fn create(docker: DockerRuntime, run_id: &str, image: &str, topology: &Topology, clock: Clock) -> Result<Cluster> {
         let network = format!("etcd-drill-{run_id}");
+        let started = Instant::now();
+        let subnet = create_run_network(&docker, &network, run_id).await?;
         let mut members = Vec::new();
-        for spec in &topology.members {
+        for (i, spec) in topology.members.iter().enumerate() {
             let host_port = free_local_port()?;
             let client = MemberClient::connect(&spec.name, &format!("http://127.0.0.1:{host_port}")).await?;
             members.push(Member {
                 spec: spec.clone(),
                 host_port,
+                ip: format!("{subnet}.{}", 10 + i),
                 volume_generation: 0,
                 has_container: false,
                 client,
@@ -217,9 +242,7 @@ impl Cluster {
             phase: "setup".into(),
             commands: Vec::new(),
         };
-        let started = Instant::now();
-        cluster.docker.create_network(&network, run_id).await?;
-        cluster.record("create the cluster network", format!("docker network create {network}"), started, true);
+        cluster.record("create the cluster network", format!("docker network create --subnet {subnet}.0/24 {network}"), started, true);
         let names = topology.names();
         for name in &names {
             let started = Instant::now();
@@ -258,6 +281,11 @@ impl Cluster {
                 ("io.etcd-drill.host".into(), member.spec.host.clone()),
             ],
             network: Some((self.network.clone(), name.clone())),
+            ipv4: Some(member.ip.clone()),
+            // Every peer's name resolves from /etc/hosts. Through Docker's DNS, the names
+            // of dead peers are forwarded to outside resolvers, and a member that keeps
+            // asking for them (any survivor of a quorum loss) takes seconds to stop.
+            extra_hosts: self.members.iter().map(|m| format!("{}:{}", m.spec.name, m.ip)).collect(),
             volumes: vec![(self.volume_name(name, member.volume_generation), DATA_MOUNT.into())],
             publish: Some((CLIENT_PORT, member.host_port)),
             ..ContainerSpec::default()
@@ -286,14 +314,21 @@ impl Cluster {
     /// as the `docker run` an operator would type.
     pub async fn start_members(&mut self, specs: &[ContainerSpec], state: ClusterState, started: Instant) -> Result<()> {
         let results = join_all(specs.iter().map(|spec| self.docker.start(&spec.name))).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
         for (spec, result) in specs.iter().zip(results) {
-            let ok = result.is_ok();
-            let member = spec.network.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
-            self.record(format!("start {member} (initial-cluster-state={})", state.as_str()), docker_run_line(spec, true, &[]), started, ok);
+            self.record_member_start(spec, state, started, duration_ms, result.is_ok());
             result?;
+            let member = spec.network.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
             self.member_mut(&member)?.has_container = true;
         }
         Ok(())
+    }
+
+    /// Records a member's start as the `docker run` that creates and starts it.
+    pub fn record_member_start(&mut self, spec: &ContainerSpec, state: ClusterState, started: Instant, duration_ms: u64, ok: bool) {
+        let member = spec.network.as_ref().map(|(_, a)| a.as_str()).unwrap_or_default();
+        let step = format!("start {member} (initial-cluster-state={})", state.as_str());
+        self.record_span(step, docker_run_line(spec, true, &[]), started, duration_ms, ok);
     }
 
     pub async fn kill(&mut self, name: &str) -> Result<()> {

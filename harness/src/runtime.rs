@@ -4,9 +4,15 @@
 //! and the CLI's signal handler on Ctrl-C/SIGTERM).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, VolumeCreateRequest,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -37,6 +43,8 @@ pub struct ContainerSpec {
     pub labels: Vec<(String, String)>,
     /// (network, alias on it)
     pub network: Option<(String, String)>,
+    /// Fixed IPv4 address on that network.
+    pub ipv4: Option<String>,
     /// (volume name, mount point)
     pub volumes: Vec<(String, String)>,
     /// (container TCP port, host port on 127.0.0.1)
@@ -45,6 +53,15 @@ pub struct ContainerSpec {
     pub extra_hosts: Vec<String>,
     /// No network at all (tools that only read and write files start faster).
     pub isolated: bool,
+    /// Host files mounted read-only: (host path, path in the container).
+    pub bind_files: Vec<(PathBuf, String)>,
+}
+
+/// A host file a tool container needs, at `container_path`.
+#[derive(Debug, Clone)]
+pub struct ToolFile {
+    pub host_path: PathBuf,
+    pub container_path: String,
 }
 
 /// What a one-off tool container printed and how it ended.
@@ -83,10 +100,19 @@ impl RunObjects {
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// Whether the daemon sees this machine's files (a local daemon). Cleared the first
+    /// time a bind mount fails; files are then copied into containers instead.
+    binds_work: Arc<AtomicBool>,
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// The daemon refused a bind mount: it runs elsewhere and cannot see the source path.
+fn is_bad_mount(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 400 | 500, message }
+        if message.contains("bind source path does not exist") || message.contains("invalid mount config"))
 }
 
 fn is_not_modified(e: &bollard::errors::Error) -> bool {
@@ -99,7 +125,10 @@ impl DockerRuntime {
         let docker = Docker::connect_with_defaults().map_err(|source| Error::DockerUnavailable { source })?;
         let docker = docker.negotiate_version().await.map_err(|source| Error::DockerUnavailable { source })?;
         docker.ping().await.map_err(|source| Error::DockerUnavailable { source })?;
-        Ok(DockerRuntime { docker })
+        Ok(DockerRuntime {
+            docker,
+            binds_work: Arc::new(AtomicBool::new(true)),
+        })
     }
 
     pub fn client(&self) -> &Docker {
@@ -152,18 +181,27 @@ impl DockerRuntime {
         self.run_tool(&spec, run_id, &[], Duration::from_secs(60)).await
     }
 
-    pub async fn create_network(&self, name: &str, run_id: &str) -> Result<()> {
+    /// Creates a bridge network with the given subnet. Returns Ok(false) when the subnet
+    /// overlaps one in use, so the caller can try another.
+    pub async fn create_network(&self, name: &str, run_id: &str, subnet: &str) -> Result<bool> {
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
             labels: Some(HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())])),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        self.docker
-            .create_network(request)
-            .await
-            .map_err(Error::docker("create network", name))?;
-        Ok(())
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) if message.contains("overlap") => Ok(false),
+            Err(e) => Err(Error::docker("create network", name)(e)),
+        }
     }
 
     pub async fn create_volume(&self, name: &str, run_id: &str, member: &str) -> Result<()> {
@@ -195,7 +233,19 @@ impl DockerRuntime {
         let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
         labels.insert(RUN_LABEL.to_string(), run_id.to_string());
         let port_key = spec.publish.map(|(port, _)| format!("{port}/tcp"));
+        let mounts: Vec<Mount> = spec
+            .bind_files
+            .iter()
+            .map(|(host, target)| Mount {
+                target: Some(target.clone()),
+                source: Some(host.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            })
+            .collect();
         let host_config = HostConfig {
+            mounts: (!mounts.is_empty()).then_some(mounts),
             binds: (!spec.volumes.is_empty())
                 .then(|| spec.volumes.iter().map(|(v, target)| format!("{v}:{target}")).collect()),
             network_mode: match (&spec.network, spec.isolated) {
@@ -220,6 +270,10 @@ impl DockerRuntime {
                 network.clone(),
                 EndpointSettings {
                     aliases: Some(vec![alias.clone()]),
+                    ipam_config: spec.ipv4.as_ref().map(|ip| EndpointIpamConfig {
+                        ipv4_address: Some(ip.clone()),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             )])),
@@ -254,7 +308,10 @@ impl DockerRuntime {
 
     pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
         let options = KillContainerOptionsBuilder::default().signal(signal).build();
-        match self.docker.kill_container(name, Some(options)).await {
+        let t0 = std::time::Instant::now();
+        let result = self.docker.kill_container(name, Some(options)).await;
+        tracing::debug!(container = name, ms = t0.elapsed().as_millis() as u64, ok = result.is_ok(), "kill");
+        match result {
             Ok(()) => Ok(()),
             // 409: not running; 404: gone. Either way it is where a kill leaves it.
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
@@ -302,24 +359,46 @@ impl DockerRuntime {
         Ok((out, err))
     }
 
-    /// Creates a container, copies `files` (path, bytes) into it, runs it to the end and
-    /// removes it. Used for etcdctl/etcdutl steps, so the tool matches the server's version.
-    pub async fn run_tool(&self, spec: &ContainerSpec, run_id: &str, files: &[(&str, &[u8])], timeout: Duration) -> Result<ToolOutput> {
+    /// Creates a container with `files` in it, runs it to the end and removes it. Used for
+    /// etcdctl/etcdutl steps, so the tool matches the server's version. Files are mounted
+    /// read-only where the daemon sees this machine's disk, and copied in where it does not.
+    pub async fn run_tool(&self, spec: &ContainerSpec, run_id: &str, files: &[ToolFile], timeout: Duration) -> Result<ToolOutput> {
         let t0 = std::time::Instant::now();
-        self.create_container(spec, run_id).await?;
-        tracing::debug!(container = %spec.name, ms = t0.elapsed().as_millis() as u64, "tool created");
+        let mut spec = spec.clone();
+        let mut copy_in = !files.is_empty();
+        if copy_in && self.binds_work.load(Ordering::Relaxed) {
+            spec.bind_files = files
+                .iter()
+                .map(|f| (std::path::absolute(&f.host_path).unwrap_or_else(|_| f.host_path.clone()), f.container_path.clone()))
+                .collect();
+            match self.create_container(&spec, run_id).await {
+                Ok(()) => copy_in = false,
+                Err(Error::Docker { source, .. }) if is_bad_mount(&source) => {
+                    tracing::info!("the Docker daemon cannot see local files ({source}); copying them into containers instead");
+                    self.binds_work.store(false, Ordering::Relaxed);
+                    spec.bind_files.clear();
+                    self.create_container(&spec, run_id).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.create_container(&spec, run_id).await?;
+        }
         let result = async {
-            if !files.is_empty() {
-                let archive = tar_archive(files).map_err(Error::io("<tar archive>"))?;
+            if copy_in {
+                let mut contents = Vec::new();
+                for f in files {
+                    contents.push((f.container_path.as_str(), std::fs::read(&f.host_path).map_err(Error::io(&f.host_path))?));
+                }
+                let borrowed: Vec<(&str, &[u8])> = contents.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+                let archive = tar_archive(&borrowed).map_err(Error::io("<tar archive>"))?;
                 let options = UploadToContainerOptionsBuilder::default().path("/").build();
                 self.docker
                     .upload_to_container(&spec.name, Some(options), bollard::body_full(archive.into()))
                     .await
                     .map_err(Error::docker("copy files into", &spec.name))?;
             }
-            tracing::debug!(container = %spec.name, ms = t0.elapsed().as_millis() as u64, "tool files copied");
             self.start(&spec.name).await?;
-            tracing::debug!(container = %spec.name, ms = t0.elapsed().as_millis() as u64, "tool started");
             let wait_options = WaitContainerOptionsBuilder::default().condition("not-running").build();
             let mut wait = self.docker.wait_container(&spec.name, Some(wait_options));
             let exit_code = match tokio::time::timeout(timeout, wait.next()).await {
@@ -335,7 +414,7 @@ impl DockerRuntime {
                 Ok(None) => -1,
             };
             let elapsed_ms = t0.elapsed().as_millis() as u64;
-            tracing::debug!(container = %spec.name, ms = elapsed_ms, "tool exited");
+            tracing::debug!(container = %spec.name, ms = elapsed_ms, copied = copy_in, "tool exited");
             let (stdout, stderr) = self.logs(&spec.name).await?;
             Ok(ToolOutput { exit_code, elapsed_ms, stdout, stderr })
         }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
 use crate::cluster::{docker_run_line, ClusterState, DATA_DIR, DATA_MOUNT, ETCDUTL_BIN};
 use crate::error::{Error, Result};
-use crate::runtime::{ContainerSpec, ROLE_LABEL};
+use crate::runtime::{ContainerSpec, ToolFile, ROLE_LABEL};
 
 /// Where the snapshot file sits inside the one-off tool containers.
 const SNAPSHOT_IN_CONTAINER: &str = "/snapshot.db";
@@ -85,7 +85,6 @@ impl Procedure for SnapshotRestore {
             );
             saved?;
             let taken_ms = cluster.clock.now_ms();
-            let bytes = std::fs::read(&file).map_err(Error::io(&file))?;
 
             // 2. A new identity for the restored cluster: a token, and a fresh volume (and
             //    container name) for every member.
@@ -103,18 +102,13 @@ impl Procedure for SnapshotRestore {
             let created = join_all(names.iter().zip(&volumes).map(|(name, v)| cluster.docker.create_volume(v, &cluster.run_id, name))).await;
             created.into_iter().collect::<Result<Vec<()>>>()?;
 
-            // 3. Stop the old members that still run; their containers and volumes are
-            //    removed once the new cluster takes writes.
+            // 3. All at once, since none depends on another: verify the snapshot
+            //    (`etcdutl snapshot status`), restore every member's data dir from it, stop
+            //    the old members that still run (their containers and volumes are removed
+            //    once the new cluster takes writes), and create the new member containers.
+            //    Nothing starts before the checks pass.
             let docker = cluster.docker.clone();
             let old_containers: Vec<String> = old.iter().map(|(c, _)| c.clone()).collect();
-            let started = Instant::now();
-            let stopped = join_all(old_containers.iter().map(|c| docker.kill(c, "SIGKILL"))).await;
-            cluster.record("stop the old members", format!("docker kill {}", old_containers.join(" ")), started, stopped.iter().all(|r| r.is_ok()));
-            stopped.into_iter().collect::<Result<Vec<()>>>()?;
-
-            // 4. All at once, since none depends on another: verify the snapshot
-            //    (`etcdutl snapshot status`), restore every member's data dir from it, and
-            //    create the new member containers. Nothing starts before the checks pass.
             let status_spec = ContainerSpec {
                 isolated: true,
                 ..tool_spec(
@@ -158,15 +152,25 @@ impl Procedure for SnapshotRestore {
                 })
                 .collect();
             let run_id = cluster.run_id.clone();
-            let files = [(SNAPSHOT_IN_CONTAINER, bytes.as_slice())];
+            let files = [ToolFile {
+                host_path: file.clone(),
+                container_path: SNAPSHOT_IN_CONTAINER.into(),
+            }];
             let tool_timeout = Duration::from_secs(120);
             let started = Instant::now();
-            let (status, restored, created) = tokio::join!(
+            let (status, restored, stopped, created) = tokio::join!(
                 docker.run_tool(&status_spec, &run_id, &files, tool_timeout),
                 join_all(restore_specs.iter().map(|spec| docker.run_tool(spec, &run_id, &files, tool_timeout))),
+                async {
+                    let stopped = join_all(old_containers.iter().map(|c| docker.kill(c, "SIGKILL"))).await;
+                    (stopped.into_iter().collect::<Result<Vec<()>>>(), started.elapsed().as_millis() as u64)
+                },
                 cluster.create_members(&names, ClusterState::New),
             );
 
+            let (stopped, stop_ms) = stopped;
+            cluster.record_span("stop the old members", format!("docker kill {}", old_containers.join(" ")), started, stop_ms, stopped.is_ok());
+            stopped?;
             let status = status?;
             let parsed = parse_snapshot_status(&status.stdout).filter(|_| status.exit_code == 0);
             let mount = [("snapshot.db", SNAPSHOT_IN_CONTAINER)];
@@ -198,12 +202,12 @@ impl Procedure for SnapshotRestore {
             }
             let specs = created?;
 
-            // 5. Start every member on its restored dir, as a new cluster, and wait for a write.
+            // 4. Start every member on its restored dir, as a new cluster, and wait for a write.
             let started = Instant::now();
             cluster.start_members(&specs, ClusterState::New, started).await?;
             wait_writable(cluster).await?;
 
-            // 6. The old members and their data are no longer needed.
+            // 5. The old members and their data are no longer needed.
             let started = Instant::now();
             let old_volumes: Vec<&str> = old.iter().map(|(_, v)| v.as_str()).collect();
             let dropped = async {
