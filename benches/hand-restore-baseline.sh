@@ -45,11 +45,15 @@ MEMBERS="etcd1 etcd2 etcd3 etcd4 etcd5"
 IC=""; i=10
 for m in $MEMBERS; do IC="$IC${IC:+,}$m=http://$SUBNET.$i:2380"; i=$((i+1)); done
 peer() { echo "http://$SUBNET.$((10 + $1)):2380"; }
-PORT_BASE=$((32000 + ($$ % 1000) * 10))
+# Five free ports on 127.0.0.1 for the members' client ports.
+read -r -a PORTS <<<"$(python3 -c 'import socket
+ss=[socket.socket() for _ in range(5)]
+[s.bind(("127.0.0.1", 0)) for s in ss]
+print(" ".join(str(s.getsockname()[1]) for s in ss))')"
 
 start_member() { # name index token datadir-mount
   docker run -d $LABEL --name "$RUN-$1" --network "$NET" --ip "$SUBNET.$((10 + $2))" \
-    -p "127.0.0.1:$((PORT_BASE + $2)):2379" -v "$4:/var/lib/etcd" \
+    -p "127.0.0.1:${PORTS[$2]}:2379" -v "$4:/var/lib/etcd" \
     -e ETCD_NAME="$1" -e ETCD_DATA_DIR=/var/lib/etcd/data \
     -e ETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:2379 -e ETCD_ADVERTISE_CLIENT_URLS="http://$1:2379" \
     -e ETCD_LISTEN_PEER_URLS=http://0.0.0.0:2380 -e ETCD_INITIAL_ADVERTISE_PEER_URLS="$(peer "$2")" \
@@ -60,7 +64,7 @@ start_member() { # name index token datadir-mount
 i=0; EPS=""
 for m in $MEMBERS; do
   mkdir -p "$WORK/old/$m"; start_member "$m" $i "$RUN" "$WORK/old/$m"
-  EPS="$EPS${EPS:+,}127.0.0.1:$((PORT_BASE + i))"; i=$((i+1))
+  EPS="$EPS${EPS:+,}127.0.0.1:${PORTS[$i]}"; i=$((i+1))
 done
 ctl() { "$BIN"/etcdctl --endpoints="$EPS" --command-timeout=500ms "$@"; }
 until ctl put /probe x >/dev/null 2>&1; do sleep 0.1; done
@@ -70,7 +74,7 @@ docker kill "$RUN-etcd3" "$RUN-etcd4" "$RUN-etcd5" >/dev/null
 if ctl put /probe lost >/dev/null 2>&1; then echo "quorum was not lost" >&2; exit 1; fi
 
 t=$(now)
-"$BIN"/etcdctl --endpoints="127.0.0.1:$PORT_BASE" snapshot save "$WORK/snapshot.db" >/dev/null 2>&1
+"$BIN"/etcdctl --endpoints="127.0.0.1:${PORTS[0]}" snapshot save "$WORK/snapshot.db" >/dev/null 2>&1
 save=$(since "$t")
 
 t=$(now)
