@@ -165,7 +165,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn view(topology: &Topology, leader: &str) -> ClusterView<'_> {
+    fn view<'a>(topology: &'a Topology, leader: &str) -> ClusterView<'a> {
         ClusterView {
             topology,
             running: topology.names(),
