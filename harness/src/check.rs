@@ -93,13 +93,17 @@ pub async fn check_consistency(cluster: &Cluster) -> Result<Consistency> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let revision = loop {
         let statuses = join_all(cluster.members.iter().map(|m| m.client.status(timeout))).await;
-        let revisions: Vec<i64> = statuses.iter().filter_map(|s| s.as_ref().ok().map(|s| s.revision)).collect();
+        let revisions: Vec<i64> = statuses
+            .iter()
+            .filter_map(|s| s.as_ref().ok().map(|s| s.revision))
+            .collect();
         let all_answered = revisions.len() == cluster.members.len();
         if all_answered && revisions.iter().all(|r| *r == revisions[0]) {
             break revisions[0];
         }
         if std::time::Instant::now() >= deadline {
-            out.problems.push(format!("members did not settle on one revision: {revisions:?}"));
+            out.problems
+                .push(format!("members did not settle on one revision: {revisions:?}"));
             break revisions.iter().copied().min().unwrap_or(0);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -130,13 +134,28 @@ pub async fn check_consistency(cluster: &Cluster) -> Result<Consistency> {
         message: "no member answered".into(),
     })?;
     let mut got: Vec<(String, Vec<String>)> = listed.iter().map(|l| (l.name.clone(), l.peer_urls.clone())).collect();
-    let mut want: Vec<(String, Vec<String>)> = cluster.topology.members.iter().map(|m| (m.name.clone(), vec![m.peer_url()])).collect();
+    let mut want: Vec<(String, Vec<String>)> = cluster
+        .topology
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), vec![m.peer_url()]))
+        .collect();
     got.sort();
     want.sort();
-    out.members_listed = got.iter().map(|(n, _)| if n.is_empty() { "(unstarted)".to_string() } else { n.clone() }).collect();
+    out.members_listed = got
+        .iter()
+        .map(|(n, _)| {
+            if n.is_empty() {
+                "(unstarted)".to_string()
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
     out.member_list_matches = got == want;
     if !out.member_list_matches {
-        out.problems.push(format!("member list {got:?} differs from the topology {want:?}"));
+        out.problems
+            .push(format!("member list {got:?} differs from the topology {want:?}"));
     }
     Ok(out)
 }
@@ -188,7 +207,14 @@ mod tests {
             prefix: "/t/".into(),
             value_size: 32,
             acked: (1..=n)
-                .map(|seq| AckedWrite { writer: 0, seq, revision: seq as i64 + 1, sent_ms: seq * 10, acked_ms: seq * 10 + 3, member: "etcd1".into() })
+                .map(|seq| AckedWrite {
+                    writer: 0,
+                    seq,
+                    revision: seq as i64 + 1,
+                    sent_ms: seq * 10,
+                    acked_ms: seq * 10 + 3,
+                    member: "etcd1".into(),
+                })
                 .collect(),
             failed: vec![],
         }
@@ -223,11 +249,20 @@ mod tests {
     #[test]
     fn failed_writes_that_landed_are_reported_not_lost() {
         let mut l = ledger(2);
-        l.failed.push(FailedWrite { writer: 0, seq: 3, sent_ms: 40, failed_ms: 540, kind: "timeout".into() });
+        l.failed.push(FailedWrite {
+            writer: 0,
+            seq: 3,
+            sent_ms: 40,
+            failed_ms: 540,
+            kind: "timeout".into(),
+        });
         let mut present = everything(&l);
         present.insert("/t/w00/0000000003".into(), value_for(0, 3, 32).into_bytes());
         let loss = account_data_loss(&l, &present);
-        assert_eq!((loss.lost_acked_writes, loss.failed_but_applied, loss.failed_writes), (0, 1, 1));
+        assert_eq!(
+            (loss.lost_acked_writes, loss.failed_but_applied, loss.failed_writes),
+            (0, 1, 1)
+        );
     }
 
     proptest! {

@@ -92,7 +92,10 @@ async fn create_run_network(docker: &DockerRuntime, network: &str, run_id: &str)
     for attempt in 0..64u32 {
         let third = (start + attempt * 37) % 250 + 1;
         let prefix = format!("10.213.{third}");
-        if docker.create_network(network, run_id, &format!("{prefix}.0/24")).await? {
+        if docker
+            .create_network(network, run_id, &format!("{prefix}.0/24"))
+            .await?
+        {
             return Ok(prefix);
         }
     }
@@ -160,7 +163,12 @@ impl Cluster {
     /// restore) is a new incarnation with its own container name, so the next container
     /// can be created while the old one is still being removed.
     pub fn container_name(&self, member: &str) -> String {
-        let generation = self.members.iter().find(|m| m.spec.name == member).map(|m| m.volume_generation).unwrap_or(0);
+        let generation = self
+            .members
+            .iter()
+            .find(|m| m.spec.name == member)
+            .map(|m| m.volume_generation)
+            .unwrap_or(0);
         match generation {
             0 => format!("etcd-drill-{}-{member}", self.run_id),
             g => format!("etcd-drill-{}-{member}-r{g}", self.run_id),
@@ -172,17 +180,23 @@ impl Cluster {
     }
 
     pub fn member(&self, name: &str) -> Result<&Member> {
-        self.members.iter().find(|m| m.spec.name == name).ok_or_else(|| Error::InvalidArgument {
-            argument: "member".into(),
-            message: format!("no member named `{name}`"),
-        })
+        self.members
+            .iter()
+            .find(|m| m.spec.name == name)
+            .ok_or_else(|| Error::InvalidArgument {
+                argument: "member".into(),
+                message: format!("no member named `{name}`"),
+            })
     }
 
     pub fn member_mut(&mut self, name: &str) -> Result<&mut Member> {
-        self.members.iter_mut().find(|m| m.spec.name == name).ok_or_else(|| Error::InvalidArgument {
-            argument: "member".into(),
-            message: format!("no member named `{name}`"),
-        })
+        self.members
+            .iter_mut()
+            .find(|m| m.spec.name == name)
+            .ok_or_else(|| Error::InvalidArgument {
+                argument: "member".into(),
+                message: format!("no member named `{name}`"),
+            })
     }
 
     pub fn clients(&self) -> Vec<MemberClient> {
@@ -190,7 +204,10 @@ impl Cluster {
     }
 
     pub fn endpoints(&self) -> Vec<(String, String)> {
-        self.members.iter().map(|m| (m.spec.name.clone(), m.client.endpoint.clone())).collect()
+        self.members
+            .iter()
+            .map(|m| (m.spec.name.clone(), m.client.endpoint.clone()))
+            .collect()
     }
 
     /// Records a command that began at `started` and has just finished.
@@ -200,7 +217,14 @@ impl Cluster {
     }
 
     /// Records a command that began at `started` and took `duration_ms`.
-    pub fn record_span(&mut self, step: impl Into<String>, command: impl Into<String>, started: Instant, duration_ms: u64, ok: bool) {
+    pub fn record_span(
+        &mut self,
+        step: impl Into<String>,
+        command: impl Into<String>,
+        started: Instant,
+        duration_ms: u64,
+        ok: bool,
+    ) {
         self.commands.push(RecordedCommand {
             phase: self.phase.clone(),
             step: step.into(),
@@ -213,7 +237,13 @@ impl Cluster {
 
     /// Starts the topology: a network, a volume and a container per member, all labelled
     /// with the run id; then waits until every member answers a linearizable read.
-    pub async fn create(docker: DockerRuntime, run_id: &str, image: &str, topology: &Topology, clock: Clock) -> Result<Cluster> {
+    pub async fn create(
+        docker: DockerRuntime,
+        run_id: &str,
+        image: &str,
+        topology: &Topology,
+        clock: Clock,
+    ) -> Result<Cluster> {
         let network = format!("etcd-drill-{run_id}");
         let started = Instant::now();
         let subnet = create_run_network(&docker, &network, run_id).await?;
@@ -242,13 +272,23 @@ impl Cluster {
             phase: "setup".into(),
             commands: Vec::new(),
         };
-        cluster.record("create the cluster network", format!("docker network create --subnet {subnet}.0/24 {network}"), started, true);
+        cluster.record(
+            "create the cluster network",
+            format!("docker network create --subnet {subnet}.0/24 {network}"),
+            started,
+            true,
+        );
         let names = topology.names();
         for name in &names {
             let started = Instant::now();
             let volume = cluster.volume_name(name, 0);
             cluster.docker.create_volume(&volume, run_id, name).await?;
-            cluster.record(format!("create {name}'s data volume"), format!("docker volume create {volume}"), started, true);
+            cluster.record(
+                format!("create {name}'s data volume"),
+                format!("docker volume create {volume}"),
+                started,
+                true,
+            );
         }
         cluster.launch_members(&names, ClusterState::New).await?;
         cluster.wait_healthy(&names, Duration::from_secs(60)).await?;
@@ -267,7 +307,10 @@ impl Cluster {
             env: vec![
                 ("ETCD_NAME".into(), name.clone()),
                 ("ETCD_DATA_DIR".into(), DATA_DIR.into()),
-                ("ETCD_LISTEN_CLIENT_URLS".into(), format!("http://0.0.0.0:{CLIENT_PORT}")),
+                (
+                    "ETCD_LISTEN_CLIENT_URLS".into(),
+                    format!("http://0.0.0.0:{CLIENT_PORT}"),
+                ),
                 ("ETCD_ADVERTISE_CLIENT_URLS".into(), member.spec.client_url()),
                 ("ETCD_LISTEN_PEER_URLS".into(), "http://0.0.0.0:2380".into()),
                 ("ETCD_INITIAL_ADVERTISE_PEER_URLS".into(), member.spec.peer_url()),
@@ -285,7 +328,11 @@ impl Cluster {
             // Every peer's name resolves from /etc/hosts. Through Docker's DNS, the names
             // of dead peers are forwarded to outside resolvers, and a member that keeps
             // asking for them (any survivor of a quorum loss) takes seconds to stop.
-            extra_hosts: self.members.iter().map(|m| format!("{}:{}", m.spec.name, m.ip)).collect(),
+            extra_hosts: self
+                .members
+                .iter()
+                .map(|m| format!("{}:{}", m.spec.name, m.ip))
+                .collect(),
             volumes: vec![(self.volume_name(name, member.volume_generation), DATA_MOUNT.into())],
             publish: Some((CLIENT_PORT, member.host_port)),
             ..ContainerSpec::default()
@@ -305,14 +352,24 @@ impl Cluster {
             .iter()
             .map(|n| self.member(n).map(|m| self.member_container_spec(m, state)))
             .collect::<Result<_>>()?;
-        let created = join_all(specs.iter().map(|spec| self.docker.create_container(spec, &self.run_id))).await;
+        let created = join_all(
+            specs
+                .iter()
+                .map(|spec| self.docker.create_container(spec, &self.run_id)),
+        )
+        .await;
         created.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(specs)
     }
 
     /// Starts containers made by [`Cluster::create_members`], concurrently, and records each
     /// as the `docker run` an operator would type.
-    pub async fn start_members(&mut self, specs: &[ContainerSpec], state: ClusterState, started: Instant) -> Result<()> {
+    pub async fn start_members(
+        &mut self,
+        specs: &[ContainerSpec],
+        state: ClusterState,
+        started: Instant,
+    ) -> Result<()> {
         let results = join_all(specs.iter().map(|spec| self.docker.start(&spec.name))).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         for (spec, result) in specs.iter().zip(results) {
@@ -325,7 +382,14 @@ impl Cluster {
     }
 
     /// Records a member's start as the `docker run` that creates and starts it.
-    pub fn record_member_start(&mut self, spec: &ContainerSpec, state: ClusterState, started: Instant, duration_ms: u64, ok: bool) {
+    pub fn record_member_start(
+        &mut self,
+        spec: &ContainerSpec,
+        state: ClusterState,
+        started: Instant,
+        duration_ms: u64,
+        ok: bool,
+    ) {
         let member = spec.network.as_ref().map(|(_, a)| a.as_str()).unwrap_or_default();
         let step = format!("start {member} (initial-cluster-state={})", state.as_str());
         self.record_span(step, docker_run_line(spec, true, &[]), started, duration_ms, ok);
@@ -335,7 +399,12 @@ impl Cluster {
         let started = Instant::now();
         let container = self.container_name(name);
         let result = self.docker.kill(&container, "SIGKILL").await;
-        self.record(format!("kill {name}"), format!("docker kill --signal SIGKILL {container}"), started, result.is_ok());
+        self.record(
+            format!("kill {name}"),
+            format!("docker kill --signal SIGKILL {container}"),
+            started,
+            result.is_ok(),
+        );
         result
     }
 
@@ -343,7 +412,12 @@ impl Cluster {
         let started = Instant::now();
         let container = self.container_name(name);
         let result = self.docker.stop(&container, 10).await;
-        self.record(format!("stop {name}"), format!("docker stop --time 10 {container}"), started, result.is_ok());
+        self.record(
+            format!("stop {name}"),
+            format!("docker stop --time 10 {container}"),
+            started,
+            result.is_ok(),
+        );
         result
     }
 
@@ -351,13 +425,20 @@ impl Cluster {
         if !self.member(name)?.has_container {
             return Err(Error::Procedure {
                 step: format!("start {name}"),
-                message: format!("{name} lost its data volume; it cannot rejoin under its old identity (replace the member instead)"),
+                message: format!(
+                    "{name} lost its data volume; it cannot rejoin under its old identity (replace the member instead)"
+                ),
             });
         }
         let started = Instant::now();
         let container = self.container_name(name);
         let result = self.docker.start(&container).await;
-        self.record(format!("start {name}"), format!("docker start {container}"), started, result.is_ok());
+        self.record(
+            format!("start {name}"),
+            format!("docker start {container}"),
+            started,
+            result.is_ok(),
+        );
         result
     }
 
@@ -373,7 +454,12 @@ impl Cluster {
             self.docker.remove_volume(&volume).await
         }
         .await;
-        self.record(format!("wipe {name}'s data"), format!("docker rm -f {container} && docker volume rm {volume}"), started, removed.is_ok());
+        self.record(
+            format!("wipe {name}'s data"),
+            format!("docker rm -f {container} && docker volume rm {volume}"),
+            started,
+            removed.is_ok(),
+        );
         removed?;
         let member = self.member_mut(name)?;
         member.has_container = false;
@@ -432,13 +518,21 @@ impl Cluster {
     pub async fn wait_healthy(&self, names: &[String], timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let clients: Vec<&MemberClient> = names.iter().map(|n| self.member(n).map(|m| &m.client)).collect::<Result<_>>()?;
+            let clients: Vec<&MemberClient> = names
+                .iter()
+                .map(|n| self.member(n).map(|m| &m.client))
+                .collect::<Result<_>>()?;
             let health = join_all(clients.iter().map(|c| c.is_healthy(Duration::from_millis(500)))).await;
             if health.iter().all(|h| *h) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                let sick: Vec<&str> = names.iter().zip(&health).filter(|(_, h)| !**h).map(|(n, _)| n.as_str()).collect();
+                let sick: Vec<&str> = names
+                    .iter()
+                    .zip(&health)
+                    .filter(|(_, h)| !**h)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
                 return Err(Error::Timeout {
                     what: format!("members {} to become healthy", sick.join(", ")),
                     waited_ms: timeout.as_millis() as u64,

@@ -106,11 +106,7 @@ impl Error {
 
     pub fn docker(action: &'static str, object: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
         let object = object.into();
-        move |source| Error::Docker {
-            action,
-            object,
-            source,
-        }
+        move |source| Error::Docker { action, object, source }
     }
 
     pub fn etcd(action: &'static str, member: impl Into<String>) -> impl FnOnce(etcd_client::Error) -> Error {

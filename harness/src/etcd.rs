@@ -39,7 +39,10 @@ pub struct ListedMember {
     pub peer_urls: Vec<String>,
 }
 
-async fn deadline<T, E: std::fmt::Display>(timeout: Duration, call: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+async fn deadline<T, E: std::fmt::Display>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
@@ -102,13 +105,17 @@ impl MemberClient {
     /// HashKV at `revision`: (hash, compact revision).
     pub async fn hash_kv(&self, revision: i64, timeout: Duration) -> Result<(u32, i64)> {
         let mut m = self.client.maintenance_client();
-        let r = deadline(timeout, m.hash_kv(revision)).await.map_err(self.fail("hashkv"))?;
+        let r = deadline(timeout, m.hash_kv(revision))
+            .await
+            .map_err(self.fail("hashkv"))?;
         Ok((r.hash(), r.compact_version()))
     }
 
     pub async fn member_list(&self, timeout: Duration) -> Result<Vec<ListedMember>> {
         let mut c = self.client.cluster_client();
-        let r = deadline(timeout, c.member_list()).await.map_err(self.fail("member list"))?;
+        let r = deadline(timeout, c.member_list())
+            .await
+            .map_err(self.fail("member list"))?;
         Ok(r.members()
             .iter()
             .map(|m| ListedMember {
@@ -133,7 +140,9 @@ impl MemberClient {
 
     pub async fn delete(&self, key: &str, timeout: Duration) -> Result<i64> {
         let mut kv = self.client.kv_client();
-        let r = deadline(timeout, kv.delete(key, None)).await.map_err(self.fail("delete"))?;
+        let r = deadline(timeout, kv.delete(key, None))
+            .await
+            .map_err(self.fail("delete"))?;
         Ok(r.deleted())
     }
 
@@ -156,7 +165,10 @@ impl MemberClient {
             return Err(Error::Etcd {
                 action: "snapshot save",
                 member: self.name.clone(),
-                message: format!("the snapshot stream ({} bytes) does not end in a valid SHA-256", bytes.len()),
+                message: format!(
+                    "the snapshot stream ({} bytes) does not end in a valid SHA-256",
+                    bytes.len()
+                ),
             });
         }
         std::fs::write(path, &bytes).map_err(Error::io(path))?;

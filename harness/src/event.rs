@@ -52,17 +52,32 @@ pub enum Event {
         started_at: String,
     },
     /// A step of the drill's timeline: cluster ready, workload started, checks begun...
-    Phase { at_ms: u64, name: String, detail: String },
+    Phase {
+        at_ms: u64,
+        name: String,
+        detail: String,
+    },
     FaultInjected {
         at_ms: u64,
         action: String,
         target: String,
         members: Vec<String>,
     },
-    QuorumProbed { at_ms: u64, writable: bool },
-    RecoveryStarted { at_ms: u64, procedure: String },
-    RecoveryFinished { at_ms: u64, ok: bool },
-    AllHealthy { at_ms: u64 },
+    QuorumProbed {
+        at_ms: u64,
+        writable: bool,
+    },
+    RecoveryStarted {
+        at_ms: u64,
+        procedure: String,
+    },
+    RecoveryFinished {
+        at_ms: u64,
+        ok: bool,
+    },
+    AllHealthy {
+        at_ms: u64,
+    },
     Command(RecordedCommand),
     Measured {
         recovery: Box<RecoveryFigures>,

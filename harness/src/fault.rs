@@ -191,7 +191,9 @@ mod tests {
         for seed in 0..50 {
             let pick = |seed| {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                Target::Followers { count: Some(2) }.resolve(&view(&t, "etcd3"), &mut rng).unwrap()
+                Target::Followers { count: Some(2) }
+                    .resolve(&view(&t, "etcd3"), &mut rng)
+                    .unwrap()
             };
             let first = pick(seed);
             assert_eq!(first.len(), 2);
@@ -206,7 +208,10 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         assert_eq!(
             Target::Random { count: 6 }.resolve(&view(&t, "etcd1"), &mut rng),
-            Err(TargetError::NotEnough { wanted: 6, available: 5 })
+            Err(TargetError::NotEnough {
+                wanted: 6,
+                available: 5
+            })
         );
         let no_leader = ClusterView {
             topology: &t,

@@ -51,7 +51,10 @@ fn download_wheel(requirement: &str) -> Result<PathBuf> {
         let stem = requirement.split("==").next()?.replace('-', "_");
         let version = requirement.split("==").nth(1).unwrap_or("");
         std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             name.starts_with(&format!("{stem}-{version}")) && name.ends_with(".whl")
         })
     };
@@ -69,7 +72,10 @@ fn download_wheel(requirement: &str) -> Result<PathBuf> {
         match output {
             Ok(o) if o.status.success() => {
                 return find(&dir).ok_or_else(|| Error::ImageBuild {
-                    message: format!("pip downloaded {requirement} but no wheel appeared in {}", dir.display()),
+                    message: format!(
+                        "pip downloaded {requirement} but no wheel appeared in {}",
+                        dir.display()
+                    ),
                 })
             }
             Ok(o) => last_error = String::from_utf8_lossy(&o.stderr).trim().to_string(),
@@ -100,7 +106,9 @@ fn read_wheel(path: &Path) -> Result<Vec<(&'static str, Vec<u8>)>> {
                 message: format!("{} holds no `{binary}` binary", path.display()),
             });
         };
-        let mut entry = zip.by_index(index).map_err(|e| Error::ImageBuild { message: e.to_string() })?;
+        let mut entry = zip
+            .by_index(index)
+            .map_err(|e| Error::ImageBuild { message: e.to_string() })?;
         let mut bytes = Vec::with_capacity(entry.size() as usize);
         entry.read_to_end(&mut bytes).map_err(Error::io(path))?;
         found.push((binary, bytes));
@@ -116,7 +124,10 @@ fn read_directory(dir: &Path) -> Result<Vec<(&'static str, Vec<u8>)>> {
             if !path.is_file() {
                 return Err(Error::InvalidArgument {
                     argument: "--from-dir".into(),
-                    message: format!("{} has no `{binary}`; it must hold etcd, etcdctl and etcdutl", dir.display()),
+                    message: format!(
+                        "{} has no `{binary}`; it must hold etcd, etcdctl and etcdutl",
+                        dir.display()
+                    ),
                 });
             }
             Ok((*binary, std::fs::read(&path).map_err(Error::io(&path))?))
@@ -205,7 +216,9 @@ pub async fn build_image(docker: &DockerRuntime, source: &BinarySource, tag: Opt
         .rm(true)
         .forcerm(true)
         .build();
-    let mut stream = docker.client().build_image(options, None, Some(bollard::body_full(context.into())));
+    let mut stream = docker
+        .client()
+        .build_image(options, None, Some(bollard::body_full(context.into())));
     while let Some(step) = stream.next().await {
         let info = step.map_err(|e| Error::ImageBuild { message: e.to_string() })?;
         if let Some(detail) = info.error_detail {

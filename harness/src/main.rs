@@ -14,7 +14,11 @@ use etcd_drill::runtime::DockerRuntime;
 use etcd_drill::{scenario, Error, Result};
 
 #[derive(Parser)]
-#[command(name = "etcd-drill", version, about = "Chaos and disaster-recovery drills for etcd v3 clusters in Docker")]
+#[command(
+    name = "etcd-drill",
+    version,
+    about = "Chaos and disaster-recovery drills for etcd v3 clusters in Docker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -88,12 +92,17 @@ enum ImageCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -116,11 +125,24 @@ async fn dispatch(command: Command) -> Result<u8> {
         Command::Validate { scenarios } => {
             for name in &scenarios {
                 let s = scenario::load(name)?;
-                println!("ok  {name}: {} ({} faults, recovery {})", s.name, s.faults.len(), s.recovery.procedure.name());
+                println!(
+                    "ok  {name}: {} ({} faults, recovery {})",
+                    s.name,
+                    s.faults.len(),
+                    s.recovery.procedure.name()
+                );
             }
             Ok(0)
         }
-        Command::Image { command: ImageCommand::Build { from_dir, wheel, package, tag } } => {
+        Command::Image {
+            command:
+                ImageCommand::Build {
+                    from_dir,
+                    wheel,
+                    package,
+                    tag,
+                },
+        } => {
             let source = match (from_dir, wheel) {
                 (Some(dir), _) => BinarySource::Directory(dir),
                 (None, Some(w)) => BinarySource::Wheel(w),
@@ -154,10 +176,17 @@ async fn dispatch(command: Command) -> Result<u8> {
 fn list() -> Result<u8> {
     let mut names: Vec<String> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("scenarios") {
-        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
         files.sort();
         for path in files {
-            match std::fs::read_to_string(&path).map_err(Error::io(&path)).and_then(|t| scenario::parse(&t, &path)) {
+            match std::fs::read_to_string(&path)
+                .map_err(Error::io(&path))
+                .and_then(|t| scenario::parse(&t, &path))
+            {
                 Ok(s) => {
                     println!("{:<24} {}  ({})", s.name, s.description, path.display());
                     names.push(s.name);

@@ -129,7 +129,11 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
         (Ok(()), Err(e)) => Some(format!("cleanup failed: {e}")),
         _ => None,
     };
-    let outcome = if error.is_none() && !checks_failed { Outcome::Pass } else { Outcome::Fail };
+    let outcome = if error.is_none() && !checks_failed {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    };
     emitter.emit(Event::RunFinished {
         at_ms: clock.now_ms(),
         outcome,
@@ -178,8 +182,18 @@ impl Drill<'_, '_> {
         let scenario = self.scenario;
         let mut rng = ChaCha8Rng::seed_from_u64(self.options.seed);
 
-        self.phase("cluster-starting", format!("{} members from {}", scenario.topology.len(), self.options.image));
-        let created = Cluster::create(docker, &self.run_id, &self.options.image, &scenario.topology, self.clock).await;
+        self.phase(
+            "cluster-starting",
+            format!("{} members from {}", scenario.topology.len(), self.options.image),
+        );
+        let created = Cluster::create(
+            docker,
+            &self.run_id,
+            &self.options.image,
+            &scenario.topology,
+            self.clock,
+        )
+        .await;
         let cluster = created?;
         self.cluster = Some(cluster);
         self.flush();
@@ -191,19 +205,27 @@ impl Drill<'_, '_> {
         let workload_started = self.clock.now_ms();
         self.phase(
             "workload-started",
-            format!("{} writers, {} writes/s in total", scenario.workload.writers, scenario.workload.rate),
+            format!(
+                "{} writers, {} writes/s in total",
+                scenario.workload.writers, scenario.workload.rate
+            ),
         );
         // Whatever happens from here on, the writers are stopped and the ledger kept.
         let outcome = self.fault_and_recover(&mut rng, workload_started).await;
         let ledger = workload.stop().await;
         let workload_stopped = self.clock.now_ms();
-        self.phase("workload-stopped", format!("{} acknowledged, {} failed", ledger.acked.len(), ledger.failed.len()));
+        self.phase(
+            "workload-stopped",
+            format!("{} acknowledged, {} failed", ledger.acked.len(), ledger.failed.len()),
+        );
         let ledger_path = self.options.out_dir.join("ledger.jsonl");
         ledger.write_jsonl(&ledger_path)?;
         let mut figures = outcome?;
 
         let (rto, procedure_ms) = (
-            ledger.first_ack_sent_after(figures.fault_at_ms).map(|w| w.acked_ms - figures.fault_at_ms),
+            ledger
+                .first_ack_sent_after(figures.fault_at_ms)
+                .map(|w| w.acked_ms - figures.fault_at_ms),
             figures
                 .started_at_ms
                 .and_then(|start| ledger.first_ack_sent_after(start).map(|w| w.acked_ms - start)),
@@ -252,7 +274,10 @@ impl Drill<'_, '_> {
             tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
             let cluster = self.cluster_ref();
             let running = cluster.running().await?;
-            let leader = if matches!(fault.target, crate::fault::Target::Leader | crate::fault::Target::Followers { .. }) {
+            let leader = if matches!(
+                fault.target,
+                crate::fault::Target::Leader | crate::fault::Target::Followers { .. }
+            ) {
                 cluster.leader().await
             } else {
                 None
@@ -304,7 +329,11 @@ impl Drill<'_, '_> {
         // Is the cluster still writable? A put with a short timeout on every survivor,
         // retried for a few seconds to ride out an election.
         let window = Duration::from_millis(3_000);
-        let writable = self.cluster_ref().probe_writable(window, Duration::from_millis(1_000)).await.is_some();
+        let writable = self
+            .cluster_ref()
+            .probe_writable(window, Duration::from_millis(1_000))
+            .await
+            .is_some();
         figures.quorum_lost = Some(!writable);
         self.emitter.emit(Event::QuorumProbed {
             at_ms: self.clock.now_ms(),

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountType,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -106,7 +107,10 @@ pub struct DockerRuntime {
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+    )
 }
 
 /// The daemon refused a bind mount: it runs elsewhere and cannot see the source path.
@@ -116,15 +120,24 @@ fn is_bad_mount(e: &bollard::errors::Error) -> bool {
 }
 
 fn is_not_modified(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 304, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }
+    )
 }
 
 impl DockerRuntime {
     /// Connects to the daemon named by DOCKER_HOST (or the local socket) and checks it answers.
     pub async fn connect() -> Result<DockerRuntime> {
         let docker = Docker::connect_with_defaults().map_err(|source| Error::DockerUnavailable { source })?;
-        let docker = docker.negotiate_version().await.map_err(|source| Error::DockerUnavailable { source })?;
-        docker.ping().await.map_err(|source| Error::DockerUnavailable { source })?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|source| Error::DockerUnavailable { source })?;
+        docker
+            .ping()
+            .await
+            .map_err(|source| Error::DockerUnavailable { source })?;
         Ok(DockerRuntime {
             docker,
             binds_work: Arc::new(AtomicBool::new(true)),
@@ -199,7 +212,9 @@ impl DockerRuntime {
         };
         match self.docker.create_network(request).await {
             Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) if message.contains("overlap") => Ok(false),
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) if message.contains("overlap") => {
+                Ok(false)
+            }
             Err(e) => Err(Error::docker("create network", name)(e)),
         }
     }
@@ -310,11 +325,18 @@ impl DockerRuntime {
         let options = KillContainerOptionsBuilder::default().signal(signal).build();
         let t0 = std::time::Instant::now();
         let result = self.docker.kill_container(name, Some(options)).await;
-        tracing::debug!(container = name, ms = t0.elapsed().as_millis() as u64, ok = result.is_ok(), "kill");
+        tracing::debug!(
+            container = name,
+            ms = t0.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "kill"
+        );
         match result {
             Ok(()) => Ok(()),
             // 409: not running; 404: gone. Either way it is where a kill leaves it.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409, ..
+            }) => Ok(()),
             Err(e) => Err(Error::docker("kill container", name)(e)),
         }
     }
@@ -362,19 +384,32 @@ impl DockerRuntime {
     /// Creates a container with `files` in it, runs it to the end and removes it. Used for
     /// etcdctl/etcdutl steps, so the tool matches the server's version. Files are mounted
     /// read-only where the daemon sees this machine's disk, and copied in where it does not.
-    pub async fn run_tool(&self, spec: &ContainerSpec, run_id: &str, files: &[ToolFile], timeout: Duration) -> Result<ToolOutput> {
+    pub async fn run_tool(
+        &self,
+        spec: &ContainerSpec,
+        run_id: &str,
+        files: &[ToolFile],
+        timeout: Duration,
+    ) -> Result<ToolOutput> {
         let t0 = std::time::Instant::now();
         let mut spec = spec.clone();
         let mut copy_in = !files.is_empty();
         if copy_in && self.binds_work.load(Ordering::Relaxed) {
             spec.bind_files = files
                 .iter()
-                .map(|f| (std::path::absolute(&f.host_path).unwrap_or_else(|_| f.host_path.clone()), f.container_path.clone()))
+                .map(|f| {
+                    (
+                        std::path::absolute(&f.host_path).unwrap_or_else(|_| f.host_path.clone()),
+                        f.container_path.clone(),
+                    )
+                })
                 .collect();
             match self.create_container(&spec, run_id).await {
                 Ok(()) => copy_in = false,
                 Err(Error::Docker { source, .. }) if is_bad_mount(&source) => {
-                    tracing::info!("the Docker daemon cannot see local files ({source}); copying them into containers instead");
+                    tracing::info!(
+                        "the Docker daemon cannot see local files ({source}); copying them into containers instead"
+                    );
                     self.binds_work.store(false, Ordering::Relaxed);
                     spec.bind_files.clear();
                     self.create_container(&spec, run_id).await?;
@@ -388,7 +423,10 @@ impl DockerRuntime {
             if copy_in {
                 let mut contents = Vec::new();
                 for f in files {
-                    contents.push((f.container_path.as_str(), std::fs::read(&f.host_path).map_err(Error::io(&f.host_path))?));
+                    contents.push((
+                        f.container_path.as_str(),
+                        std::fs::read(&f.host_path).map_err(Error::io(&f.host_path))?,
+                    ));
                 }
                 let borrowed: Vec<(&str, &[u8])> = contents.iter().map(|(p, b)| (*p, b.as_slice())).collect();
                 let archive = tar_archive(&borrowed).map_err(Error::io("<tar archive>"))?;
@@ -416,7 +454,12 @@ impl DockerRuntime {
             let elapsed_ms = t0.elapsed().as_millis() as u64;
             tracing::debug!(container = %spec.name, ms = elapsed_ms, copied = copy_in, "tool exited");
             let (stdout, stderr) = self.logs(&spec.name).await?;
-            Ok(ToolOutput { exit_code, elapsed_ms, stdout, stderr })
+            Ok(ToolOutput {
+                exit_code,
+                elapsed_ms,
+                stdout,
+                stderr,
+            })
         }
         .await;
         // The result is known; the removal need not hold up the caller. Anything it misses
@@ -440,11 +483,20 @@ impl DockerRuntime {
         let filters = HashMap::from([("label".to_string(), vec![label])]);
         let containers = self
             .docker
-            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
             .map_err(Error::docker("list containers", RUN_LABEL))?
             .into_iter()
-            .filter_map(|c| c.names.and_then(|n| n.first().cloned()).map(|n| n.trim_start_matches('/').to_string()))
+            .filter_map(|c| {
+                c.names
+                    .and_then(|n| n.first().cloned())
+                    .map(|n| n.trim_start_matches('/').to_string())
+            })
             .collect();
         let networks = self
             .docker
@@ -546,7 +598,10 @@ impl Drop for RunGuard {
         // A fresh thread and runtime: this may run while the run's runtime is unwinding or
         // shutting down, where its connections can no longer be driven.
         let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let docker = DockerRuntime::connect().await.ok()?;
                 docker.remove_run(Some(&run_id)).await.ok()
@@ -571,9 +626,21 @@ mod tests {
 
     #[test]
     fn image_references_split_at_the_tag() {
-        assert_eq!(split_image_reference("etcd-drill/etcd:3.5.1"), ("etcd-drill/etcd", "3.5.1"));
-        assert_eq!(split_image_reference("quay.io/coreos/etcd"), ("quay.io/coreos/etcd", "latest"));
-        assert_eq!(split_image_reference("localhost:5000/etcd"), ("localhost:5000/etcd", "latest"));
-        assert_eq!(split_image_reference("localhost:5000/etcd:v3.5.9"), ("localhost:5000/etcd", "v3.5.9"));
+        assert_eq!(
+            split_image_reference("etcd-drill/etcd:3.5.1"),
+            ("etcd-drill/etcd", "3.5.1")
+        );
+        assert_eq!(
+            split_image_reference("quay.io/coreos/etcd"),
+            ("quay.io/coreos/etcd", "latest")
+        );
+        assert_eq!(
+            split_image_reference("localhost:5000/etcd"),
+            ("localhost:5000/etcd", "latest")
+        );
+        assert_eq!(
+            split_image_reference("localhost:5000/etcd:v3.5.9"),
+            ("localhost:5000/etcd", "v3.5.9")
+        );
     }
 }

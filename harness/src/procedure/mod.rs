@@ -57,8 +57,16 @@ pub const WRITABLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Polls with puts every 50 ms until one succeeds, and records it as the runbook's check.
 pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
     let started = std::time::Instant::now();
-    let ok = cluster.probe_writable(WRITABLE_TIMEOUT, Duration::from_millis(500)).await.is_some();
-    let endpoints = cluster.endpoints().into_iter().map(|(_, e)| e).collect::<Vec<_>>().join(",");
+    let ok = cluster
+        .probe_writable(WRITABLE_TIMEOUT, Duration::from_millis(500))
+        .await
+        .is_some();
+    let endpoints = cluster
+        .endpoints()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect::<Vec<_>>()
+        .join(",");
     cluster.record(
         "wait until the cluster takes a write",
         format!("until etcdctl --endpoints={endpoints} --command-timeout=500ms put /etcd-drill/{}/probe probe; do sleep 0.05; done", cluster.run_id),

@@ -15,7 +15,13 @@ impl Procedure for Restart {
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             let running = cx.cluster.running().await?;
-            let stopped: Vec<String> = cx.cluster.topology.names().into_iter().filter(|n| !running.contains(n)).collect();
+            let stopped: Vec<String> = cx
+                .cluster
+                .topology
+                .names()
+                .into_iter()
+                .filter(|n| !running.contains(n))
+                .collect();
             for name in &stopped {
                 cx.cluster.start(name).await?;
             }

@@ -52,7 +52,12 @@ pub struct SnapshotRestore {
     pub from: String,
 }
 
-fn tool_spec(cluster: &crate::cluster::Cluster, name: String, cmd: Vec<String>, volumes: Vec<(String, String)>) -> ContainerSpec {
+fn tool_spec(
+    cluster: &crate::cluster::Cluster,
+    name: String,
+    cmd: Vec<String>,
+    volumes: Vec<(String, String)>,
+) -> ContainerSpec {
     ContainerSpec {
         name,
         image: cluster.image.clone(),
@@ -91,15 +96,30 @@ impl Procedure for SnapshotRestore {
             let old: Vec<(String, String)> = cluster
                 .members
                 .iter()
-                .map(|m| (cluster.container_name(&m.spec.name), cluster.volume_name(&m.spec.name, m.volume_generation)))
+                .map(|m| {
+                    (
+                        cluster.container_name(&m.spec.name),
+                        cluster.volume_name(&m.spec.name, m.volume_generation),
+                    )
+                })
                 .collect();
             cluster.token = format!("etcd-drill-{}-restored-{}", cluster.run_id, cluster.clock.now_ms());
             let names = cluster.topology.names();
             for m in cluster.members.iter_mut() {
                 m.volume_generation += 1;
             }
-            let volumes: Vec<String> = cluster.members.iter().map(|m| cluster.volume_name(&m.spec.name, m.volume_generation)).collect();
-            let created = join_all(names.iter().zip(&volumes).map(|(name, v)| cluster.docker.create_volume(v, &cluster.run_id, name))).await;
+            let volumes: Vec<String> = cluster
+                .members
+                .iter()
+                .map(|m| cluster.volume_name(&m.spec.name, m.volume_generation))
+                .collect();
+            let created = join_all(
+                names
+                    .iter()
+                    .zip(&volumes)
+                    .map(|(name, v)| cluster.docker.create_volume(v, &cluster.run_id, name)),
+            )
+            .await;
             created.into_iter().collect::<Result<Vec<()>>>()?;
 
             // 3. All at once, since none depends on another: verify the snapshot
@@ -147,7 +167,12 @@ impl Procedure for SnapshotRestore {
                         // The restore resolves the member's own peer URL; with no network its
                         // name must still point somewhere, and any address will do.
                         extra_hosts: vec![format!("{name}:127.0.0.1")],
-                        ..tool_spec(cluster, format!("etcd-drill-{}-restore-{name}", cluster.run_id), cmd, vec![(volume.clone(), DATA_MOUNT.into())])
+                        ..tool_spec(
+                            cluster,
+                            format!("etcd-drill-{}-restore-{name}", cluster.run_id),
+                            cmd,
+                            vec![(volume.clone(), DATA_MOUNT.into())],
+                        )
                     }
                 })
                 .collect();
@@ -160,24 +185,48 @@ impl Procedure for SnapshotRestore {
             let started = Instant::now();
             let (status, restored, stopped, created) = tokio::join!(
                 docker.run_tool(&status_spec, &run_id, &files, tool_timeout),
-                join_all(restore_specs.iter().map(|spec| docker.run_tool(spec, &run_id, &files, tool_timeout))),
+                join_all(
+                    restore_specs
+                        .iter()
+                        .map(|spec| docker.run_tool(spec, &run_id, &files, tool_timeout))
+                ),
                 async {
                     let stopped = join_all(old_containers.iter().map(|c| docker.kill(c, "SIGKILL"))).await;
-                    (stopped.into_iter().collect::<Result<Vec<()>>>(), started.elapsed().as_millis() as u64)
+                    (
+                        stopped.into_iter().collect::<Result<Vec<()>>>(),
+                        started.elapsed().as_millis() as u64,
+                    )
                 },
                 cluster.create_members(&names, ClusterState::New),
             );
 
             let (stopped, stop_ms) = stopped;
-            cluster.record_span("stop the old members", format!("docker kill {}", old_containers.join(" ")), started, stop_ms, stopped.is_ok());
+            cluster.record_span(
+                "stop the old members",
+                format!("docker kill {}", old_containers.join(" ")),
+                started,
+                stop_ms,
+                stopped.is_ok(),
+            );
             stopped?;
             let status = status?;
             let parsed = parse_snapshot_status(&status.stdout).filter(|_| status.exit_code == 0);
             let mount = [("snapshot.db", SNAPSHOT_IN_CONTAINER)];
-            cluster.record_span("verify the snapshot", docker_run_line(&status_spec, false, &mount), started, status.elapsed_ms, parsed.is_some());
+            cluster.record_span(
+                "verify the snapshot",
+                docker_run_line(&status_spec, false, &mount),
+                started,
+                status.elapsed_ms,
+                parsed.is_some(),
+            );
             let (hash, revision, total_keys, total_size) = parsed.ok_or_else(|| Error::Procedure {
                 step: "etcdutl snapshot status".into(),
-                message: format!("exit code {}: {}{}", status.exit_code, status.stdout.trim(), status.stderr.trim()),
+                message: format!(
+                    "exit code {}: {}{}",
+                    status.exit_code,
+                    status.stdout.trim(),
+                    status.stderr.trim()
+                ),
             })?;
             let snapshot = SnapshotInfo {
                 from: self.from.clone(),
@@ -190,8 +239,17 @@ impl Procedure for SnapshotRestore {
             };
             for (spec, (member, result)) in restore_specs.iter().zip(names.iter().zip(restored)) {
                 let ok = matches!(&result, Ok(o) if o.exit_code == 0);
-                let elapsed = result.as_ref().map(|o| o.elapsed_ms).unwrap_or_else(|_| started.elapsed().as_millis() as u64);
-                cluster.record_span(format!("restore {member}'s data dir"), docker_run_line(spec, false, &mount), started, elapsed, ok);
+                let elapsed = result
+                    .as_ref()
+                    .map(|o| o.elapsed_ms)
+                    .unwrap_or_else(|_| started.elapsed().as_millis() as u64);
+                cluster.record_span(
+                    format!("restore {member}'s data dir"),
+                    docker_run_line(spec, false, &mount),
+                    started,
+                    elapsed,
+                    ok,
+                );
                 let output = result?;
                 if output.exit_code != 0 {
                     return Err(Error::Procedure {
@@ -211,13 +269,23 @@ impl Procedure for SnapshotRestore {
             let started = Instant::now();
             let old_volumes: Vec<&str> = old.iter().map(|(_, v)| v.as_str()).collect();
             let dropped = async {
-                join_all(old_containers.iter().map(|c| docker.remove_container(c))).await.into_iter().collect::<Result<Vec<()>>>()?;
-                join_all(old_volumes.iter().map(|v| docker.remove_volume(v))).await.into_iter().collect::<Result<Vec<()>>>()
+                join_all(old_containers.iter().map(|c| docker.remove_container(c)))
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<()>>>()?;
+                join_all(old_volumes.iter().map(|v| docker.remove_volume(v)))
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<()>>>()
             }
             .await;
             cluster.record(
                 "remove the old members and their data",
-                format!("docker rm {} && docker volume rm {}", old_containers.join(" "), old_volumes.join(" ")),
+                format!(
+                    "docker rm {} && docker volume rm {}",
+                    old_containers.join(" "),
+                    old_volumes.join(" ")
+                ),
                 started,
                 dropped.is_ok(),
             );

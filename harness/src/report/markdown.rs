@@ -44,17 +44,37 @@ pub fn render_markdown(r: &DrillReport) -> String {
     };
     let _ = writeln!(s, "| quorum after the faults | {quorum} |");
     let _ = writeln!(s, "| RTO: fault to first acknowledged write | {} |", ms(rec.rto_ms));
-    let _ = writeln!(s, "| procedure start to first acknowledged write | {} |", ms(rec.procedure_ms));
+    let _ = writeln!(
+        s,
+        "| procedure start to first acknowledged write | {} |",
+        ms(rec.procedure_ms)
+    );
     let _ = writeln!(s, "| fault to every member healthy | {} |", ms(rec.healthy_ms));
-    let _ = writeln!(s, "| longest gap between acknowledged writes | {} ms |", rec.max_write_gap_ms);
+    let _ = writeln!(
+        s,
+        "| longest gap between acknowledged writes | {} ms |",
+        rec.max_write_gap_ms
+    );
     let _ = writeln!(s, "| acknowledged writes | {} |", d.acked_writes);
     let _ = writeln!(s, "| lost acknowledged writes | {} |", d.lost_acked_writes);
-    let _ = writeln!(s, "| acknowledged writes with another value | {} |", d.wrong_value_writes);
+    let _ = writeln!(
+        s,
+        "| acknowledged writes with another value | {} |",
+        d.wrong_value_writes
+    );
     let _ = writeln!(s, "| RPO: time span of the lost writes | {} ms |", d.rpo_ms);
     let _ = writeln!(s, "| failed puts (outcome unknown) | {} |", d.failed_writes);
-    let _ = writeln!(s, "| failed puts the cluster applied anyway | {} |", d.failed_but_applied);
+    let _ = writeln!(
+        s,
+        "| failed puts the cluster applied anyway | {} |",
+        d.failed_but_applied
+    );
     if let Some(c) = &r.consistency {
-        let _ = writeln!(s, "| HashKV equal on every member | {} (revision {}) |", c.hashkv_equal, c.revision);
+        let _ = writeln!(
+            s,
+            "| HashKV equal on every member | {} (revision {}) |",
+            c.hashkv_equal, c.revision
+        );
     }
     if let Some(snap) = rec.outcome.as_ref().and_then(|o| o.snapshot.as_ref()) {
         let _ = writeln!(
@@ -64,10 +84,18 @@ pub fn render_markdown(r: &DrillReport) -> String {
         );
     }
     if !d.lost_keys_sample.is_empty() {
-        let _ = writeln!(s, "\nLost keys (first {}): `{}`", d.lost_keys_sample.len(), d.lost_keys_sample.join("`, `"));
+        let _ = writeln!(
+            s,
+            "\nLost keys (first {}): `{}`",
+            d.lost_keys_sample.len(),
+            d.lost_keys_sample.join("`, `")
+        );
     }
 
-    let _ = writeln!(s, "\n## Checks\n\n| check | result | expected | actual |\n|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "\n## Checks\n\n| check | result | expected | actual |\n|---|---|---|---|"
+    );
     for c in &r.checks {
         let mark = if c.passed { "pass" } else { "**FAIL**" };
         let _ = writeln!(s, "| {} | {mark} | {} | {} |", c.name, c.expected, c.actual);
@@ -79,7 +107,10 @@ pub fn render_markdown(r: &DrillReport) -> String {
     }
 
     let _ = writeln!(s, "\n## Runbook: the commands the recovery ran\n");
-    let _ = writeln!(s, "Each step as an operator would type it, with the time it took in this drill.\n\n```sh");
+    let _ = writeln!(
+        s,
+        "Each step as an operator would type it, with the time it took in this drill.\n\n```sh"
+    );
     for c in r.commands.iter().filter(|c| c.phase == "recovery") {
         let status = if c.ok { "" } else { " (FAILED)" };
         let _ = writeln!(s, "# {} — {} ms{status}\n{}\n", c.step, c.duration_ms, c.command);
@@ -94,7 +125,14 @@ pub fn render_markdown(r: &DrillReport) -> String {
         let _ = writeln!(s, "```");
     }
     if let Some(kept) = &r.kept_endpoints {
-        let _ = writeln!(s, "\nThe cluster was kept running: {}", kept.iter().map(|(n, e)| format!("{n} {e}")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            s,
+            "\nThe cluster was kept running: {}",
+            kept.iter()
+                .map(|(n, e)| format!("{n} {e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     s
 }

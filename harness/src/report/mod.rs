@@ -144,7 +144,11 @@ impl Reporter for ReportBuilder {
                 action,
                 target,
                 members,
-            } => timeline(*at_ms, &format!("fault: {action}"), format!("{target}: {}", members.join(", "))),
+            } => timeline(
+                *at_ms,
+                &format!("fault: {action}"),
+                format!("{target}: {}", members.join(", ")),
+            ),
             Event::QuorumProbed { at_ms, writable } => timeline(
                 *at_ms,
                 "quorum-probe",
@@ -158,9 +162,15 @@ impl Reporter for ReportBuilder {
             Event::RecoveryFinished { at_ms, ok } => timeline(
                 *at_ms,
                 "recovery-finished",
-                if *ok { "the cluster takes writes".into() } else { "the procedure failed".into() },
+                if *ok {
+                    "the cluster takes writes".into()
+                } else {
+                    "the procedure failed".into()
+                },
             ),
-            Event::AllHealthy { at_ms } => timeline(*at_ms, "all-healthy", "every member answers a linearizable read".into()),
+            Event::AllHealthy { at_ms } => {
+                timeline(*at_ms, "all-healthy", "every member answers a linearizable read".into())
+            }
             Event::Command(c) => report.commands.push(c.clone()),
             Event::Measured {
                 recovery,

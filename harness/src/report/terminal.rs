@@ -42,7 +42,14 @@ impl TerminalReporter {
 impl Reporter for TerminalReporter {
     fn on_event(&mut self, event: &Event) {
         match event {
-            Event::RunStarted { run_id, scenario, image, seed, out_dir, .. } => {
+            Event::RunStarted {
+                run_id,
+                scenario,
+                image,
+                seed,
+                out_dir,
+                ..
+            } => {
                 self.say(format!(
                     "etcd-drill: scenario {} | run {run_id} | image {image} | seed {seed} (replay with --seed {seed})\n  reports: {}",
                     scenario.name,
@@ -54,11 +61,26 @@ impl Reporter for TerminalReporter {
                 self.line(*at_ms, format!("{name}: {detail}"));
                 self.spinner.set_message(name.clone());
             }
-            Event::FaultInjected { at_ms, action, target, members } => {
+            Event::FaultInjected {
+                at_ms,
+                action,
+                target,
+                members,
+            } => {
                 self.line(*at_ms, format!("fault {action} ({target}): {}", members.join(", ")));
             }
             Event::QuorumProbed { at_ms, writable } => {
-                self.line(*at_ms, format!("quorum probe: {}", if *writable { "writable" } else { "quorum lost, puts time out" }));
+                self.line(
+                    *at_ms,
+                    format!(
+                        "quorum probe: {}",
+                        if *writable {
+                            "writable"
+                        } else {
+                            "quorum lost, puts time out"
+                        }
+                    ),
+                );
                 self.spinner.set_message("outage");
             }
             Event::RecoveryStarted { at_ms, procedure } => {
@@ -66,14 +88,29 @@ impl Reporter for TerminalReporter {
                 self.spinner.set_message(format!("running {procedure}"));
             }
             Event::Command(c) if c.phase == "recovery" => {
-                self.line(c.at_ms, format!("  $ {} ({} ms{})", c.step, c.duration_ms, if c.ok { "" } else { ", FAILED" }));
+                self.line(
+                    c.at_ms,
+                    format!(
+                        "  $ {} ({} ms{})",
+                        c.step,
+                        c.duration_ms,
+                        if c.ok { "" } else { ", FAILED" }
+                    ),
+                );
             }
             Event::Command(_) => {}
             Event::RecoveryFinished { at_ms, ok } => {
-                self.line(*at_ms, format!("recovery {}", if *ok { "done: writes accepted" } else { "FAILED" }));
+                self.line(
+                    *at_ms,
+                    format!("recovery {}", if *ok { "done: writes accepted" } else { "FAILED" }),
+                );
             }
             Event::AllHealthy { at_ms } => self.line(*at_ms, "every member healthy".into()),
-            Event::Measured { recovery, data, consistency } => {
+            Event::Measured {
+                recovery,
+                data,
+                consistency,
+            } => {
                 let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
                 self.say(format!(
                     "\n  RTO (fault -> first write)    {}\n  procedure -> first write       {}\n  fault -> all healthy           {}\n  longest write gap              {} ms\n  acknowledged writes            {}\n  lost acknowledged writes       {}\n  RPO (span of lost writes)      {} ms\n  HashKV equal                   {}",
@@ -96,7 +133,9 @@ impl Reporter for TerminalReporter {
                     c.expected
                 ));
             }
-            Event::RunFinished { outcome, error, kept, .. } => {
+            Event::RunFinished {
+                outcome, error, kept, ..
+            } => {
                 self.spinner.finish_and_clear();
                 if let Some(e) = error {
                     eprintln!("error: {e}");
@@ -107,10 +146,13 @@ impl Reporter for TerminalReporter {
                         println!("  {name}  {endpoint}");
                     }
                 }
-                println!("verdict: {}", match outcome {
-                    Outcome::Pass => "PASS",
-                    Outcome::Fail => "FAIL",
-                });
+                println!(
+                    "verdict: {}",
+                    match outcome {
+                        Outcome::Pass => "PASS",
+                        Outcome::Fail => "FAIL",
+                    }
+                );
             }
         }
     }
