@@ -494,6 +494,20 @@ impl Cluster {
         None
     }
 
+    /// Waits up to `timeout` for a leader among `running` members.
+    pub async fn wait_for_leader(&self, running: &[String], timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.leader().await.filter(|l| running.contains(l)) {
+                return Some(leader);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Tries a put on every running member, repeatedly, for up to `window`.
     /// Returns the time of the first success, or None when no member accepted a write.
     pub async fn probe_writable(&self, window: Duration, put_timeout: Duration) -> Option<Instant> {

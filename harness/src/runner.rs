@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
-use crate::fault::ClusterView;
+use crate::fault::{ClusterView, FaultAction, Target};
 use crate::image::DEFAULT_IMAGE;
 use crate::procedure::{self, RecoveryContext};
 use crate::runtime::{DockerRuntime, RunGuard};
@@ -77,7 +77,10 @@ impl Emitter<'_> {
 pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut dyn Reporter>) -> Result<RunSummary> {
     let docker = DockerRuntime::connect().await?;
     docker.ensure_image(&options.image, DEFAULT_IMAGE).await?;
-    std::fs::create_dir_all(&options.out_dir).map_err(Error::io(&options.out_dir))?;
+    std::fs::create_dir_all(&options.out_dir).map_err(|e| Error::InvalidArgument {
+        argument: "--out".into(),
+        message: format!("cannot create {}: {e}", options.out_dir.display()),
+    })?;
     let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
     let mut guard = RunGuard::new(&run_id);
     let clock = Clock::start();
@@ -274,11 +277,10 @@ impl Drill<'_, '_> {
             tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
             let cluster = self.cluster_ref();
             let running = cluster.running().await?;
-            let leader = if matches!(
-                fault.target,
-                crate::fault::Target::Leader | crate::fault::Target::Followers { .. }
-            ) {
-                cluster.leader().await
+            let leader = if matches!(fault.target, Target::Leader | Target::Followers { .. }) {
+                // Right after a fault the survivors may still name a dead leader, or none
+                // while they elect one: wait (briefly) for a leader that is running.
+                cluster.wait_for_leader(&running, Duration::from_secs(10)).await
             } else {
                 None
             };
@@ -294,14 +296,14 @@ impl Drill<'_, '_> {
             for m in &members {
                 let cluster = self.cluster_mut();
                 match fault.action {
-                    crate::fault::FaultAction::Kill => cluster.kill(m).await?,
-                    crate::fault::FaultAction::Stop => cluster.stop(m).await?,
-                    crate::fault::FaultAction::Start => cluster.start(m).await?,
-                    crate::fault::FaultAction::Restart => {
+                    FaultAction::Kill => cluster.kill(m).await?,
+                    FaultAction::Stop => cluster.stop(m).await?,
+                    FaultAction::Start => cluster.start(m).await?,
+                    FaultAction::Restart => {
                         cluster.stop(m).await?;
                         cluster.start(m).await?;
                     }
-                    crate::fault::FaultAction::Wipe => cluster.wipe(m).await?,
+                    FaultAction::Wipe => cluster.wipe(m).await?,
                 }
             }
             // A fault counts from the moment it has taken effect on every member it hits.
@@ -313,7 +315,7 @@ impl Drill<'_, '_> {
                         down.push(m.clone());
                     }
                 }
-            } else if fault.action == crate::fault::FaultAction::Start {
+            } else if fault.action == FaultAction::Start {
                 down.retain(|d| !members.contains(d));
             }
             self.flush();
