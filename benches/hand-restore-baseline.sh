@@ -94,7 +94,7 @@ t=$(now)
 i=0; for m in $MEMBERS; do start_member "$m" $i "$TOKEN" "$WORK/new/$m"; i=$((i+1)); done
 until ctl put /probe back >/dev/null 2>&1; do sleep 0.05; done
 start=$(since "$t")
-keys=$(ctl get /apisix/routes/ --prefix --count-only -w json 2>/dev/null | grep -o '"count":[0-9]*' | cut -d: -f2 || echo "?")
+keys=$(ctl get /apisix/routes/ --prefix --keys-only 2>/dev/null | grep -c routes || true)
 
 total=$(awk -v a="$save" -v b="$restore" -v c="$start" 'BEGIN { printf "%.2f", a + b + c }')
 echo "snapshot save: ${save} s"

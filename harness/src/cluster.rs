@@ -119,7 +119,7 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 /// The `docker run` line that creates the same container as `spec`. `files` are host files
-/// the harness copies in before the start; an operator mounts them instead.
+/// (as shell words, e.g. `"$PWD/snapshot.db"`) mounted read-only at a path in the container.
 pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)]) -> String {
     let mut words: Vec<String> = vec!["docker".into(), "run".into()];
     words.push(if detach { "-d".into() } else { "--rm".into() });
@@ -148,7 +148,7 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
         words.push(format!("-v {volume}:{target}"));
     }
     for (host, target) in files {
-        words.push(format!("-v {}:{target}:ro", shell_quote(host)));
+        words.push(format!("-v {host}:{target}:ro"));
     }
     for (k, v) in &spec.env {
         words.push(format!("-e {}", shell_quote(&format!("{k}={v}"))));

@@ -93,15 +93,16 @@ impl Procedure for SnapshotRestore {
 
             // 2. A new identity for the restored cluster: a token, and a fresh volume (and
             //    container name) for every member.
-            let old: Vec<(String, String)> = cluster
+            let old_containers: Vec<String> = cluster
                 .members
                 .iter()
-                .map(|m| {
-                    (
-                        cluster.container_name(&m.spec.name),
-                        cluster.volume_name(&m.spec.name, m.volume_generation),
-                    )
-                })
+                .filter(|m| m.has_container)
+                .map(|m| cluster.container_name(&m.spec.name))
+                .collect();
+            let old_volumes: Vec<String> = cluster
+                .members
+                .iter()
+                .map(|m| cluster.volume_name(&m.spec.name, m.volume_generation))
                 .collect();
             cluster.token = format!("etcd-drill-{}-restored-{}", cluster.run_id, cluster.clock.now_ms());
             let names = cluster.topology.names();
@@ -128,7 +129,6 @@ impl Procedure for SnapshotRestore {
             //    once the new cluster takes writes), and create the new member containers.
             //    Nothing starts before the checks pass.
             let docker = cluster.docker.clone();
-            let old_containers: Vec<String> = old.iter().map(|(c, _)| c.clone()).collect();
             let status_spec = ContainerSpec {
                 isolated: true,
                 ..tool_spec(
@@ -211,7 +211,7 @@ impl Procedure for SnapshotRestore {
             stopped?;
             let status = status?;
             let parsed = parse_snapshot_status(&status.stdout).filter(|_| status.exit_code == 0);
-            let mount = [("snapshot.db", SNAPSHOT_IN_CONTAINER)];
+            let mount = [("\"$PWD/snapshot.db\"", SNAPSHOT_IN_CONTAINER)];
             cluster.record_span(
                 "verify the snapshot",
                 docker_run_line(&status_spec, false, &mount),
@@ -267,7 +267,6 @@ impl Procedure for SnapshotRestore {
 
             // 5. The old members and their data are no longer needed.
             let started = Instant::now();
-            let old_volumes: Vec<&str> = old.iter().map(|(_, v)| v.as_str()).collect();
             let dropped = async {
                 join_all(old_containers.iter().map(|c| docker.remove_container(c)))
                     .await
