@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
-use crate::runtime::{ContainerSpec, DockerRuntime, MEMBER_LABEL, ROLE_LABEL};
+use crate::runtime::{ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL};
 use crate::topology::{MemberSpec, Topology, CLIENT_PORT};
 
 /// Where a member's data volume is mounted, and the data dir inside it. The data dir is a
@@ -56,12 +56,16 @@ pub struct RecordedCommand {
 pub struct Member {
     pub spec: MemberSpec,
     pub host_port: u16,
-    /// Fixed address on the run's network; every member's /etc/hosts lists all of them.
+    /// Fixed address on the peer network; every member's /etc/hosts lists all of them.
     pub ip: String,
     /// Bumped whenever the member gets a fresh data volume (wipe, restore).
     pub volume_generation: u32,
     /// The container exists (it may be stopped).
     pub has_container: bool,
+    /// Frozen with `docker pause`.
+    pub paused: bool,
+    /// Cut off the peer network.
+    pub partitioned: bool,
     pub client: MemberClient,
 }
 
@@ -70,7 +74,10 @@ pub struct Cluster {
     pub run_id: String,
     pub image: String,
     pub topology: Topology,
+    /// The network the members' client ports are published through.
     pub network: String,
+    /// The internal network the members talk raft on; partitions cut members off it.
+    pub peer_network: String,
     pub token: String,
     pub members: Vec<Member>,
     pub clock: Clock,
@@ -85,15 +92,15 @@ pub fn free_local_port() -> Result<u16> {
     Ok(port)
 }
 
-/// Creates the run's network on a free /24 and returns its first three octets. The
-/// subnet is fixed so that members keep their addresses across restarts.
-async fn create_run_network(docker: &DockerRuntime, network: &str, run_id: &str) -> Result<String> {
+/// Creates the run's internal peer network on a free /24 and returns its first three
+/// octets. The subnet is fixed so that members keep their addresses across restarts.
+async fn create_peer_network(docker: &DockerRuntime, network: &str, run_id: &str) -> Result<String> {
     let start = u32::from_str_radix(run_id.get(..4).unwrap_or("0"), 16).unwrap_or(0);
     for attempt in 0..64u32 {
         let third = (start + attempt * 37) % 250 + 1;
         let prefix = format!("10.213.{third}");
         if docker
-            .create_network(network, run_id, &format!("{prefix}.0/24"))
+            .create_network(network, run_id, Some(&format!("{prefix}.0/24")), true)
             .await?
         {
             return Ok(prefix);
@@ -121,14 +128,16 @@ pub fn shell_quote(word: &str) -> String {
 /// The `docker run` line that creates the same container as `spec`. `files` are host files
 /// (as shell words, e.g. `"$PWD/snapshot.db"`) mounted read-only at a path in the container.
 pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)]) -> String {
-    let mut words: Vec<String> = vec!["docker".into(), "run".into()];
-    words.push(if detach { "-d".into() } else { "--rm".into() });
+    let mut words: Vec<String> = vec!["docker".into()];
+    // A second network is connected between create and start.
+    let connect_later = spec.peer_network.as_ref().filter(|_| detach);
+    match connect_later {
+        Some(_) => words.push("create".into()),
+        None => words.push(if detach { "run -d".into() } else { "run --rm".into() }),
+    }
     words.push(format!("--name {}", spec.name));
     if let Some((network, alias)) = &spec.network {
         words.push(format!("--network {network} --network-alias {alias}"));
-        if let Some(ip) = &spec.ipv4 {
-            words.push(format!("--ip {ip}"));
-        }
     } else if spec.isolated {
         words.push("--network none".into());
     }
@@ -155,7 +164,15 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
     }
     words.push(spec.image.clone());
     words.extend(spec.cmd.iter().map(|c| shell_quote(c)));
-    words.join(" ")
+    let mut line = words.join(" ");
+    if let Some(peer) = connect_later {
+        let ip = peer.ipv4.as_ref().map(|ip| format!("--ip {ip} ")).unwrap_or_default();
+        line.push_str(&format!(
+            " && docker network connect {ip}--alias {} {} {} && docker start {}",
+            peer.alias, peer.network, spec.name, spec.name
+        ));
+    }
+    line
 }
 
 impl Cluster {
@@ -245,8 +262,10 @@ impl Cluster {
         clock: Clock,
     ) -> Result<Cluster> {
         let network = format!("etcd-drill-{run_id}");
+        let peer_network = format!("etcd-drill-{run_id}-peer");
         let started = Instant::now();
-        let subnet = create_run_network(&docker, &network, run_id).await?;
+        docker.create_network(&network, run_id, None, false).await?;
+        let subnet = create_peer_network(&docker, &peer_network, run_id).await?;
         let mut members = Vec::new();
         for (i, spec) in topology.members.iter().enumerate() {
             let host_port = free_local_port()?;
@@ -257,6 +276,8 @@ impl Cluster {
                 ip: format!("{subnet}.{}", 10 + i),
                 volume_generation: 0,
                 has_container: false,
+                paused: false,
+                partitioned: false,
                 client,
             });
         }
@@ -266,6 +287,7 @@ impl Cluster {
             image: image.to_string(),
             topology: topology.clone(),
             network: network.clone(),
+            peer_network: peer_network.clone(),
             token: format!("etcd-drill-{run_id}"),
             members,
             clock,
@@ -274,7 +296,7 @@ impl Cluster {
         };
         cluster.record(
             "create the cluster network",
-            format!("docker network create --subnet {subnet}.0/24 {network}"),
+            format!("docker network create {network} && docker network create --internal --subnet {subnet}.0/24 {peer_network}"),
             started,
             true,
         );
@@ -297,6 +319,17 @@ impl Cluster {
 
     /// The container of `member`, configured through etcd's `ETCD_*` environment.
     pub fn member_container_spec(&self, member: &Member, state: ClusterState) -> ContainerSpec {
+        self.member_container_spec_with(member, state, &self.topology.initial_cluster())
+    }
+
+    /// The container of `member`, bootstrapping from `initial_cluster` (for a member that
+    /// joins, the list `member add` printed).
+    pub fn member_container_spec_with(
+        &self,
+        member: &Member,
+        state: ClusterState,
+        initial_cluster: &str,
+    ) -> ContainerSpec {
         let name = &member.spec.name;
         ContainerSpec {
             name: self.container_name(name),
@@ -314,7 +347,7 @@ impl Cluster {
                 ("ETCD_ADVERTISE_CLIENT_URLS".into(), member.spec.client_url()),
                 ("ETCD_LISTEN_PEER_URLS".into(), "http://0.0.0.0:2380".into()),
                 ("ETCD_INITIAL_ADVERTISE_PEER_URLS".into(), member.spec.peer_url()),
-                ("ETCD_INITIAL_CLUSTER".into(), self.topology.initial_cluster()),
+                ("ETCD_INITIAL_CLUSTER".into(), initial_cluster.to_string()),
                 ("ETCD_INITIAL_CLUSTER_TOKEN".into(), self.token.clone()),
                 ("ETCD_INITIAL_CLUSTER_STATE".into(), state.as_str().into()),
             ],
@@ -324,7 +357,11 @@ impl Cluster {
                 ("io.etcd-drill.host".into(), member.spec.host.clone()),
             ],
             network: Some((self.network.clone(), name.clone())),
-            ipv4: Some(member.ip.clone()),
+            peer_network: Some(NetworkAttachment {
+                network: self.peer_network.clone(),
+                alias: name.clone(),
+                ipv4: Some(member.ip.clone()),
+            }),
             // Every peer's name resolves from /etc/hosts. Through Docker's DNS, the names
             // of dead peers are forwarded to outside resolvers, and a member that keeps
             // asking for them (any survivor of a quorum loss) takes seconds to stop.
@@ -442,6 +479,69 @@ impl Cluster {
         result
     }
 
+    pub async fn pause(&mut self, name: &str) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let result = self.docker.pause(&container).await;
+        self.record(
+            format!("pause {name}"),
+            format!("docker pause {container}"),
+            started,
+            result.is_ok(),
+        );
+        result?;
+        self.member_mut(name)?.paused = true;
+        Ok(())
+    }
+
+    pub async fn resume(&mut self, name: &str) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let result = self.docker.unpause(&container).await;
+        self.record(
+            format!("resume {name}"),
+            format!("docker unpause {container}"),
+            started,
+            result.is_ok(),
+        );
+        result?;
+        self.member_mut(name)?.paused = false;
+        Ok(())
+    }
+
+    /// Cuts the member off the peer network; its client port stays reachable.
+    pub async fn partition(&mut self, name: &str) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let result = self.docker.disconnect_network(&container, &self.peer_network).await;
+        let command = format!("docker network disconnect --force {} {container}", self.peer_network);
+        self.record(format!("partition {name}"), command, started, result.is_ok());
+        result?;
+        self.member_mut(name)?.partitioned = true;
+        Ok(())
+    }
+
+    /// Reconnects a partitioned member to the peer network at its old address.
+    pub async fn heal(&mut self, name: &str) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let member = self.member(name)?;
+        let attachment = NetworkAttachment {
+            network: self.peer_network.clone(),
+            alias: name.to_string(),
+            ipv4: Some(member.ip.clone()),
+        };
+        let result = self.docker.connect_network(&container, &attachment).await;
+        let command = format!(
+            "docker network connect --ip {} --alias {name} {} {container}",
+            member.ip, self.peer_network
+        );
+        self.record(format!("heal {name}"), command, started, result.is_ok());
+        result?;
+        self.member_mut(name)?.partitioned = false;
+        Ok(())
+    }
+
     /// Destroys the member's container and data volume, and prepares an empty volume for
     /// whatever brings the member back.
     pub async fn wipe(&mut self, name: &str) -> Result<()> {
@@ -463,6 +563,8 @@ impl Cluster {
         removed?;
         let member = self.member_mut(name)?;
         member.has_container = false;
+        member.paused = false;
+        member.partitioned = false;
         member.volume_generation += 1;
         let fresh = self.volume_name(name, generation + 1);
         self.docker.create_volume(&fresh, &self.run_id, name).await
@@ -492,6 +594,120 @@ impl Cluster {
             }
         }
         None
+    }
+
+    /// The first member other than `except` that answers a linearizable read.
+    pub async fn healthy_member(&self, except: &[String]) -> Result<MemberClient> {
+        for m in self.members.iter().filter(|m| !except.contains(&m.spec.name)) {
+            if m.client.is_healthy(Duration::from_millis(800)).await {
+                return Ok(m.client.clone());
+            }
+        }
+        Err(Error::Procedure {
+            step: "find a healthy member".into(),
+            message: format!("no member other than {} answers a linearizable read", except.join(", ")),
+        })
+    }
+
+    /// The member-replacement runbook for one member whose data is gone (or untrusted):
+    /// `member remove`, wipe its data, `member add`, start it with
+    /// `initial-cluster-state=existing` and the member list `member add` printed, and wait
+    /// until it serves.
+    pub async fn replace_member(&mut self, name: &str) -> Result<()> {
+        let timeout = Duration::from_secs(10);
+        let via = self.healthy_member(&[name.to_string()]).await?;
+        let peer_url = self.member(name)?.spec.peer_url();
+
+        let started = Instant::now();
+        let listed = via.member_list(timeout).await?;
+        let old = listed
+            .iter()
+            .find(|m| m.name == name || m.peer_urls.contains(&peer_url));
+        if let Some(old) = old {
+            let removed = via.member_remove(old.id, timeout).await;
+            let command = format!("etcdctl --endpoints={} member remove {:x}", via.endpoint, old.id);
+            self.record(
+                format!("remove {name} from the cluster"),
+                command,
+                started,
+                removed.is_ok(),
+            );
+            removed?;
+        }
+
+        self.wipe(name).await?;
+
+        let started = Instant::now();
+        let added = via.member_add(&peer_url, timeout).await;
+        let command = format!(
+            "etcdctl --endpoints={} member add {name} --peer-urls={peer_url}",
+            via.endpoint
+        );
+        self.record(
+            format!("add {name} back as a new member"),
+            command,
+            started,
+            added.is_ok(),
+        );
+        let (_, members) = added?;
+        let initial_cluster = members
+            .iter()
+            .map(|m| {
+                let member_name = if m.name.is_empty() { name } else { m.name.as_str() };
+                format!("{member_name}={}", m.peer_urls.first().cloned().unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+
+        let started = Instant::now();
+        let spec = self.member_container_spec_with(self.member(name)?, ClusterState::Existing, &initial_cluster);
+        self.docker.create_container(&spec, &self.run_id).await?;
+        self.member_mut(name)?.has_container = true;
+        let result = self.docker.start(&spec.name).await;
+        self.record_member_start(
+            &spec,
+            ClusterState::Existing,
+            started,
+            started.elapsed().as_millis() as u64,
+            result.is_ok(),
+        );
+        result?;
+        self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await
+    }
+
+    /// Stops and removes the member's container and starts a new one on the same data
+    /// volume, with `extra_env` added to its configuration.
+    pub async fn recreate_member(&mut self, name: &str, extra_env: &[(&str, &str)]) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let removed = async {
+            self.docker.stop(&container, 10).await?;
+            self.docker.remove_container(&container).await
+        }
+        .await;
+        self.record(
+            format!("stop {name}"),
+            format!("docker stop {container} && docker rm {container}"),
+            started,
+            removed.is_ok(),
+        );
+        removed?;
+        self.member_mut(name)?.has_container = false;
+        let started = Instant::now();
+        let mut spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
+        spec.env
+            .extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.docker.create_container(&spec, &self.run_id).await?;
+        self.member_mut(name)?.has_container = true;
+        let result = self.docker.start(&spec.name).await;
+        self.record_member_start(
+            &spec,
+            ClusterState::Existing,
+            started,
+            started.elapsed().as_millis() as u64,
+            result.is_ok(),
+        );
+        result
     }
 
     /// Waits up to `timeout` for a leader among `running` members.
@@ -577,14 +793,20 @@ mod tests {
             cmd: vec!["/usr/local/bin/etcd".into()],
             env: vec![("ETCD_NAME".into(), "etcd1".into())],
             network: Some(("net".into(), "etcd1".into())),
+            peer_network: Some(NetworkAttachment {
+                network: "peers".into(),
+                alias: "etcd1".into(),
+                ipv4: Some("10.0.0.5".into()),
+            }),
             volumes: vec![("vol".into(), "/var/lib/etcd".into())],
             publish: Some((2379, 40000)),
             ..ContainerSpec::default()
         };
         assert_eq!(
             docker_run_line(&spec, true, &[]),
-            "docker run -d --name c --network net --network-alias etcd1 -p 127.0.0.1:40000:2379 \
-             -v vol:/var/lib/etcd -e ETCD_NAME=etcd1 img:1 /usr/local/bin/etcd"
+            "docker create --name c --network net --network-alias etcd1 -p 127.0.0.1:40000:2379 \
+             -v vol:/var/lib/etcd -e ETCD_NAME=etcd1 img:1 /usr/local/bin/etcd \
+             && docker network connect --ip 10.0.0.5 --alias etcd1 peers c && docker start c"
         );
     }
 }

@@ -126,6 +126,49 @@ impl MemberClient {
             .collect())
     }
 
+    pub async fn member_remove(&self, id: u64, timeout: Duration) -> Result<()> {
+        let mut c = self.client.cluster_client();
+        deadline(timeout, c.member_remove(id))
+            .await
+            .map_err(self.fail("member remove"))?;
+        Ok(())
+    }
+
+    /// Adds a member with `peer_url`; returns its id and the member list `member add` prints.
+    pub async fn member_add(&self, peer_url: &str, timeout: Duration) -> Result<(u64, Vec<ListedMember>)> {
+        let mut c = self.client.cluster_client();
+        let r = deadline(timeout, c.member_add(vec![peer_url.to_string()], None))
+            .await
+            .map_err(self.fail("member add"))?;
+        let id = r.member().map(|m| m.id()).unwrap_or(0);
+        let members = r
+            .member_list()
+            .iter()
+            .map(|m| ListedMember {
+                id: m.id(),
+                name: m.name().to_string(),
+                peer_urls: m.peer_urls().to_vec(),
+            })
+            .collect();
+        Ok((id, members))
+    }
+
+    /// Compacts the key space up to `revision`, physically (waits for the compaction).
+    pub async fn compact(&self, revision: i64, timeout: Duration) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        let options = etcd_client::CompactionOptions::new().with_physical();
+        deadline(timeout, kv.compact(revision, Some(options)))
+            .await
+            .map_err(self.fail("compact"))?;
+        Ok(())
+    }
+
+    pub async fn defragment(&self, timeout: Duration) -> Result<()> {
+        let mut m = self.client.maintenance_client();
+        deadline(timeout, m.defragment()).await.map_err(self.fail("defrag"))?;
+        Ok(())
+    }
+
     /// Every key under `prefix` with its value, read linearizably.
     pub async fn get_prefix(&self, prefix: &str, timeout: Duration) -> Result<HashMap<String, Vec<u8>>> {
         let mut kv = self.client.kv_client();

@@ -1,4 +1,5 @@
-//! Faults as verbs (`kill`, `stop`, `start`, `restart`, `wipe`) and the targets they hit
+//! Faults as verbs (`kill`, `stop`, `start`, `restart`, `wipe`, `pause`, `resume`,
+//! `partition`, `heal`) and the targets they hit
 //! (members by name, a host, the leader, followers, or a seeded random count).
 //! Resolving a target to member names is pure; applying a fault goes through the cluster.
 
@@ -21,15 +22,28 @@ pub enum FaultAction {
     Restart,
     /// Destroy the member's data volume (the container goes with it): the disk is gone.
     Wipe,
+    /// Freeze the member's processes (`docker pause`): alive, but silent.
+    Pause,
+    /// Thaw a paused member.
+    Resume,
+    /// Cut the member off the peer network: it runs, and clients still reach it, but it
+    /// hears no other member (every partitioned member is alone on its side).
+    Partition,
+    /// Reconnect a partitioned member with its address intact.
+    Heal,
 }
 
 impl FaultAction {
-    pub const ALL: [FaultAction; 5] = [
+    pub const ALL: [FaultAction; 9] = [
         FaultAction::Kill,
         FaultAction::Stop,
         FaultAction::Start,
         FaultAction::Restart,
         FaultAction::Wipe,
+        FaultAction::Pause,
+        FaultAction::Resume,
+        FaultAction::Partition,
+        FaultAction::Heal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +53,10 @@ impl FaultAction {
             FaultAction::Start => "start",
             FaultAction::Restart => "restart",
             FaultAction::Wipe => "wipe",
+            FaultAction::Pause => "pause",
+            FaultAction::Resume => "resume",
+            FaultAction::Partition => "partition",
+            FaultAction::Heal => "heal",
         }
     }
 
@@ -46,9 +64,17 @@ impl FaultAction {
         Self::ALL.into_iter().find(|a| a.as_str() == value)
     }
 
-    /// Whether the members this hits stop serving.
+    /// Whether the members this hits stop serving (or stop hearing their peers).
     pub fn takes_members_down(self) -> bool {
-        matches!(self, FaultAction::Kill | FaultAction::Stop | FaultAction::Wipe)
+        matches!(
+            self,
+            FaultAction::Kill | FaultAction::Stop | FaultAction::Wipe | FaultAction::Pause | FaultAction::Partition
+        )
+    }
+
+    /// Whether this undoes an earlier fault on the members it hits.
+    pub fn brings_members_back(self) -> bool {
+        matches!(self, FaultAction::Start | FaultAction::Resume | FaultAction::Heal)
     }
 }
 

@@ -304,6 +304,10 @@ impl Drill<'_, '_> {
                         cluster.start(m).await?;
                     }
                     FaultAction::Wipe => cluster.wipe(m).await?,
+                    FaultAction::Pause => cluster.pause(m).await?,
+                    FaultAction::Resume => cluster.resume(m).await?,
+                    FaultAction::Partition => cluster.partition(m).await?,
+                    FaultAction::Heal => cluster.heal(m).await?,
                 }
             }
             // A fault counts from the moment it has taken effect on every member it hits.
@@ -315,7 +319,7 @@ impl Drill<'_, '_> {
                         down.push(m.clone());
                     }
                 }
-            } else if fault.action == FaultAction::Start {
+            } else if fault.action.brings_members_back() {
                 down.retain(|d| !members.contains(d));
             }
             self.flush();
@@ -419,6 +423,14 @@ impl Drill<'_, '_> {
                 healthy.is_some_and(|h| h <= budget),
                 format!("healthy_ms <= {budget}"),
                 healthy.map(|h| h.to_string()).unwrap_or_else(|| "never healthy".into()),
+            ));
+        }
+        if let Some(max) = expect.max_write_gap_ms {
+            self.check(CheckResult::new(
+                "max_write_gap",
+                figures.max_write_gap_ms <= max,
+                format!("<= {max} ms without an acknowledged write"),
+                format!("{} ms", figures.max_write_gap_ms),
             ));
         }
         if let Some(max) = expect.max_lost_acked_writes {

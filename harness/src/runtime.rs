@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig, PortBinding,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
@@ -42,10 +43,11 @@ pub struct ContainerSpec {
     pub cmd: Vec<String>,
     pub env: Vec<(String, String)>,
     pub labels: Vec<(String, String)>,
-    /// (network, alias on it)
+    /// (network, alias on it): the network the container is created on; published ports
+    /// go through it.
     pub network: Option<(String, String)>,
-    /// Fixed IPv4 address on that network.
-    pub ipv4: Option<String>,
+    /// A second network, connected before the start (the members' peer network).
+    pub peer_network: Option<NetworkAttachment>,
     /// (volume name, mount point)
     pub volumes: Vec<(String, String)>,
     /// (container TCP port, host port on 127.0.0.1)
@@ -56,6 +58,14 @@ pub struct ContainerSpec {
     pub isolated: bool,
     /// Host files mounted read-only: (host path, path in the container).
     pub bind_files: Vec<(PathBuf, String)>,
+}
+
+/// A container's place on a network: its alias there and, optionally, a fixed address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkAttachment {
+    pub network: String,
+    pub alias: String,
+    pub ipv4: Option<String>,
 }
 
 /// A host file a tool container needs, at `container_path`.
@@ -194,14 +204,16 @@ impl DockerRuntime {
         self.run_tool(&spec, run_id, &[], Duration::from_secs(60)).await
     }
 
-    /// Creates a bridge network with the given subnet. Returns Ok(false) when the subnet
+    /// Creates a bridge network, on `subnet` if given. An `internal` network has no way
+    /// out: no gateway, no published ports, no outside DNS. Returns Ok(false) when the subnet
     /// overlaps one in use, so the caller can try another.
-    pub async fn create_network(&self, name: &str, run_id: &str, subnet: &str) -> Result<bool> {
+    pub async fn create_network(&self, name: &str, run_id: &str, subnet: Option<&str>, internal: bool) -> Result<bool> {
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
+            internal: Some(internal),
             labels: Some(HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())])),
-            ipam: Some(Ipam {
+            ipam: subnet.map(|subnet| Ipam {
                 config: Some(vec![IpamConfig {
                     subnet: Some(subnet.to_string()),
                     ..Default::default()
@@ -285,10 +297,6 @@ impl DockerRuntime {
                 network.clone(),
                 EndpointSettings {
                     aliases: Some(vec![alias.clone()]),
-                    ipam_config: spec.ipv4.as_ref().map(|ip| EndpointIpamConfig {
-                        ipv4_address: Some(ip.clone()),
-                        ..Default::default()
-                    }),
                     ..Default::default()
                 },
             )])),
@@ -310,7 +318,62 @@ impl DockerRuntime {
             .create_container(Some(options), body)
             .await
             .map_err(Error::docker("create container", &spec.name))?;
+        // Daemons before API 1.44 take one network at creation; the second is connected.
+        if let Some(peer) = &spec.peer_network {
+            self.connect_network(&spec.name, peer).await?;
+        }
         Ok(())
+    }
+
+    /// Attaches a container to a network with its alias and, if given, its fixed address.
+    pub async fn connect_network(&self, container: &str, attachment: &NetworkAttachment) -> Result<()> {
+        let request = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(vec![attachment.alias.clone()]),
+                ipam_config: attachment.ipv4.as_ref().map(|ip| EndpointIpamConfig {
+                    ipv4_address: Some(ip.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        self.docker
+            .connect_network(&attachment.network, request)
+            .await
+            .map_err(Error::docker(
+                "connect network",
+                format!("{container} to {}", attachment.network),
+            ))
+    }
+
+    /// Cuts a container off a network (it keeps running).
+    pub async fn disconnect_network(&self, container: &str, network: &str) -> Result<()> {
+        let request = NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        self.docker
+            .disconnect_network(network, request)
+            .await
+            .map_err(Error::docker(
+                "disconnect network",
+                format!("{container} from {network}"),
+            ))
+    }
+
+    pub async fn pause(&self, name: &str) -> Result<()> {
+        self.docker
+            .pause_container(name)
+            .await
+            .map_err(Error::docker("pause container", name))
+    }
+
+    pub async fn unpause(&self, name: &str) -> Result<()> {
+        self.docker
+            .unpause_container(name)
+            .await
+            .map_err(Error::docker("unpause container", name))
     }
 
     pub async fn start(&self, name: &str) -> Result<()> {

@@ -78,6 +78,8 @@ pub struct RawRecovery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<i64>,
 }
 
@@ -92,6 +94,8 @@ pub struct RawExpect {
     pub rto_budget_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthy_budget_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_write_gap_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_equal: Option<bool>,
 }
@@ -116,13 +120,34 @@ pub enum ProcedureSpec {
     Restart,
     /// Save a snapshot from `from`, restore every member from it with a new token.
     SnapshotRestore { from: String },
+    /// Resume paused members, heal partitions, start stopped members.
+    Repair,
+    /// Remove, wipe, re-add and start each member (empty: every member whose data is gone).
+    MemberReplace { members: Vec<String> },
+    /// Compact to the current revision and defragment every member.
+    Maintenance,
+    /// Make `from` a one-member cluster with its data, then add the others back.
+    ForceNewCluster { from: String },
 }
 
 impl ProcedureSpec {
+    pub const NAMES: [&'static str; 6] = [
+        "restart",
+        "snapshot-restore",
+        "repair",
+        "member-replace",
+        "maintenance",
+        "force-new-cluster",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             ProcedureSpec::Restart => "restart",
             ProcedureSpec::SnapshotRestore { .. } => "snapshot-restore",
+            ProcedureSpec::Repair => "repair",
+            ProcedureSpec::MemberReplace { .. } => "member-replace",
+            ProcedureSpec::Maintenance => "maintenance",
+            ProcedureSpec::ForceNewCluster { .. } => "force-new-cluster",
         }
     }
 }
@@ -140,6 +165,8 @@ pub struct Expectations {
     pub max_lost_acked_writes: Option<u64>,
     pub rto_budget_ms: Option<u64>,
     pub healthy_budget_ms: Option<u64>,
+    /// The longest the workload may go without an acknowledged write.
+    pub max_write_gap_ms: Option<u64>,
     pub hashkv_equal: bool,
 }
 
@@ -311,9 +338,6 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         cooldown_ms: c.in_range("workload.cooldown_ms", w.cooldown_ms, defaults.cooldown_ms, 0..=600_000)?,
     };
 
-    if raw.faults.is_empty() {
-        return Err(c.err("faults", "a drill needs at least one [[faults]] entry"));
-    }
     let mut faults = Vec::new();
     for (i, f) in raw.faults.iter().enumerate() {
         let key = |k: &str| format!("faults[{i}].{k}");
@@ -404,35 +428,67 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     let r = raw
         .recovery
         .ok_or_else(|| c.err("recovery", "missing [recovery] table with a `procedure`"))?;
-    let procedure = match r.procedure.as_str() {
-        "restart" => {
-            if r.from.is_some() {
-                return Err(c.err("recovery.from", "`from` only applies to snapshot-restore"));
-            }
-            ProcedureSpec::Restart
+    let member_named = |key: &str, name: &str| -> Result<()> {
+        match topology.member(name) {
+            Some(_) => Ok(()),
+            None => Err(c.err(
+                key,
+                format!("no member named `{name}`; members are {}", topology.names().join(", ")),
+            )),
         }
-        "snapshot-restore" => {
-            let from = r.from.clone().ok_or_else(|| {
-                c.err(
-                    "recovery.from",
-                    "snapshot-restore needs `from`, the surviving member to save the snapshot from",
-                )
-            })?;
-            if topology.member(&from).is_none() {
-                return Err(c.err(
-                    "recovery.from",
-                    format!("no member named `{from}`; members are {}", topology.names().join(", ")),
-                ));
+    };
+    let from = |procedure: &str| -> Result<String> {
+        let from = r.from.clone().ok_or_else(|| {
+            c.err(
+                "recovery.from",
+                format!("{procedure} needs `from`, the surviving member whose data to keep"),
+            )
+        })?;
+        member_named("recovery.from", &from)?;
+        Ok(from)
+    };
+    if r.from.is_some() && !matches!(r.procedure.as_str(), "snapshot-restore" | "force-new-cluster") {
+        return Err(c.err("recovery.from", format!("`from` does not apply to {}", r.procedure)));
+    }
+    if r.members.is_some() && r.procedure != "member-replace" {
+        return Err(c.err(
+            "recovery.members",
+            format!("`members` does not apply to {}", r.procedure),
+        ));
+    }
+    let procedure = match r.procedure.as_str() {
+        "restart" => ProcedureSpec::Restart,
+        "repair" => ProcedureSpec::Repair,
+        "maintenance" => ProcedureSpec::Maintenance,
+        "snapshot-restore" => ProcedureSpec::SnapshotRestore {
+            from: from("snapshot-restore")?,
+        },
+        "force-new-cluster" => ProcedureSpec::ForceNewCluster {
+            from: from("force-new-cluster")?,
+        },
+        "member-replace" => {
+            let members = r.members.clone().unwrap_or_default();
+            for m in &members {
+                member_named("recovery.members", m)?;
             }
-            ProcedureSpec::SnapshotRestore { from }
+            ProcedureSpec::MemberReplace { members }
         }
         other => {
             return Err(c.err(
                 "recovery.procedure",
-                format!("unknown procedure `{other}`; use restart or snapshot-restore"),
+                format!(
+                    "unknown procedure `{other}`; use one of {}",
+                    ProcedureSpec::NAMES.join(", ")
+                ),
             ))
         }
     };
+    if raw.faults.is_empty() && procedure != ProcedureSpec::Maintenance {
+        return Err(c.err(
+            "faults",
+            "a drill needs at least one [[faults]] entry (only `maintenance` runs without)",
+        ));
+    }
     let recovery = Recovery {
         procedure,
         delay_ms: c.in_range("recovery.delay_ms", r.delay_ms, 2_000, 0..=600_000)?,
@@ -446,6 +502,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         max_lost_acked_writes: opt("expect.max_lost_acked_writes", e.max_lost_acked_writes)?,
         rto_budget_ms: opt("expect.rto_budget_ms", e.rto_budget_ms)?,
         healthy_budget_ms: opt("expect.healthy_budget_ms", e.healthy_budget_ms)?,
+        max_write_gap_ms: opt("expect.max_write_gap_ms", e.max_write_gap_ms)?,
         hashkv_equal: e.hashkv_equal.unwrap_or(true),
     };
 
@@ -509,8 +566,14 @@ impl Scenario {
             recovery: Some(RawRecovery {
                 procedure: self.recovery.procedure.name().to_string(),
                 from: match &self.recovery.procedure {
-                    ProcedureSpec::SnapshotRestore { from } => Some(from.clone()),
-                    ProcedureSpec::Restart => None,
+                    ProcedureSpec::SnapshotRestore { from } | ProcedureSpec::ForceNewCluster { from } => {
+                        Some(from.clone())
+                    }
+                    _ => None,
+                },
+                members: match &self.recovery.procedure {
+                    ProcedureSpec::MemberReplace { members } => Some(members.clone()),
+                    _ => None,
                 },
                 delay_ms: i(self.recovery.delay_ms),
             }),
@@ -519,6 +582,7 @@ impl Scenario {
                 max_lost_acked_writes: self.expect.max_lost_acked_writes.map(|v| v as i64),
                 rto_budget_ms: self.expect.rto_budget_ms.map(|v| v as i64),
                 healthy_budget_ms: self.expect.healthy_budget_ms.map(|v| v as i64),
+                max_write_gap_ms: self.expect.max_write_gap_ms.map(|v| v as i64),
                 hashkv_equal: Some(self.expect.hashkv_equal),
             }),
         }

@@ -2,6 +2,10 @@
 //! against the live cluster, and every step is recorded as the command an operator
 //! would type. [`Procedure`] is the seam where drills differ.
 
+mod force_new_cluster;
+mod maintenance;
+mod member_replace;
+mod repair;
 mod restart;
 mod snapshot_restore;
 
@@ -11,6 +15,10 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
+pub use force_new_cluster::ForceNewCluster;
+pub use maintenance::Maintenance;
+pub use member_replace::MemberReplace;
+pub use repair::Repair;
 pub use restart::Restart;
 pub use snapshot_restore::{SnapshotInfo, SnapshotRestore};
 
@@ -24,8 +32,11 @@ pub struct ProcedureOutcome {
     /// The snapshot a restore used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotInfo>,
-    /// Members the procedure brought back.
+    /// Members the procedure brought back (or worked on).
     pub members: Vec<String>,
+    /// Each member's DB size in bytes before and after, where the procedure changes it.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub db_sizes: std::collections::BTreeMap<String, [i64; 2]>,
 }
 
 /// Everything a procedure may touch.
@@ -48,6 +59,12 @@ pub fn for_spec(spec: &ProcedureSpec) -> Box<dyn Procedure> {
     match spec {
         ProcedureSpec::Restart => Box::new(Restart),
         ProcedureSpec::SnapshotRestore { from } => Box::new(SnapshotRestore { from: from.clone() }),
+        ProcedureSpec::Repair => Box::new(Repair),
+        ProcedureSpec::MemberReplace { members } => Box::new(MemberReplace {
+            members: members.clone(),
+        }),
+        ProcedureSpec::Maintenance => Box::new(Maintenance),
+        ProcedureSpec::ForceNewCluster { from } => Box::new(ForceNewCluster { from: from.clone() }),
     }
 }
 

@@ -27,8 +27,8 @@ impl Procedure for Restart {
             }
             wait_writable(cx.cluster).await?;
             Ok(ProcedureOutcome {
-                snapshot: None,
                 members: stopped,
+                ..ProcedureOutcome::default()
             })
         })
     }

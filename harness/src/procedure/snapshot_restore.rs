@@ -292,6 +292,7 @@ impl Procedure for SnapshotRestore {
             Ok(ProcedureOutcome {
                 snapshot: Some(snapshot),
                 members: names,
+                ..ProcedureOutcome::default()
             })
         })
     }
