@@ -614,31 +614,55 @@ impl Cluster {
     /// `initial-cluster-state=existing` and the member list `member add` printed, and wait
     /// until it serves.
     pub async fn replace_member(&mut self, name: &str) -> Result<()> {
+        self.remove_member(name).await?;
+        self.rejoin_member(name).await
+    }
+
+    /// `member remove` for `name`, if the cluster still lists it.
+    pub async fn remove_member(&mut self, name: &str) -> Result<()> {
         let timeout = Duration::from_secs(10);
         let via = self.healthy_member(&[name.to_string()]).await?;
         let peer_url = self.member(name)?.spec.peer_url();
-
         let started = Instant::now();
         let listed = via.member_list(timeout).await?;
-        let old = listed
+        let Some(old) = listed
             .iter()
-            .find(|m| m.name == name || m.peer_urls.contains(&peer_url));
-        if let Some(old) = old {
-            let removed = via.member_remove(old.id, timeout).await;
-            let command = format!("etcdctl --endpoints={} member remove {:x}", via.endpoint, old.id);
-            self.record(
-                format!("remove {name} from the cluster"),
-                command,
-                started,
-                removed.is_ok(),
-            );
-            removed?;
-        }
+            .find(|m| m.name == name || m.peer_urls.contains(&peer_url))
+        else {
+            return Ok(());
+        };
+        let removed = via.member_remove(old.id, timeout).await;
+        let command = format!("etcdctl --endpoints={} member remove {:x}", via.endpoint, old.id);
+        self.record(
+            format!("remove {name} from the cluster"),
+            command,
+            started,
+            removed.is_ok(),
+        );
+        removed
+    }
 
+    /// Wipes `name`'s data, adds it as a new member and starts it with
+    /// `initial-cluster-state=existing`. etcd refuses `member add` while any voting member
+    /// has been connected for less than its health interval (5 s), so a refusal for an
+    /// unhealthy cluster is retried for a while.
+    pub async fn rejoin_member(&mut self, name: &str) -> Result<()> {
+        let timeout = Duration::from_secs(10);
         self.wipe(name).await?;
-
+        let via = self.healthy_member(&[name.to_string()]).await?;
+        let peer_url = self.member(name)?.spec.peer_url();
         let started = Instant::now();
-        let added = via.member_add(&peer_url, timeout).await;
+        let give_up = started + Duration::from_secs(30);
+        let added = loop {
+            match via.member_add(&peer_url, timeout).await {
+                Err(Error::Etcd { message, .. })
+                    if message.contains("unhealthy cluster") && Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => break other,
+            }
+        };
         let command = format!(
             "etcdctl --endpoints={} member add {name} --peer-urls={peer_url}",
             via.endpoint
@@ -664,13 +688,8 @@ impl Cluster {
         self.docker.create_container(&spec, &self.run_id).await?;
         self.member_mut(name)?.has_container = true;
         let result = self.docker.start(&spec.name).await;
-        self.record_member_start(
-            &spec,
-            ClusterState::Existing,
-            started,
-            started.elapsed().as_millis() as u64,
-            result.is_ok(),
-        );
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.record_member_start(&spec, ClusterState::Existing, started, duration_ms, result.is_ok());
         result?;
         self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await
     }

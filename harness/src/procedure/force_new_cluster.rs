@@ -40,7 +40,7 @@ impl Procedure for ForceNewCluster {
             cluster.recreate_member(&self.from, &[]).await?;
             wait_writable(cluster).await?;
             for name in &others {
-                cluster.replace_member(name).await?;
+                cluster.rejoin_member(name).await?;
             }
             wait_writable(cluster).await?;
             let mut members = vec![self.from.clone()];

@@ -1,5 +1,6 @@
-//! `member-replace`: members that lost their data rejoin under new identities, one at a
-//! time, as the runbook says: `member remove`, wipe the data dir, `member add`, start with
+//! `member-replace`: members that lost their data rejoin under new identities, as the
+//! runbook says: `member remove` (all of them first: etcd adds no member while a voting
+//! member is down), then one at a time wipe the data dir, `member add`, start with
 //! `initial-cluster-state=existing`, and wait until the member serves before the next.
 
 use futures_util::future::BoxFuture;
@@ -30,7 +31,10 @@ impl Procedure for MemberReplace {
                 self.members.clone()
             };
             for name in &targets {
-                cx.cluster.replace_member(name).await?;
+                cx.cluster.remove_member(name).await?;
+            }
+            for name in &targets {
+                cx.cluster.rejoin_member(name).await?;
             }
             wait_writable(cx.cluster).await?;
             Ok(ProcedureOutcome {
