@@ -10,6 +10,9 @@ use serde::Serialize;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
+use crate::event::RecoveryFigures;
+use crate::scenario::Expectations;
+use crate::topology::Topology;
 use crate::workload::Ledger;
 
 /// How the ledger compares with what the cluster holds.
@@ -196,6 +199,94 @@ impl CheckResult {
     }
 }
 
+/// Compares a drill's figures with the scenario's expectations: one result per check.
+pub fn judge(
+    expect: &Expectations,
+    topology: &Topology,
+    figures: &RecoveryFigures,
+    data: &DataLoss,
+    consistency: &Consistency,
+) -> Vec<CheckResult> {
+    let mut checks = Vec::new();
+    if let (Some(expected), Some(actual)) = (expect.quorum_lost, figures.quorum_lost) {
+        checks.push(CheckResult::new(
+            "quorum_lost",
+            expected == actual,
+            format!("quorum lost: {expected}"),
+            format!("quorum lost: {actual}"),
+        ));
+    }
+    checks.push(CheckResult::new(
+        "writes_resumed",
+        figures.rto_ms.is_some(),
+        "an acknowledged write after the fault",
+        match figures.rto_ms {
+            Some(ms) => format!("first after {ms} ms"),
+            None => "none".into(),
+        },
+    ));
+    if let Some(budget) = expect.rto_budget_ms {
+        checks.push(CheckResult::new(
+            "rto_budget",
+            figures.rto_ms.is_some_and(|r| r <= budget),
+            format!("rto_ms <= {budget}"),
+            figures
+                .rto_ms
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "no write resumed".into()),
+        ));
+    }
+    if let Some(budget) = expect.healthy_budget_ms {
+        checks.push(CheckResult::new(
+            "healthy_budget",
+            figures.healthy_ms.is_some_and(|h| h <= budget),
+            format!("healthy_ms <= {budget}"),
+            figures
+                .healthy_ms
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "never healthy".into()),
+        ));
+    }
+    if let Some(max) = expect.max_write_gap_ms {
+        checks.push(CheckResult::new(
+            "max_write_gap",
+            figures.max_write_gap_ms <= max,
+            format!("<= {max} ms without an acknowledged write"),
+            format!("{} ms", figures.max_write_gap_ms),
+        ));
+    }
+    if let Some(max) = expect.max_lost_acked_writes {
+        checks.push(CheckResult::new(
+            "lost_acked_writes",
+            data.lost_acked_writes <= max,
+            format!("<= {max}"),
+            format!("{} of {}", data.lost_acked_writes, data.acked_writes),
+        ));
+    }
+    checks.push(CheckResult::new(
+        "no_changed_values",
+        data.wrong_value_writes == 0,
+        "every surviving acknowledged key has the value written",
+        format!("{} changed", data.wrong_value_writes),
+    ));
+    if expect.hashkv_equal {
+        let hashes: Vec<String> = consistency.hashes.iter().map(|(m, h)| format!("{m}={h}")).collect();
+        checks.push(CheckResult::new(
+            "hashkv_equal",
+            consistency.hashkv_equal,
+            "the same HashKV on every member",
+            format!("at revision {}: {}", consistency.revision, hashes.join(" ")),
+        ));
+    }
+    checks.push(CheckResult::new(
+        "member_list",
+        consistency.member_list_matches,
+        topology.names().join(","),
+        consistency.members_listed.join(","),
+    ));
+    checks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +354,134 @@ mod tests {
             (loss.lost_acked_writes, loss.failed_but_applied, loss.failed_writes),
             (0, 1, 1)
         );
+    }
+
+    fn passing_inputs() -> (Expectations, RecoveryFigures, DataLoss, Consistency) {
+        let expect = Expectations {
+            quorum_lost: Some(true),
+            max_lost_acked_writes: Some(0),
+            rto_budget_ms: Some(10_000),
+            healthy_budget_ms: Some(20_000),
+            max_write_gap_ms: Some(15_000),
+            hashkv_equal: true,
+        };
+        let figures = RecoveryFigures {
+            rto_ms: Some(6_000),
+            healthy_ms: Some(7_000),
+            max_write_gap_ms: 6_100,
+            quorum_lost: Some(true),
+            ..RecoveryFigures::default()
+        };
+        let data = DataLoss {
+            acked_writes: 500,
+            ..DataLoss::default()
+        };
+        let names = Topology::reference().names();
+        let consistency = Consistency {
+            hashkv_equal: true,
+            revision: 510,
+            hashes: names.iter().map(|n| (n.clone(), 42)).collect(),
+            member_list_matches: true,
+            members_listed: names,
+            problems: vec![],
+        };
+        (expect, figures, data, consistency)
+    }
+
+    fn failed(checks: &[CheckResult]) -> Vec<&str> {
+        checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn every_check_passes_on_good_figures_and_each_can_fail() {
+        let topology = Topology::reference();
+        let (expect, figures, data, consistency) = passing_inputs();
+        let all = judge(&expect, &topology, &figures, &data, &consistency);
+        assert_eq!(all.len(), 9);
+        assert!(failed(&all).is_empty(), "{all:?}");
+
+        let mut f = figures.clone();
+        f.quorum_lost = Some(false);
+        assert_eq!(
+            failed(&judge(&expect, &topology, &f, &data, &consistency)),
+            ["quorum_lost"]
+        );
+
+        let mut f = figures.clone();
+        f.rto_ms = None;
+        assert_eq!(
+            failed(&judge(&expect, &topology, &f, &data, &consistency)),
+            ["writes_resumed", "rto_budget"]
+        );
+
+        let mut f = figures.clone();
+        f.rto_ms = Some(10_001);
+        assert_eq!(
+            failed(&judge(&expect, &topology, &f, &data, &consistency)),
+            ["rto_budget"]
+        );
+
+        let mut f = figures.clone();
+        f.healthy_ms = Some(20_001);
+        assert_eq!(
+            failed(&judge(&expect, &topology, &f, &data, &consistency)),
+            ["healthy_budget"]
+        );
+
+        let mut f = figures.clone();
+        f.max_write_gap_ms = 15_001;
+        assert_eq!(
+            failed(&judge(&expect, &topology, &f, &data, &consistency)),
+            ["max_write_gap"]
+        );
+
+        let d = DataLoss {
+            lost_acked_writes: 1,
+            ..data.clone()
+        };
+        assert_eq!(
+            failed(&judge(&expect, &topology, &figures, &d, &consistency)),
+            ["lost_acked_writes"]
+        );
+
+        let d = DataLoss {
+            wrong_value_writes: 1,
+            ..data.clone()
+        };
+        assert_eq!(
+            failed(&judge(&expect, &topology, &figures, &d, &consistency)),
+            ["no_changed_values"]
+        );
+
+        // A member left out of a restore: its hash differs and the member list is short.
+        let mut c = consistency.clone();
+        c.hashes.insert("etcd5".into(), 7);
+        c.hashkv_equal = false;
+        c.member_list_matches = false;
+        c.members_listed.pop();
+        assert_eq!(
+            failed(&judge(&expect, &topology, &figures, &data, &c)),
+            ["hashkv_equal", "member_list"]
+        );
+    }
+
+    #[test]
+    fn optional_checks_only_run_when_expected() {
+        let topology = Topology::reference();
+        let (_, figures, data, consistency) = passing_inputs();
+        let expect = Expectations {
+            quorum_lost: None,
+            max_lost_acked_writes: None,
+            rto_budget_ms: None,
+            healthy_budget_ms: None,
+            max_write_gap_ms: None,
+            hashkv_equal: false,
+        };
+        let names: Vec<String> = judge(&expect, &topology, &figures, &data, &consistency)
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["writes_resumed", "no_changed_values", "member_list"]);
     }
 
     proptest! {

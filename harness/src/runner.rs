@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::check::{self, CheckResult, DataLoss};
+use crate::check::{self, CheckResult};
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
@@ -19,7 +19,7 @@ use crate::image::DEFAULT_IMAGE;
 use crate::procedure::{self, RecoveryContext};
 use crate::runtime::{DockerRuntime, RunGuard};
 use crate::scenario::Scenario;
-use crate::workload::{Ledger, Workload};
+use crate::workload::Workload;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -248,7 +248,9 @@ impl Drill<'_, '_> {
             data: Box::new(data.clone()),
             consistency: Some(Box::new(consistency.clone())),
         });
-        self.judge(&figures, &data, &ledger, &consistency);
+        for result in check::judge(&scenario.expect, &scenario.topology, &figures, &data, &consistency) {
+            self.check(result);
+        }
         Ok(())
     }
 
@@ -385,82 +387,5 @@ impl Drill<'_, '_> {
 
         tokio::time::sleep(Duration::from_millis(scenario.workload.cooldown_ms)).await;
         Ok(figures)
-    }
-
-    /// Compares the figures with the scenario's expectations.
-    fn judge(&mut self, figures: &RecoveryFigures, data: &DataLoss, ledger: &Ledger, consistency: &check::Consistency) {
-        let expect = self.scenario.expect.clone();
-        if let (Some(expected), Some(actual)) = (expect.quorum_lost, figures.quorum_lost) {
-            self.check(CheckResult::new(
-                "quorum_lost",
-                expected == actual,
-                format!("quorum lost: {expected}"),
-                format!("quorum lost: {actual}"),
-            ));
-        }
-        self.check(CheckResult::new(
-            "writes_resumed",
-            figures.rto_ms.is_some(),
-            "an acknowledged write after the fault",
-            match figures.rto_ms {
-                Some(ms) => format!("first after {ms} ms"),
-                None => "none".into(),
-            },
-        ));
-        if let Some(budget) = expect.rto_budget_ms {
-            let rto = figures.rto_ms;
-            self.check(CheckResult::new(
-                "rto_budget",
-                rto.is_some_and(|r| r <= budget),
-                format!("rto_ms <= {budget}"),
-                rto.map(|r| r.to_string()).unwrap_or_else(|| "no write resumed".into()),
-            ));
-        }
-        if let Some(budget) = expect.healthy_budget_ms {
-            let healthy = figures.healthy_ms;
-            self.check(CheckResult::new(
-                "healthy_budget",
-                healthy.is_some_and(|h| h <= budget),
-                format!("healthy_ms <= {budget}"),
-                healthy.map(|h| h.to_string()).unwrap_or_else(|| "never healthy".into()),
-            ));
-        }
-        if let Some(max) = expect.max_write_gap_ms {
-            self.check(CheckResult::new(
-                "max_write_gap",
-                figures.max_write_gap_ms <= max,
-                format!("<= {max} ms without an acknowledged write"),
-                format!("{} ms", figures.max_write_gap_ms),
-            ));
-        }
-        if let Some(max) = expect.max_lost_acked_writes {
-            self.check(CheckResult::new(
-                "lost_acked_writes",
-                data.lost_acked_writes <= max,
-                format!("<= {max}"),
-                format!("{} of {}", data.lost_acked_writes, ledger.acked.len()),
-            ));
-        }
-        self.check(CheckResult::new(
-            "no_changed_values",
-            data.wrong_value_writes == 0,
-            "every surviving acknowledged key has the value written",
-            format!("{} changed", data.wrong_value_writes),
-        ));
-        if expect.hashkv_equal {
-            let hashes: Vec<String> = consistency.hashes.iter().map(|(m, h)| format!("{m}={h}")).collect();
-            self.check(CheckResult::new(
-                "hashkv_equal",
-                consistency.hashkv_equal,
-                "the same HashKV on every member",
-                format!("at revision {}: {}", consistency.revision, hashes.join(" ")),
-            ));
-        }
-        self.check(CheckResult::new(
-            "member_list",
-            consistency.member_list_matches,
-            self.scenario.topology.names().join(","),
-            consistency.members_listed.join(","),
-        ));
     }
 }

@@ -707,6 +707,7 @@ mod tests {
                         max_lost_acked_writes: budget,
                         rto_budget_ms: budget,
                         healthy_budget_ms: None,
+                        max_write_gap_ms: budget,
                         hashkv_equal,
                     },
                 },

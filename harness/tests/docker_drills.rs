@@ -221,6 +221,120 @@ fn server_b_loss() -> TestResult {
     ensure(report.data.wrong_value_writes == 0, || "values changed".into())
 }
 
+fn commands<'a>(report: &'a DrillReport, phase: &str) -> Vec<&'a str> {
+    report
+        .commands
+        .iter()
+        .filter(|c| c.phase == phase)
+        .map(|c| c.command.as_str())
+        .collect()
+}
+
+fn count_containing(lines: &[&str], needle: &str) -> usize {
+    lines.iter().filter(|l| l.contains(needle)).count()
+}
+
+/// Runs a scenario that must keep (or lose) quorum and lose nothing.
+fn lossless_drill(name: &str, seed: u64, quorum_lost: bool) -> Result<DrillReport, Failed> {
+    let (report, out) = run_scenario(name, seed)?;
+    common_assertions(&report, out.path())?;
+    ensure(report.recovery.quorum_lost == Some(quorum_lost), || {
+        format!("quorum lost: {:?}, want {quorum_lost}", report.recovery.quorum_lost)
+    })?;
+    ensure(report.data.lost_acked_writes == 0, || {
+        format!("{} acknowledged writes lost", report.data.lost_acked_writes)
+    })?;
+    Ok(report)
+}
+
+fn minority_partition() -> TestResult {
+    let report = lossless_drill("minority-partition", 21, false)?;
+    ensure(
+        count_containing(&commands(&report, "fault"), "docker network disconnect") == 2,
+        || "two partitions".into(),
+    )?;
+    ensure(
+        count_containing(&commands(&report, "recovery"), "docker network connect --ip") == 2,
+        || "two heals".into(),
+    )
+}
+
+fn majority_partition() -> TestResult {
+    let report = lossless_drill("majority-partition", 22, true)?;
+    ensure(
+        count_containing(&commands(&report, "fault"), "docker network disconnect") == 3,
+        || "three partitions".into(),
+    )?;
+    // Writes stopped while no side had a majority.
+    ensure(report.recovery.max_write_gap_ms >= 2_000, || {
+        format!("longest gap {} ms", report.recovery.max_write_gap_ms)
+    })
+}
+
+fn leader_pause() -> TestResult {
+    let report = lossless_drill("leader-pause", 23, false)?;
+    ensure(
+        count_containing(&commands(&report, "fault"), "docker pause") == 1,
+        || "no pause".into(),
+    )?;
+    ensure(
+        count_containing(&commands(&report, "recovery"), "docker unpause") == 1,
+        || "no unpause".into(),
+    )
+}
+
+fn member_data_loss() -> TestResult {
+    let report = lossless_drill("member-data-loss", 24, false)?;
+    let recovery = commands(&report, "recovery");
+    ensure(count_containing(&recovery, "member remove") == 1, || {
+        format!("{recovery:#?}")
+    })?;
+    ensure(count_containing(&recovery, "member add etcd3") == 1, || {
+        format!("{recovery:#?}")
+    })?;
+    ensure(
+        count_containing(&recovery, "ETCD_INITIAL_CLUSTER_STATE=existing") == 1,
+        || format!("{recovery:#?}"),
+    )
+}
+
+fn member_data_loss_two() -> TestResult {
+    let report = lossless_drill("member-data-loss-two", 25, false)?;
+    let recovery = commands(&report, "recovery");
+    let adds: Vec<&&str> = recovery.iter().filter(|c| c.contains("member add")).collect();
+    ensure(
+        adds.len() == 2 && adds[0].contains("etcd4") && adds[1].contains("etcd5"),
+        || format!("{adds:#?}"),
+    )
+}
+
+fn force_new_cluster() -> TestResult {
+    let (report, out) = run_scenario("force-new-cluster", 26)?;
+    common_assertions(&report, out.path())?;
+    let recovery = commands(&report, "recovery");
+    ensure(count_containing(&recovery, "ETCD_FORCE_NEW_CLUSTER=true") == 1, || {
+        format!("{recovery:#?}")
+    })?;
+    ensure(count_containing(&recovery, "member add") == 4, || {
+        format!("{recovery:#?}")
+    })?;
+    ensure(report.data.wrong_value_writes == 0, || "values changed".into())
+}
+
+fn compact_defrag() -> TestResult {
+    let (report, out) = run_scenario("compact-defrag", 27)?;
+    common_assertions(&report, out.path())?;
+    let outcome = report.recovery.outcome.as_ref().ok_or("no procedure outcome")?;
+    ensure(outcome.db_sizes.len() == 5, || {
+        format!("db sizes: {:?}", outcome.db_sizes)
+    })?;
+    let recovery = commands(&report, "recovery");
+    ensure(
+        count_containing(&recovery, " defrag") == 5 && count_containing(&recovery, " compact ") == 1,
+        || format!("{recovery:#?}"),
+    )
+}
+
 /// A real etcd (one throwaway container through testcontainers), a real workload, then a key
 /// deleted behind the harness's back: the checker must report exactly that key as lost.
 fn data_loss_checker_can_fail() -> TestResult {
@@ -497,6 +611,13 @@ fn main() {
         Trial::test("minority_kill", minority_kill),
         Trial::test("quorum_loss_restart", quorum_loss_restart),
         Trial::test("server_b_loss", server_b_loss),
+        Trial::test("minority_partition", minority_partition),
+        Trial::test("majority_partition", majority_partition),
+        Trial::test("leader_pause", leader_pause),
+        Trial::test("member_data_loss", member_data_loss),
+        Trial::test("member_data_loss_two", member_data_loss_two),
+        Trial::test("force_new_cluster", force_new_cluster),
+        Trial::test("compact_defrag", compact_defrag),
         Trial::test("data_loss_checker_can_fail", data_loss_checker_can_fail),
         Trial::test(
             "panic_inside_a_run_removes_its_objects",
