@@ -12,13 +12,23 @@ use crate::workload::WorkloadConfig;
 
 /// The scenarios shipped in `scenarios/`, compiled into the binary so that `run NAME`
 /// works from any directory. A file in `./scenarios/NAME.toml` takes precedence.
-pub const BUILTIN: &[(&str, &str)] = &[
-    ("server-b-loss", include_str!("../../scenarios/server-b-loss.toml")),
-    ("minority-kill", include_str!("../../scenarios/minority-kill.toml")),
-    (
-        "quorum-loss-restart",
-        include_str!("../../scenarios/quorum-loss-restart.toml"),
-    ),
+macro_rules! builtin_scenarios {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../scenarios/", $name, ".toml")))),*]
+    };
+}
+
+pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
+    "server-b-loss",
+    "minority-kill",
+    "quorum-loss-restart",
+    "minority-partition",
+    "majority-partition",
+    "leader-pause",
+    "member-data-loss",
+    "member-data-loss-two",
+    "force-new-cluster",
+    "compact-defrag",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -609,6 +619,20 @@ mod tests {
             assert_eq!(&s.name, name);
             assert_eq!(s.topology.len(), 5);
         }
+    }
+
+    #[test]
+    fn every_scenario_file_is_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".toml").map(String::from))
+            .collect();
+        files.sort();
+        let mut builtin: Vec<String> = BUILTIN.iter().map(|(n, _)| n.to_string()).collect();
+        builtin.sort();
+        assert_eq!(files, builtin);
     }
 
     #[test]
