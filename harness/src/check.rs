@@ -263,6 +263,14 @@ pub fn judge(
             format!("{} of {}", data.lost_acked_writes, data.acked_writes),
         ));
     }
+    if let Some(max) = expect.max_rpo_ms {
+        checks.push(CheckResult::new(
+            "rpo",
+            data.rpo_ms <= max,
+            format!("rpo_ms <= {max}"),
+            format!("{} ms", data.rpo_ms),
+        ));
+    }
     checks.push(CheckResult::new(
         "no_changed_values",
         data.wrong_value_writes == 0,
@@ -363,6 +371,7 @@ mod tests {
             rto_budget_ms: Some(10_000),
             healthy_budget_ms: Some(20_000),
             max_write_gap_ms: Some(15_000),
+            max_rpo_ms: Some(2_500),
             hashkv_equal: true,
         };
         let figures = RecoveryFigures {
@@ -397,7 +406,7 @@ mod tests {
         let topology = Topology::reference();
         let (expect, figures, data, consistency) = passing_inputs();
         let all = judge(&expect, &topology, &figures, &data, &consistency);
-        assert_eq!(all.len(), 9);
+        assert_eq!(all.len(), 10);
         assert!(failed(&all).is_empty(), "{all:?}");
 
         let mut f = figures.clone();
@@ -475,6 +484,7 @@ mod tests {
             rto_budget_ms: None,
             healthy_budget_ms: None,
             max_write_gap_ms: None,
+            max_rpo_ms: None,
             hashkv_equal: false,
         };
         let names: Vec<String> = judge(&expect, &topology, &figures, &data, &consistency)

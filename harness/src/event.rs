@@ -38,6 +38,9 @@ pub struct RecoveryFigures {
     pub quorum_lost: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<ProcedureOutcome>,
+    /// The drill's periodic backups (scenarios with a [backup] table).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<crate::backup::BackupRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -4,6 +4,7 @@
 //! procedure; [`runner::run`] plays it against real containers and emits
 //! [`event::Event`]s that the [`report`] module turns into a verdict and reports.
 
+pub mod backup;
 pub mod check;
 pub mod clock;
 pub mod cluster;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::backup::BackupSchedule;
 use crate::check::{self, CheckResult};
 use crate::clock::Clock;
 use crate::cluster::Cluster;
@@ -204,6 +205,14 @@ impl Drill<'_, '_> {
 
         let prefix = format!("/etcd-drill/{}/", self.run_id);
         let clients = self.cluster_ref().clients();
+        let backups = scenario.backup.as_ref().map(|plan| {
+            BackupSchedule::start(
+                clients.clone(),
+                Duration::from_millis(plan.interval_ms),
+                &self.options.out_dir,
+                self.clock,
+            )
+        });
         let workload = Workload::start(&scenario.workload, prefix, clients, self.clock);
         let workload_started = self.clock.now_ms();
         self.phase(
@@ -214,7 +223,7 @@ impl Drill<'_, '_> {
             ),
         );
         // Whatever happens from here on, the writers are stopped and the ledger kept.
-        let outcome = self.fault_and_recover(&mut rng, workload_started).await;
+        let outcome = self.fault_and_recover(&mut rng, workload_started, backups).await;
         let ledger = workload.stop().await;
         let workload_stopped = self.clock.now_ms();
         self.phase(
@@ -264,7 +273,12 @@ impl Drill<'_, '_> {
 
     /// Warm-up, faults, quorum probe, outage, procedure, health. Returns the figures known
     /// before the ledger is read.
-    async fn fault_and_recover(&mut self, rng: &mut ChaCha8Rng, workload_started: u64) -> Result<RecoveryFigures> {
+    async fn fault_and_recover(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        workload_started: u64,
+        backups: Option<BackupSchedule>,
+    ) -> Result<RecoveryFigures> {
         let scenario = self.scenario;
         tokio::time::sleep(Duration::from_millis(scenario.workload.warmup_ms)).await;
         let mut figures = RecoveryFigures {
@@ -353,6 +367,15 @@ impl Drill<'_, '_> {
         if recovery_at > now {
             tokio::time::sleep(Duration::from_millis(recovery_at - now)).await;
         }
+        // The backup job has done what it could before the recovery starts.
+        if let Some(schedule) = backups {
+            figures.backups = schedule.stop().await;
+            let worked = figures.backups.iter().filter(|b| b.ok()).count();
+            self.phase(
+                "backups",
+                format!("{worked} of {} periodic backups worked", figures.backups.len()),
+            );
+        }
         let procedure = procedure::for_spec(&scenario.recovery.procedure);
         let started = self.clock.now_ms();
         figures.started_at_ms = Some(started);
@@ -367,6 +390,8 @@ impl Drill<'_, '_> {
             cluster,
             out_dir: &out_dir,
             down,
+            fault_at_ms: figures.fault_at_ms,
+            backups: figures.backups.clone(),
         };
         let result = procedure.run(&mut cx).await;
         let finished = self.clock.now_ms();

@@ -537,6 +537,32 @@ impl DockerRuntime {
         result
     }
 
+    /// Reads one file out of a container (running or stopped), through the archive API.
+    pub async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = self.docker.download_from_container(container, Some(options));
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(&chunk.map_err(Error::docker("copy a file out of", container))?);
+        }
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let entries = tar.entries().map_err(Error::io(path))?;
+        for entry in entries {
+            let mut entry = entry.map_err(Error::io(path))?;
+            if entry.header().entry_type().is_file() {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(Error::io(path))?;
+                return Ok(bytes);
+            }
+        }
+        Err(Error::Procedure {
+            step: format!("docker cp {container}:{path}"),
+            message: "the archive holds no file".into(),
+        })
+    }
+
     /// Lists the objects labelled with `run_id`, or with any run id when `None`.
     pub async fn run_objects(&self, run_id: Option<&str>) -> Result<RunObjects> {
         let label = match run_id {

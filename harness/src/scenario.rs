@@ -29,6 +29,8 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "member-data-loss-two",
     "force-new-cluster",
     "compact-defrag",
+    "quorum-loss-from-backup",
+    "restore-copied-db",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -45,6 +47,13 @@ pub struct RawScenario {
     pub faults: Vec<RawFault>,
     pub recovery: Option<RawRecovery>,
     pub expect: Option<RawExpect>,
+    pub backup: Option<RawBackup>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    pub interval_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +81,8 @@ pub struct RawFault {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -90,6 +101,8 @@ pub struct RawRecovery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<i64>,
 }
 
@@ -107,6 +120,8 @@ pub struct RawExpect {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_write_gap_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rpo_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_equal: Option<bool>,
 }
 
@@ -121,6 +136,25 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     pub recovery: Recovery,
     pub expect: Expectations,
+    /// Periodic `snapshot save` backups while the drill runs.
+    pub backup: Option<BackupPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupPlan {
+    pub interval_ms: u64,
+}
+
+/// Where a `snapshot-restore` gets its snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SnapshotSource {
+    /// `snapshot save` from this surviving member.
+    Member { from: String },
+    /// The newest of the drill's periodic backups.
+    NewestBackup,
+    /// `member/snap/db` copied out of this member's data dir (restored with `--skip-hash-check`).
+    CopiedDb { from: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -128,8 +162,9 @@ pub struct Scenario {
 pub enum ProcedureSpec {
     /// Start the members that are down again, with their data.
     Restart,
-    /// Save a snapshot from `from`, restore every member from it with a new token.
-    SnapshotRestore { from: String },
+    /// Get a snapshot (from a survivor, a backup or a copied db file), restore every
+    /// member from it with a new token.
+    SnapshotRestore { source: SnapshotSource },
     /// Resume paused members, heal partitions, start stopped members.
     Repair,
     /// Remove, wipe, re-add and start each member (empty: every member whose data is gone).
@@ -177,6 +212,8 @@ pub struct Expectations {
     pub healthy_budget_ms: Option<u64>,
     /// The longest the workload may go without an acknowledged write.
     pub max_write_gap_ms: Option<u64>,
+    /// The longest time span the lost writes may cover.
+    pub max_rpo_ms: Option<u64>,
     pub hashkv_equal: bool,
 }
 
@@ -457,6 +494,15 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         member_named("recovery.from", &from)?;
         Ok(from)
     };
+    if r.source.is_some() && r.procedure != "snapshot-restore" {
+        return Err(c.err("recovery.source", format!("`source` does not apply to {}", r.procedure)));
+    }
+    let backup = match &raw.backup {
+        None => None,
+        Some(b) => Some(BackupPlan {
+            interval_ms: c.in_range("backup.interval_ms", Some(b.interval_ms), 0, 200..=3_600_000)?,
+        }),
+    };
     if r.from.is_some() && !matches!(r.procedure.as_str(), "snapshot-restore" | "force-new-cluster") {
         return Err(c.err("recovery.from", format!("`from` does not apply to {}", r.procedure)));
     }
@@ -470,9 +516,35 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         "restart" => ProcedureSpec::Restart,
         "repair" => ProcedureSpec::Repair,
         "maintenance" => ProcedureSpec::Maintenance,
-        "snapshot-restore" => ProcedureSpec::SnapshotRestore {
-            from: from("snapshot-restore")?,
-        },
+        "snapshot-restore" => {
+            let source = match r.source.as_deref().unwrap_or("member") {
+                "member" => SnapshotSource::Member {
+                    from: from("snapshot-restore")?,
+                },
+                "copied-db" => SnapshotSource::CopiedDb {
+                    from: from("a restore from a copied db")?,
+                },
+                "backup" => {
+                    if r.from.is_some() {
+                        return Err(c.err("recovery.from", "a restore from a backup takes no `from`"));
+                    }
+                    if backup.is_none() {
+                        return Err(c.err(
+                            "recovery.source",
+                            "`source = \"backup\"` needs a [backup] table with `interval_ms`",
+                        ));
+                    }
+                    SnapshotSource::NewestBackup
+                }
+                other => {
+                    return Err(c.err(
+                        "recovery.source",
+                        format!("unknown source `{other}`; use member, backup or copied-db"),
+                    ))
+                }
+            };
+            ProcedureSpec::SnapshotRestore { source }
+        }
         "force-new-cluster" => ProcedureSpec::ForceNewCluster {
             from: from("force-new-cluster")?,
         },
@@ -513,6 +585,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         rto_budget_ms: opt("expect.rto_budget_ms", e.rto_budget_ms)?,
         healthy_budget_ms: opt("expect.healthy_budget_ms", e.healthy_budget_ms)?,
         max_write_gap_ms: opt("expect.max_write_gap_ms", e.max_write_gap_ms)?,
+        max_rpo_ms: opt("expect.max_rpo_ms", e.max_rpo_ms)?,
         hashkv_equal: e.hashkv_equal.unwrap_or(true),
     };
 
@@ -524,6 +597,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         faults,
         recovery,
         expect,
+        backup,
     })
 }
 
@@ -576,9 +650,21 @@ impl Scenario {
             recovery: Some(RawRecovery {
                 procedure: self.recovery.procedure.name().to_string(),
                 from: match &self.recovery.procedure {
-                    ProcedureSpec::SnapshotRestore { from } | ProcedureSpec::ForceNewCluster { from } => {
-                        Some(from.clone())
+                    ProcedureSpec::SnapshotRestore {
+                        source: SnapshotSource::Member { from } | SnapshotSource::CopiedDb { from },
                     }
+                    | ProcedureSpec::ForceNewCluster { from } => Some(from.clone()),
+                    _ => None,
+                },
+                source: match &self.recovery.procedure {
+                    ProcedureSpec::SnapshotRestore { source } => Some(
+                        match source {
+                            SnapshotSource::Member { .. } => "member",
+                            SnapshotSource::NewestBackup => "backup",
+                            SnapshotSource::CopiedDb { .. } => "copied-db",
+                        }
+                        .to_string(),
+                    ),
                     _ => None,
                 },
                 members: match &self.recovery.procedure {
@@ -593,7 +679,11 @@ impl Scenario {
                 rto_budget_ms: self.expect.rto_budget_ms.map(|v| v as i64),
                 healthy_budget_ms: self.expect.healthy_budget_ms.map(|v| v as i64),
                 max_write_gap_ms: self.expect.max_write_gap_ms.map(|v| v as i64),
+                max_rpo_ms: self.expect.max_rpo_ms.map(|v| v as i64),
                 hashkv_equal: Some(self.expect.hashkv_equal),
+            }),
+            backup: self.backup.as_ref().map(|b| RawBackup {
+                interval_ms: b.interval_ms as i64,
             }),
         }
     }
@@ -696,9 +786,26 @@ mod tests {
             proptest::collection::vec(fault, 1..5),
             prop_oneof![
                 Just(ProcedureSpec::Restart),
+                Just(ProcedureSpec::Repair),
+                Just(ProcedureSpec::Maintenance),
+                Just(ProcedureSpec::SnapshotRestore {
+                    source: SnapshotSource::NewestBackup
+                }),
                 (1..=5usize).prop_map(|i| ProcedureSpec::SnapshotRestore {
+                    source: SnapshotSource::Member {
+                        from: format!("etcd{i}")
+                    }
+                }),
+                (1..=5usize).prop_map(|i| ProcedureSpec::SnapshotRestore {
+                    source: SnapshotSource::CopiedDb {
+                        from: format!("etcd{i}")
+                    }
+                }),
+                (1..=5usize).prop_map(|i| ProcedureSpec::ForceNewCluster {
                     from: format!("etcd{i}")
-                })
+                }),
+                proptest::sample::subsequence(vec!["etcd1".to_string(), "etcd4".to_string()], 0..=2)
+                    .prop_map(|members| ProcedureSpec::MemberReplace { members }),
             ],
             (1usize..64, 1u32..20_000, 50u64..60_000, 0u64..600_000),
             (
@@ -714,26 +821,37 @@ mod tests {
                     procedure,
                     (writers, rate, put_timeout_ms, delay_ms),
                     (quorum_lost, budget, hashkv_equal),
-                )| Scenario {
-                    name,
-                    description: "generated".into(),
-                    topology: Topology::reference(),
-                    workload: WorkloadConfig {
-                        writers,
-                        rate,
-                        put_timeout_ms,
-                        ..WorkloadConfig::default()
-                    },
-                    faults,
-                    recovery: Recovery { procedure, delay_ms },
-                    expect: Expectations {
-                        quorum_lost,
-                        max_lost_acked_writes: budget,
-                        rto_budget_ms: budget,
-                        healthy_budget_ms: None,
-                        max_write_gap_ms: budget,
-                        hashkv_equal,
-                    },
+                )| {
+                    let recovery_needs_backup = procedure
+                        == ProcedureSpec::SnapshotRestore {
+                            source: SnapshotSource::NewestBackup,
+                        };
+                    Scenario {
+                        name,
+                        description: "generated".into(),
+                        topology: Topology::reference(),
+                        workload: WorkloadConfig {
+                            writers,
+                            rate,
+                            put_timeout_ms,
+                            ..WorkloadConfig::default()
+                        },
+                        faults,
+                        recovery: Recovery { procedure, delay_ms },
+                        expect: Expectations {
+                            quorum_lost,
+                            max_lost_acked_writes: budget,
+                            rto_budget_ms: budget,
+                            healthy_budget_ms: None,
+                            max_write_gap_ms: budget,
+                            max_rpo_ms: budget,
+                            hashkv_equal,
+                        },
+                        // A restore from a backup needs backups; others may have them or not.
+                        backup: (budget.is_some() || recovery_needs_backup).then(|| BackupPlan {
+                            interval_ms: 200 + delay_ms % 10_000,
+                        }),
+                    }
                 },
             )
     }

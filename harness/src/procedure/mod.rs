@@ -46,6 +46,10 @@ pub struct RecoveryContext<'a> {
     pub out_dir: &'a Path,
     /// Members the faults took down, in the order they fell.
     pub down: Vec<String>,
+    /// When the first fault took effect, in run milliseconds.
+    pub fault_at_ms: u64,
+    /// The drill's periodic backups so far.
+    pub backups: Vec<crate::backup::BackupRecord>,
 }
 
 pub trait Procedure: Send + Sync {
@@ -58,7 +62,7 @@ pub trait Procedure: Send + Sync {
 pub fn for_spec(spec: &ProcedureSpec) -> Box<dyn Procedure> {
     match spec {
         ProcedureSpec::Restart => Box::new(Restart),
-        ProcedureSpec::SnapshotRestore { from } => Box::new(SnapshotRestore { from: from.clone() }),
+        ProcedureSpec::SnapshotRestore { source } => Box::new(SnapshotRestore { source: source.clone() }),
         ProcedureSpec::Repair => Box::new(Repair),
         ProcedureSpec::MemberReplace { members } => Box::new(MemberReplace {
             members: members.clone(),

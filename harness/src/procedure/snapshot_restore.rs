@@ -1,5 +1,6 @@
 //! `snapshot-restore`: the quorum-loss runbook. Save a snapshot from a surviving member
-//! (this works without quorum), verify it with `etcdutl snapshot status`, restore it into a
+//! (this works without quorum), or take the newest periodic backup, or copy `member/snap/db`
+//! out of a member's data dir; verify it with `etcdutl snapshot status`, restore it into a
 //! fresh data volume for every member with a new cluster token (each restore runs in a
 //! one-off container of the cluster's own image, so the tool matches the server), then
 //! start every member with `initial-cluster-state=new` and wait for a write to succeed.
@@ -13,6 +14,7 @@ use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
 use crate::cluster::{docker_run_line, ClusterState, DATA_DIR, DATA_MOUNT, ETCDUTL_BIN};
 use crate::error::{Error, Result};
 use crate::runtime::{ContainerSpec, ToolFile, ROLE_LABEL};
+use crate::scenario::SnapshotSource;
 
 /// Where the snapshot file sits inside the one-off tool containers.
 const SNAPSHOT_IN_CONTAINER: &str = "/snapshot.db";
@@ -20,8 +22,19 @@ const SNAPSHOT_IN_CONTAINER: &str = "/snapshot.db";
 /// What `etcdutl snapshot status` says about the snapshot, plus where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
+    /// `member`, `backup` or `copied-db`.
+    pub source: String,
+    /// The member it was saved or copied from.
     pub from: String,
+    /// Path relative to the run's folder.
     pub file: String,
+    /// How old the snapshot was when the first fault struck (0 when taken after it).
+    pub age_at_fault_ms: u64,
+    /// Restored with `--skip-hash-check` (a copied db file has no hash).
+    pub skip_hash_check: bool,
+    /// For a copied db file: whether a restore without `--skip-hash-check` was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_without_skip_hash_check: Option<bool>,
     pub hash: u64,
     pub revision: i64,
     pub total_keys: u64,
@@ -49,7 +62,97 @@ pub fn parse_snapshot_status(stdout: &str) -> Option<(u64, i64, u64, u64)> {
 }
 
 pub struct SnapshotRestore {
-    pub from: String,
+    pub source: SnapshotSource,
+}
+
+/// The snapshot file a restore works from, and where it came from.
+struct Obtained {
+    path: std::path::PathBuf,
+    file: String,
+    source: &'static str,
+    from: String,
+    taken_ms: u64,
+    skip_hash_check: bool,
+}
+
+impl SnapshotRestore {
+    /// Step 1: get the snapshot file, recording how.
+    async fn obtain(&self, cx: &mut RecoveryContext<'_>) -> Result<Obtained> {
+        let cluster = &mut *cx.cluster;
+        match &self.source {
+            SnapshotSource::Member { from } => {
+                let path = cx.out_dir.join("snapshot.db");
+                let started = Instant::now();
+                let client = cluster.member(from)?.client.clone();
+                let saved = client.save_snapshot(&path, Duration::from_secs(60)).await;
+                cluster.record(
+                    format!("save a snapshot from {from}"),
+                    format!("etcdctl --endpoints={} snapshot save snapshot.db", client.endpoint),
+                    started,
+                    saved.is_ok(),
+                );
+                saved?;
+                Ok(Obtained {
+                    path,
+                    file: "snapshot.db".into(),
+                    source: "member",
+                    from: from.clone(),
+                    taken_ms: cluster.clock.now_ms(),
+                    skip_hash_check: false,
+                })
+            }
+            SnapshotSource::NewestBackup => {
+                let started = Instant::now();
+                let newest = crate::backup::newest(&cx.backups).cloned();
+                let taken = cx.backups.iter().filter(|b| b.ok()).count();
+                let note = match &newest {
+                    Some(b) => format!(
+                        "ls -t backups/*.db | head -n 1   # {} of {taken} backups, taken at {} ms from {}",
+                        b.file, b.taken_ms, b.from
+                    ),
+                    None => format!(
+                        "ls -t backups/*.db | head -n 1   # none of {} attempts worked",
+                        cx.backups.len()
+                    ),
+                };
+                cluster.record("pick the newest backup", note, started, newest.is_some());
+                let b = newest.ok_or_else(|| Error::Procedure {
+                    step: "pick the newest backup".into(),
+                    message: format!("none of the {} backup attempts worked", cx.backups.len()),
+                })?;
+                Ok(Obtained {
+                    path: cx.out_dir.join(&b.file),
+                    file: b.file.clone(),
+                    source: "backup",
+                    from: b.from.clone(),
+                    taken_ms: b.taken_ms,
+                    skip_hash_check: false,
+                })
+            }
+            SnapshotSource::CopiedDb { from } => {
+                let path = cx.out_dir.join("copied-db.db");
+                let container = cluster.container_name(from);
+                let db = format!("{DATA_DIR}/member/snap/db");
+                let started = Instant::now();
+                let copied = cluster.docker.read_file(&container, &db).await;
+                cluster.record(
+                    format!("copy {from}'s member/snap/db out of its data dir"),
+                    format!("docker cp {container}:{db} copied-db.db"),
+                    started,
+                    copied.is_ok(),
+                );
+                std::fs::write(&path, copied?).map_err(Error::io(&path))?;
+                Ok(Obtained {
+                    path,
+                    file: "copied-db.db".into(),
+                    source: "copied-db",
+                    from: from.clone(),
+                    taken_ms: cluster.clock.now_ms(),
+                    skip_hash_check: true,
+                })
+            }
+        }
+    }
 }
 
 fn tool_spec(
@@ -75,21 +178,55 @@ impl Procedure for SnapshotRestore {
 
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
+            // 1. The snapshot: saved from a survivor, the newest backup, or a copied db.
+            let obtained = self.obtain(cx).await?;
+            let file = obtained.path.clone();
+            let fault_at_ms = cx.fault_at_ms;
             let cluster = &mut *cx.cluster;
-            let file = cx.out_dir.join("snapshot.db");
+            let mount_word = format!("\"$PWD/{}\"", obtained.file);
+            let mount = [(mount_word.as_str(), SNAPSHOT_IN_CONTAINER)];
+            let files = [ToolFile {
+                host_path: file.clone(),
+                container_path: SNAPSHOT_IN_CONTAINER.into(),
+            }];
 
-            // 1. snapshot save from the named survivor.
-            let started = Instant::now();
-            let source = cluster.member(&self.from)?.client.clone();
-            let saved = source.save_snapshot(&file, Duration::from_secs(60)).await;
-            cluster.record(
-                format!("save a snapshot from {}", self.from),
-                format!("etcdctl --endpoints={} snapshot save snapshot.db", source.endpoint),
-                started,
-                saved.is_ok(),
-            );
-            saved?;
-            let taken_ms = cluster.clock.now_ms();
+            // A db file copied out of a data dir has no integrity hash: show that a plain
+            // restore refuses it, as the runbooks warn, before restoring with the flag.
+            let refused_without_skip_hash_check = if obtained.skip_hash_check {
+                let spec = ContainerSpec {
+                    isolated: true,
+                    ..tool_spec(
+                        cluster,
+                        format!("etcd-drill-{}-restore-without-skip", cluster.run_id),
+                        vec![
+                            ETCDUTL_BIN.to_string(),
+                            "snapshot".into(),
+                            "restore".into(),
+                            SNAPSHOT_IN_CONTAINER.into(),
+                            "--data-dir=/restore-check".into(),
+                        ],
+                        vec![],
+                    )
+                };
+                let started = Instant::now();
+                let output = cluster
+                    .docker
+                    .run_tool(&spec, &cluster.run_id, &files, Duration::from_secs(60))
+                    .await?;
+                let refused = output.exit_code != 0;
+                cluster.record(
+                    format!(
+                        "restore without --skip-hash-check ({})",
+                        if refused { "refused, as expected" } else { "NOT refused" }
+                    ),
+                    docker_run_line(&spec, false, &mount),
+                    started,
+                    true,
+                );
+                Some(refused)
+            } else {
+                None
+            };
 
             // 2. A new identity for the restored cluster: a token, and a fresh volume (and
             //    container name) for every member.
@@ -162,6 +299,11 @@ impl Procedure for SnapshotRestore {
                         format!("--initial-advertise-peer-urls={}", m.spec.peer_url()),
                         format!("--data-dir={DATA_DIR}"),
                     ];
+                    let cmd = if obtained.skip_hash_check {
+                        cmd.into_iter().chain(["--skip-hash-check".to_string()]).collect()
+                    } else {
+                        cmd
+                    };
                     ContainerSpec {
                         isolated: true,
                         // The restore resolves the member's own peer URL; with no network its
@@ -229,13 +371,17 @@ impl Procedure for SnapshotRestore {
                 ),
             })?;
             let snapshot = SnapshotInfo {
-                from: self.from.clone(),
-                file: "snapshot.db".into(),
+                source: obtained.source.to_string(),
+                from: obtained.from.clone(),
+                file: obtained.file.clone(),
+                age_at_fault_ms: fault_at_ms.saturating_sub(obtained.taken_ms),
+                skip_hash_check: obtained.skip_hash_check,
+                refused_without_skip_hash_check,
                 hash,
                 revision,
                 total_keys,
                 total_size,
-                taken_ms,
+                taken_ms: obtained.taken_ms,
             };
             for (spec, (member, result)) in restore_specs.iter().zip(names.iter().zip(restored)) {
                 let ok = matches!(&result, Ok(o) if o.exit_code == 0);
