@@ -432,6 +432,19 @@ impl Cluster {
         self.record_span(step, docker_run_line(spec, true, &[]), started, duration_ms, ok);
     }
 
+    /// SIGKILLs several members at once, as when a host dies.
+    pub async fn kill_all(&mut self, names: &[String]) -> Result<()> {
+        let started = Instant::now();
+        let containers: Vec<String> = names.iter().map(|n| self.container_name(n)).collect();
+        let results = join_all(containers.iter().map(|c| self.docker.kill(c, "SIGKILL"))).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        for ((name, container), result) in names.iter().zip(&containers).zip(&results) {
+            let command = format!("docker kill --signal SIGKILL {container}");
+            self.record_span(format!("kill {name}"), command, started, duration_ms, result.is_ok());
+        }
+        results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+    }
+
     pub async fn kill(&mut self, name: &str) -> Result<()> {
         let started = Instant::now();
         let container = self.container_name(name);

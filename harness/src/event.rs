@@ -21,11 +21,13 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RecoveryFigures {
     pub procedure: String,
-    /// When the first fault that took members down fired.
+    /// When the first fault that took members down began.
     pub fault_at_ms: u64,
+    /// When that fault had taken effect on every member it hits.
+    pub fault_done_ms: u64,
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
-    /// Fault to the first acknowledged write sent after it.
+    /// From the fault's start to the first acknowledged write sent after it took effect.
     pub rto_ms: Option<u64>,
     /// Start of the procedure to the first acknowledged write sent after it.
     pub procedure_ms: Option<u64>,

@@ -236,7 +236,7 @@ impl Drill<'_, '_> {
 
         let (rto, procedure_ms) = (
             ledger
-                .first_ack_sent_after(figures.fault_at_ms)
+                .first_ack_sent_after(figures.fault_done_ms)
                 .map(|w| w.acked_ms - figures.fault_at_ms),
             figures
                 .started_at_ms
@@ -287,6 +287,7 @@ impl Drill<'_, '_> {
             ..RecoveryFigures::default()
         };
         let mut fault_at = None;
+        let mut fault_done = None;
         let mut down: Vec<String> = Vec::new();
         self.cluster_mut().phase = "fault".into();
         for fault in &scenario.faults {
@@ -309,10 +310,15 @@ impl Drill<'_, '_> {
                 step: format!("{} {}", fault.action.as_str(), fault.target.describe()),
                 message: e.to_string(),
             })?;
+            let began_ms = self.clock.now_ms();
+            let cluster = self.cluster_mut();
+            if fault.action == FaultAction::Kill {
+                // Every member the fault hits dies at the same moment, as with a lost host.
+                cluster.kill_all(&members).await?;
+            }
             for m in &members {
-                let cluster = self.cluster_mut();
                 match fault.action {
-                    FaultAction::Kill => cluster.kill(m).await?,
+                    FaultAction::Kill => {}
                     FaultAction::Stop => cluster.stop(m).await?,
                     FaultAction::Start => cluster.start(m).await?,
                     FaultAction::Restart => {
@@ -326,10 +332,12 @@ impl Drill<'_, '_> {
                     FaultAction::Heal => cluster.heal(m).await?,
                 }
             }
-            // A fault counts from the moment it has taken effect on every member it hits.
+            // The disruption counts from the moment the fault began; writes count as
+            // resumed only when sent after it had taken effect on every member it hits.
             let at_ms = self.clock.now_ms();
             if fault.action.takes_members_down() {
-                fault_at.get_or_insert(at_ms);
+                fault_at.get_or_insert(began_ms);
+                fault_done.get_or_insert(at_ms);
                 for m in &members {
                     if !down.contains(m) {
                         down.push(m.clone());
@@ -347,6 +355,7 @@ impl Drill<'_, '_> {
             });
         }
         figures.fault_at_ms = fault_at.unwrap_or(workload_started);
+        figures.fault_done_ms = fault_done.unwrap_or(workload_started);
 
         // Is the cluster still writable? A put with a short timeout on every survivor,
         // retried for a few seconds to ride out an election.

@@ -335,6 +335,59 @@ fn compact_defrag() -> TestResult {
     )
 }
 
+fn restored_snapshot(report: &DrillReport) -> Result<etcd_drill::procedure::SnapshotInfo, Failed> {
+    report
+        .recovery
+        .outcome
+        .as_ref()
+        .and_then(|o| o.snapshot.clone())
+        .ok_or_else(|| "no snapshot in the report".into())
+}
+
+fn quorum_loss_from_backup() -> TestResult {
+    let (report, out) = run_scenario("quorum-loss-from-backup", 28)?;
+    common_assertions(&report, out.path())?;
+    let snapshot = restored_snapshot(&report)?;
+    ensure(
+        snapshot.source == "backup" && snapshot.file.starts_with("backups/"),
+        || format!("{snapshot:?}"),
+    )?;
+    ensure(out.path().join(&snapshot.file).is_file(), || {
+        "the backup used is not in the run folder".into()
+    })?;
+    // The newest backup is at most one interval (2 s) old when the fault strikes, give or take.
+    ensure(snapshot.age_at_fault_ms <= 2_500, || {
+        format!("backup {} ms old at the fault", snapshot.age_at_fault_ms)
+    })?;
+    // What is lost was written after the backup: nothing older may be missing.
+    if let Some((earliest_lost_sent, _)) = report.data.lost_span {
+        ensure(earliest_lost_sent + 600 >= snapshot.taken_ms, || {
+            format!(
+                "a write sent at {earliest_lost_sent} ms is lost though the backup was taken at {} ms",
+                snapshot.taken_ms
+            )
+        })?;
+    }
+    let worked = report.recovery.backups.iter().filter(|b| b.ok()).count();
+    ensure(worked >= 2, || format!("only {worked} backups worked"))
+}
+
+fn restore_copied_db() -> TestResult {
+    let (report, out) = run_scenario("restore-copied-db", 29)?;
+    common_assertions(&report, out.path())?;
+    let snapshot = restored_snapshot(&report)?;
+    ensure(snapshot.source == "copied-db" && snapshot.skip_hash_check, || {
+        format!("{snapshot:?}")
+    })?;
+    ensure(snapshot.refused_without_skip_hash_check == Some(true), || {
+        "a plain restore of the copied db was not refused".into()
+    })?;
+    let recovery = commands(&report, "recovery");
+    ensure(count_containing(&recovery, "--skip-hash-check") == 5, || {
+        format!("{recovery:#?}")
+    })
+}
+
 /// A real etcd (one throwaway container through testcontainers), a real workload, then a key
 /// deleted behind the harness's back: the checker must report exactly that key as lost.
 fn data_loss_checker_can_fail() -> TestResult {
@@ -618,6 +671,8 @@ fn main() {
         Trial::test("member_data_loss_two", member_data_loss_two),
         Trial::test("force_new_cluster", force_new_cluster),
         Trial::test("compact_defrag", compact_defrag),
+        Trial::test("quorum_loss_from_backup", quorum_loss_from_backup),
+        Trial::test("restore_copied_db", restore_copied_db),
         Trial::test("data_loss_checker_can_fail", data_loss_checker_can_fail),
         Trial::test(
             "panic_inside_a_run_removes_its_objects",
