@@ -2,7 +2,7 @@
 //! every interval, from the first member that answers, into `backups/` of the run's folder,
 //! each checked against the SHA-256 that etcd appends. A restore can then use the newest one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,7 +107,7 @@ fn failed(file: String, clock: &Clock, error: String) -> BackupRecord {
     }
 }
 
-async fn take_backup(members: &[MemberClient], path: &PathBuf, file: String, clock: &Clock) -> BackupRecord {
+async fn take_backup(members: &[MemberClient], path: &Path, file: String, clock: &Clock) -> BackupRecord {
     let timeout = Duration::from_secs(5);
     let mut last_error = String::from("no member answered");
     for m in members {
