@@ -11,7 +11,10 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
-use crate::runtime::{ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL};
+use crate::fault::{damage_bytes, Damage, DamageKind, DamagedFile};
+use crate::runtime::{
+    tar_archive, tar_file_names, tar_without, ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL,
+};
 use crate::topology::{MemberSpec, Topology, CLIENT_PORT};
 
 /// Where a member's data volume is mounted, and the data dir inside it. The data dir is a
@@ -430,6 +433,125 @@ impl Cluster {
         let member = spec.network.as_ref().map(|(_, a)| a.as_str()).unwrap_or_default();
         let step = format!("start {member} (initial-cluster-state={})", state.as_str());
         self.record_span(step, docker_run_line(spec, true, &[]), started, duration_ms, ok);
+    }
+
+    /// Damages a file in the member's data dir, stopping the member first if it runs.
+    pub async fn corrupt(&mut self, name: &str, damage: Damage) -> Result<()> {
+        let container = self.container_name(name);
+        if self.docker.is_running(&container).await? {
+            self.stop(name).await?;
+        }
+        let started = Instant::now();
+        let (dir, file_name) = match damage.file {
+            DamagedFile::Db => (format!("{DATA_DIR}/member/snap"), "db".to_string()),
+            DamagedFile::Wal => {
+                let dir = format!("{DATA_DIR}/member/wal");
+                let listing = self.docker.read_archive(&container, &dir).await?;
+                let newest = tar_file_names(&listing)
+                    .map_err(Error::io(&dir))?
+                    .into_iter()
+                    .filter(|f| f.ends_with(".wal"))
+                    .max()
+                    .ok_or_else(|| Error::Procedure {
+                        step: format!("corrupt {name}'s WAL"),
+                        message: format!("no .wal file in {dir}"),
+                    })?;
+                let file = newest.rsplit('/').next().unwrap_or(&newest).to_string();
+                (dir, file)
+            }
+        };
+        let path = format!("{dir}/{file_name}");
+        let mut bytes = self.docker.read_file(&container, &path).await?;
+        if !damage_bytes(&mut bytes, damage) {
+            return Err(Error::Procedure {
+                step: format!("corrupt {path} of {name}"),
+                message: format!("the file has only {} bytes: nothing to damage", bytes.len()),
+            });
+        }
+        let archive = tar_archive(&[(file_name.as_str(), &bytes)]).map_err(Error::io(&path))?;
+        let result = self.docker.write_archive(&container, &dir, archive).await;
+        let how = match damage.how {
+            DamageKind::Flip => format!("flip bytes in {file_name}"),
+            DamageKind::Truncate => format!("truncate -s {} {file_name}", bytes.len()),
+        };
+        self.record(
+            format!("corrupt {name}'s {} ({})", damage.file.as_str(), damage.how.as_str()),
+            format!("docker cp {container}:{path} . && {how} && docker cp {file_name} {container}:{dir}/"),
+            started,
+            result.is_ok(),
+        );
+        result
+    }
+
+    /// The runbook's "purge member persistent state": with the member stopped, keep a copy
+    /// of `member/snap` in `backup_dir`, empty it, and start the member again with
+    /// `initial-cluster-state=existing`, so it rebuilds from its WAL and the leader. The
+    /// emptied data dir goes onto a fresh volume (a new incarnation of the member).
+    pub async fn purge_member(&mut self, name: &str, backup_dir: &std::path::Path) -> Result<()> {
+        let container = self.container_name(name);
+        if self.docker.is_running(&container).await? {
+            self.stop(name).await?;
+        } else if let Some(code) = self.docker.exit_code(&container).await? {
+            // The evidence that the member could not live with its data.
+            let started = Instant::now();
+            let (_, stderr) = self.docker.logs(&container).await?;
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| l.contains("panic") || l.contains("fatal"))
+                .unwrap_or_default();
+            let last: String = last.chars().take(300).collect();
+            self.record(
+                format!("{name} is down: it exited with code {code}"),
+                format!("docker logs {container} 2>&1 | tail -n 20   # {last}"),
+                started,
+                true,
+            );
+        }
+        let started = Instant::now();
+        let snap_dir = format!("{DATA_DIR}/member/snap");
+        let backup = backup_dir.join(format!("{name}-member-snap.tar"));
+        let saved = async {
+            let archive = self.docker.read_archive(&container, &snap_dir).await?;
+            std::fs::write(&backup, archive).map_err(Error::io(&backup))
+        }
+        .await;
+        let command = format!("docker cp {container}:{snap_dir} - > {name}-member-snap.tar");
+        self.record(format!("back up {name}'s member/snap"), command, started, saved.is_ok());
+        saved?;
+
+        let started = Instant::now();
+        let data = self.docker.read_archive(&container, DATA_DIR).await?;
+        let purged = tar_without(&data, "data/member/snap/").map_err(Error::io(DATA_DIR))?;
+        let old_volume = self.volume_name(name, self.member(name)?.volume_generation);
+        self.docker.remove_container(&container).await?;
+        let member = self.member_mut(name)?;
+        member.has_container = false;
+        member.volume_generation += 1;
+        let generation = member.volume_generation;
+        let fresh = self.volume_name(name, generation);
+        self.docker.create_volume(&fresh, &self.run_id, name).await?;
+        let spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
+        self.docker.create_container(&spec, &self.run_id).await?;
+        self.member_mut(name)?.has_container = true;
+        let copied = self.docker.write_archive(&spec.name, DATA_MOUNT, purged).await;
+        self.record(
+            format!("empty {name}'s member/snap"),
+            format!(
+                "docker cp {container}:{DATA_DIR} {name}-data && rm -rf {name}-data/member/snap/* \\\n  && docker rm {container} && docker volume create {fresh} && docker create ... && docker cp {name}-data {}:{DATA_MOUNT}/",
+                spec.name
+            ),
+            started,
+            copied.is_ok(),
+        );
+        copied?;
+        let started = Instant::now();
+        let result = self.docker.start(&spec.name).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.record_member_start(&spec, ClusterState::Existing, started, duration_ms, result.is_ok());
+        result?;
+        self.docker.remove_volume(&old_volume).await?;
+        self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await
     }
 
     /// SIGKILLs several members at once, as when a host dies.

@@ -330,6 +330,10 @@ impl Drill<'_, '_> {
                     FaultAction::Resume => cluster.resume(m).await?,
                     FaultAction::Partition => cluster.partition(m).await?,
                     FaultAction::Heal => cluster.heal(m).await?,
+                    FaultAction::Corrupt => match fault.damage {
+                        Some(damage) => cluster.corrupt(m, damage).await?,
+                        None => unreachable!("a compiled corrupt fault always says what to damage"),
+                    },
                 }
             }
             // The disruption counts from the moment the fault began; writes count as

@@ -430,6 +430,15 @@ impl DockerRuntime {
         }
     }
 
+    /// The exit code of a container that has stopped; None while it runs or if it is gone.
+    pub async fn exit_code(&self, name: &str) -> Result<Option<i64>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(c.state.filter(|s| s.running != Some(true)).and_then(|s| s.exit_code)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::docker("inspect container", name)(e)),
+        }
+    }
+
     /// Everything the container wrote to stdout and stderr so far.
     pub async fn logs(&self, name: &str) -> Result<(String, String)> {
         let options = LogsOptionsBuilder::default().stdout(true).stderr(true).build();
@@ -537,16 +546,31 @@ impl DockerRuntime {
         result
     }
 
-    /// Reads one file out of a container (running or stopped), through the archive API.
-    pub async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
+    /// A tar archive of `path` (a file or a directory) in a container, running or stopped.
+    pub async fn read_archive(&self, container: &str, path: &str) -> Result<Vec<u8>> {
         let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
             .path(path)
             .build();
         let mut stream = self.docker.download_from_container(container, Some(options));
         let mut archive = Vec::new();
         while let Some(chunk) = stream.next().await {
-            archive.extend_from_slice(&chunk.map_err(Error::docker("copy a file out of", container))?);
+            archive.extend_from_slice(&chunk.map_err(Error::docker("copy files out of", container))?);
         }
+        Ok(archive)
+    }
+
+    /// Unpacks a tar archive into `path` in a container (running, stopped or just created).
+    pub async fn write_archive(&self, container: &str, path: &str, archive: Vec<u8>) -> Result<()> {
+        let options = UploadToContainerOptionsBuilder::default().path(path).build();
+        self.docker
+            .upload_to_container(container, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(Error::docker("copy files into", container))
+    }
+
+    /// Reads one file out of a container (running or stopped), through the archive API.
+    pub async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
+        let archive = self.read_archive(container, path).await?;
         let mut tar = tar::Archive::new(archive.as_slice());
         let entries = tar.entries().map_err(Error::io(path))?;
         for entry in entries {
@@ -645,7 +669,8 @@ pub fn split_image_reference(image: &str) -> (&str, &str) {
     }
 }
 
-fn tar_archive(files: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
+/// A tar archive of `files` (path, bytes), each mode 0644.
+pub fn tar_archive(files: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, bytes) in files {
         let mut header = tar::Header::new_gnu();
@@ -655,6 +680,36 @@ fn tar_archive(files: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
         builder.append_data(&mut header, path.trim_start_matches('/'), *bytes)?;
     }
     builder.into_inner()
+}
+
+/// The same tar archive without the entries under `prefix` (the directory entry itself stays).
+pub fn tar_without(archive: &[u8], prefix: &str) -> std::io::Result<Vec<u8>> {
+    let mut out = tar::Builder::new(Vec::new());
+    let mut input = tar::Archive::new(archive);
+    for entry in input.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path.starts_with(prefix) && path.trim_end_matches('/') != prefix.trim_end_matches('/') {
+            continue;
+        }
+        let header = entry.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data)?;
+        out.append(&header, data.as_slice())?;
+    }
+    out.into_inner()
+}
+
+/// Names of the regular files in a tar archive.
+pub fn tar_file_names(archive: &[u8]) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in tar::Archive::new(archive).entries()? {
+        let entry = entry?;
+        if entry.header().entry_type().is_file() {
+            names.push(entry.path()?.to_string_lossy().into_owned());
+        }
+    }
+    Ok(names)
 }
 
 /// Removes a run's Docker objects when dropped, unless [`RunGuard::disarm`] was called.
@@ -712,6 +767,18 @@ impl Drop for RunGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tar_without_drops_only_what_is_under_the_prefix() {
+        let archive = tar_archive(&[
+            ("data/member/snap/db", b"db"),
+            ("data/member/snap/0001.snap", b"s"),
+            ("data/member/wal/0.wal", b"w"),
+        ])
+        .unwrap();
+        let kept = tar_without(&archive, "data/member/snap/").unwrap();
+        assert_eq!(tar_file_names(&kept).unwrap(), vec!["data/member/wal/0.wal"]);
+    }
 
     #[test]
     fn image_references_split_at_the_tag() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fault::{Fault, FaultAction, Target};
+use crate::fault::{Damage, DamageKind, DamagedFile, Fault, FaultAction, Target};
 use crate::topology::{MemberSpec, Topology};
 use crate::workload::WorkloadConfig;
 
@@ -31,6 +31,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "compact-defrag",
     "quorum-loss-from-backup",
     "restore-copied-db",
+    "member-corruption",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -81,8 +82,6 @@ pub struct RawFault {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -90,6 +89,12 @@ pub struct RawFault {
     pub count: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<i64>,
+    /// `corrupt`: `wal` or `db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// `corrupt`: `flip` (default) or `truncate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -171,18 +176,21 @@ pub enum ProcedureSpec {
     MemberReplace { members: Vec<String> },
     /// Compact to the current revision and defragment every member.
     Maintenance,
+    /// Empty `member/snap` of damaged members and restart them (empty: every stopped member).
+    PurgeMember { members: Vec<String> },
     /// Make `from` a one-member cluster with its data, then add the others back.
     ForceNewCluster { from: String },
 }
 
 impl ProcedureSpec {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "restart",
         "snapshot-restore",
         "repair",
         "member-replace",
         "maintenance",
         "force-new-cluster",
+        "purge-member",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -193,6 +201,7 @@ impl ProcedureSpec {
             ProcedureSpec::MemberReplace { .. } => "member-replace",
             ProcedureSpec::Maintenance => "maintenance",
             ProcedureSpec::ForceNewCluster { .. } => "force-new-cluster",
+            ProcedureSpec::PurgeMember { .. } => "purge-member",
         }
     }
 }
@@ -465,10 +474,28 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             ));
         };
         let delay_ms = c.in_range(&key("delay_ms"), f.delay_ms, 0, 0..=600_000)?;
+        let damage = if action == FaultAction::Corrupt {
+            let file = f
+                .file
+                .as_deref()
+                .ok_or_else(|| c.err(key("file"), "corrupt needs `file`: wal or db"))?;
+            let file = DamagedFile::parse(file)
+                .ok_or_else(|| c.err(key("file"), format!("unknown file `{file}`; use wal or db")))?;
+            let how = f.damage.as_deref().unwrap_or("flip");
+            let how = DamageKind::parse(how)
+                .ok_or_else(|| c.err(key("damage"), format!("unknown damage `{how}`; use flip or truncate")))?;
+            Some(Damage { file, how })
+        } else {
+            if f.file.is_some() || f.damage.is_some() {
+                return Err(c.err(key("file"), "`file` and `damage` only go with action = \"corrupt\""));
+            }
+            None
+        };
         faults.push(Fault {
             action,
             target,
             delay_ms,
+            damage,
         });
     }
 
@@ -506,7 +533,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     if r.from.is_some() && !matches!(r.procedure.as_str(), "snapshot-restore" | "force-new-cluster") {
         return Err(c.err("recovery.from", format!("`from` does not apply to {}", r.procedure)));
     }
-    if r.members.is_some() && r.procedure != "member-replace" {
+    if r.members.is_some() && !matches!(r.procedure.as_str(), "member-replace" | "purge-member") {
         return Err(c.err(
             "recovery.members",
             format!("`members` does not apply to {}", r.procedure),
@@ -548,12 +575,16 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         "force-new-cluster" => ProcedureSpec::ForceNewCluster {
             from: from("force-new-cluster")?,
         },
-        "member-replace" => {
+        "member-replace" | "purge-member" => {
             let members = r.members.clone().unwrap_or_default();
             for m in &members {
                 member_named("recovery.members", m)?;
             }
-            ProcedureSpec::MemberReplace { members }
+            if r.procedure == "member-replace" {
+                ProcedureSpec::MemberReplace { members }
+            } else {
+                ProcedureSpec::PurgeMember { members }
+            }
         }
         other => {
             return Err(c.err(
@@ -632,6 +663,8 @@ impl Scenario {
                     let mut raw = RawFault {
                         action: f.action.as_str().to_string(),
                         delay_ms: i(f.delay_ms),
+                        file: f.damage.map(|d| d.file.as_str().to_string()),
+                        damage: f.damage.map(|d| d.how.as_str().to_string()),
                         ..Default::default()
                     };
                     match &f.target {
@@ -668,7 +701,9 @@ impl Scenario {
                     _ => None,
                 },
                 members: match &self.recovery.procedure {
-                    ProcedureSpec::MemberReplace { members } => Some(members.clone()),
+                    ProcedureSpec::MemberReplace { members } | ProcedureSpec::PurgeMember { members } => {
+                        Some(members.clone())
+                    }
                     _ => None,
                 },
                 delay_ms: i(self.recovery.delay_ms),
@@ -780,6 +815,18 @@ mod tests {
                 action,
                 target,
                 delay_ms,
+                damage: (action == FaultAction::Corrupt).then_some(Damage {
+                    file: if delay_ms % 2 == 0 {
+                        DamagedFile::Wal
+                    } else {
+                        DamagedFile::Db
+                    },
+                    how: if delay_ms % 3 == 0 {
+                        DamageKind::Truncate
+                    } else {
+                        DamageKind::Flip
+                    },
+                }),
             });
         (
             "[a-z][a-z0-9-]{0,15}",

@@ -388,6 +388,24 @@ fn restore_copied_db() -> TestResult {
     })
 }
 
+fn member_corruption() -> TestResult {
+    let report = lossless_drill("member-corruption", 30, false)?;
+    let steps: Vec<&str> = report.commands.iter().map(|c| c.step.as_str()).collect();
+    ensure(steps.iter().any(|s| s.starts_with("corrupt etcd2's db")), || {
+        format!("{steps:#?}")
+    })?;
+    // The damage was real: etcd2 could not start on it.
+    ensure(
+        steps
+            .iter()
+            .any(|s| s.starts_with("etcd2 is down: it exited with code")),
+        || format!("{steps:#?}"),
+    )?;
+    ensure(steps.iter().any(|s| s.starts_with("empty etcd2's member/snap")), || {
+        format!("{steps:#?}")
+    })
+}
+
 /// A real etcd (one throwaway container through testcontainers), a real workload, then a key
 /// deleted behind the harness's back: the checker must report exactly that key as lost.
 fn data_loss_checker_can_fail() -> TestResult {
@@ -673,6 +691,7 @@ fn main() {
         Trial::test("compact_defrag", compact_defrag),
         Trial::test("quorum_loss_from_backup", quorum_loss_from_backup),
         Trial::test("restore_copied_db", restore_copied_db),
+        Trial::test("member_corruption", member_corruption),
         Trial::test("data_loss_checker_can_fail", data_loss_checker_can_fail),
         Trial::test(
             "panic_inside_a_run_removes_its_objects",

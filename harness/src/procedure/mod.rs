@@ -5,6 +5,7 @@
 mod force_new_cluster;
 mod maintenance;
 mod member_replace;
+mod purge_member;
 mod repair;
 mod restart;
 mod snapshot_restore;
@@ -18,6 +19,7 @@ use serde::Serialize;
 pub use force_new_cluster::ForceNewCluster;
 pub use maintenance::Maintenance;
 pub use member_replace::MemberReplace;
+pub use purge_member::PurgeMember;
 pub use repair::Repair;
 pub use restart::Restart;
 pub use snapshot_restore::{SnapshotInfo, SnapshotRestore};
@@ -68,6 +70,9 @@ pub fn for_spec(spec: &ProcedureSpec) -> Box<dyn Procedure> {
             members: members.clone(),
         }),
         ProcedureSpec::Maintenance => Box::new(Maintenance),
+        ProcedureSpec::PurgeMember { members } => Box::new(PurgeMember {
+            members: members.clone(),
+        }),
         ProcedureSpec::ForceNewCluster { from } => Box::new(ForceNewCluster { from: from.clone() }),
     }
 }
