@@ -113,21 +113,33 @@ fn time_axis(out: &mut String, frame: &TimeFrame, bands: &[PhaseBand], markers: 
             escape(&b.label)
         );
     }
+    // Faults a few pixels apart (kill, then wipe) share one line and one label.
+    let mut merged: Vec<(f64, String)> = Vec::new();
     for m in markers {
         let x = frame.x(m.at_ms);
+        match merged.last_mut() {
+            Some((last_x, label)) if x - *last_x < 40.0 => {
+                label.push_str(", ");
+                label.push_str(&m.label);
+            }
+            _ => merged.push((x, m.label.clone())),
+        }
+    }
+    for (x, label) in &merged {
+        let x = *x;
         let _ = write!(
             out,
             r##"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="#b00020" stroke-dasharray="4 3"><title>{}</title></line>"##,
             TOP - 6.0,
             plot_bottom(),
-            escape(&m.label)
+            escape(label)
         );
         let _ = write!(
             out,
             r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#b00020">{}</text>"##,
             x + 3.0,
             TOP - 8.0,
-            escape(&m.label)
+            escape(label)
         );
     }
     let span_s = (frame.to_ms - frame.from_ms) as f64 / 1000.0;
@@ -145,14 +157,20 @@ fn time_axis(out: &mut String, frame: &TimeFrame, bands: &[PhaseBand], markers: 
         );
         t += step;
     }
+    x_axis_line(out, "time in the drill");
+}
+
+/// The horizontal axis line under the plot, and its title.
+fn x_axis_line(out: &mut String, title: &str) {
     let _ = write!(
         out,
-        r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#333"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">time in the drill</text>"##,
+        r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#333"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"##,
         WIDTH - RIGHT,
         plot_bottom(),
         plot_bottom(),
         (LEFT + WIDTH - RIGHT) / 2.0,
-        HEIGHT - 4.0
+        HEIGHT - 4.0,
+        escape(title)
     );
 }
 
@@ -362,15 +380,8 @@ pub fn histogram_chart(series: &WorkloadSeries) -> String {
             escape(&bin_label(bins, i))
         );
     }
-    let _ = write!(
-        out,
-        r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#333"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">latency, ms (send to acknowledgement)</text></svg>"##,
-        WIDTH - RIGHT,
-        plot_bottom(),
-        plot_bottom(),
-        (LEFT + WIDTH - RIGHT) / 2.0,
-        HEIGHT - 4.0
-    );
+    x_axis_line(&mut out, "latency, ms (send to acknowledgement)");
+    out.push_str("</svg>");
     out
 }
 
