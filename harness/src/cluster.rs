@@ -248,7 +248,8 @@ impl Cluster {
         self.commands.push(RecordedCommand {
             phase: self.phase.clone(),
             step: step.into(),
-            command: command.into(),
+            // No report may carry a password: mask it where commands are recorded.
+            command: crate::shell::mask_secrets(&command.into()),
             at_ms: self.clock.at_ms(started),
             duration_ms,
             ok,

@@ -29,6 +29,9 @@ pub enum Error {
     #[error("no scenario named `{name}`: give a path to a .toml file or one of: {known}")]
     UnknownScenario { name: String, known: String },
 
+    #[error("{path}: {message}")]
+    ReportFile { path: PathBuf, message: String },
+
     #[error("invalid argument {argument}: {message}")]
     InvalidArgument { argument: String, message: String },
 
@@ -86,6 +89,7 @@ impl Error {
             Error::ScenarioFile { .. }
             | Error::ScenarioKey { .. }
             | Error::UnknownScenario { .. }
+            | Error::ReportFile { .. }
             | Error::InvalidArgument { .. } => ExitClass::InvalidInput,
             Error::DockerUnavailable { .. } | Error::ImageMissing { .. } | Error::ImageBuild { .. } => {
                 ExitClass::Environment

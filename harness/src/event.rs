@@ -9,6 +9,7 @@ use crate::check::{CheckResult, Consistency, DataLoss};
 use crate::cluster::RecordedCommand;
 use crate::procedure::ProcedureOutcome;
 use crate::scenario::Scenario;
+use crate::series::WorkloadSeries;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +85,8 @@ pub enum Event {
         at_ms: u64,
     },
     Command(RecordedCommand),
+    /// The workload over time (throughput, latency, histogram), once the writers stopped.
+    WorkloadSeries(Box<WorkloadSeries>),
     Measured {
         recovery: Box<RecoveryFigures>,
         data: Box<DataLoss>,

@@ -18,6 +18,8 @@ pub mod report;
 pub mod runner;
 pub mod runtime;
 pub mod scenario;
+pub mod series;
+pub mod shell;
 pub mod topology;
 pub mod workload;
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use etcd_drill::event::Outcome;
 use etcd_drill::image::{BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
-use etcd_drill::report::{ReportBuilder, TerminalReporter};
+use etcd_drill::report::{compare, suite, ReportBuilder, TerminalReporter};
 use etcd_drill::runner::{self, RunOptions};
 use etcd_drill::runtime::DockerRuntime;
 use etcd_drill::{scenario, Error, Result};
@@ -26,8 +26,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a drill: a scenario file, or the name of a scenario in ./scenarios or built in.
+    /// Run a drill: a scenario file, or the name of a scenario in ./scenarios or built in;
+    /// or, with --all, every scenario in ./scenarios with one combined report.
     Run(RunArgs),
+    /// Work with finished reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// List the scenarios in ./scenarios and the built-in ones.
     List,
     /// Check scenario files without running them.
@@ -52,14 +58,42 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Compare two runs (report.json files, or folders of them): RTO, procedure time, lost
+    /// writes and throughput per scenario. Exits 1 when a regression budget is broken.
+    Compare {
+        /// The earlier report, or a folder of reports (e.g. last night's).
+        old: PathBuf,
+        /// The report or folder to judge.
+        new: PathBuf,
+        /// A TOML file with the keys of a scenario's [regression] table; it overrides the
+        /// budgets recorded in the new reports.
+        #[arg(long)]
+        budgets: Option<PathBuf>,
+        /// Also write the comparison (Markdown) to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// Scenario file (path to .toml) or name.
-    scenario: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    scenario: Option<String>,
+    /// Run every scenario in --scenarios-dir, one after the other, and write one combined
+    /// report (suite.json, report.md, junit.xml) beside the runs' folders.
+    #[arg(long, conflicts_with = "keep")]
+    all: bool,
+    /// Where --all finds its scenarios.
+    #[arg(long, default_value = "scenarios", requires = "all")]
+    scenarios_dir: PathBuf,
     /// The etcd image to run; it must lay out etcd like the upstream image.
     #[arg(long, default_value = DEFAULT_IMAGE)]
     image: String,
-    /// Folder for this run's reports (default: reports/<scenario>-<run id>).
+    /// Folder for this run's reports (default: reports/<scenario>-<run id>, or
+    /// reports/suite-<suite id> with --all).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Leave the final cluster running and print its endpoints.
@@ -120,7 +154,11 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<u8> {
     match command {
+        Command::Run(args) if args.all => run_suite(args).await,
         Command::Run(args) => run(args).await,
+        Command::Report {
+            command: ReportCommand::Compare { old, new, budgets, out },
+        } => compare(&old, &new, budgets.as_deref(), out.as_deref()),
         Command::List => list(),
         Command::Validate { scenarios } => {
             for name in &scenarios {
@@ -228,15 +266,97 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-async fn run(args: RunArgs) -> Result<u8> {
-    let scenario = scenario::load(&args.scenario)?;
-    let run_id = runner::new_run_id();
-    let seed = args.seed.unwrap_or_else(runner::new_seed);
-    let out_dir = args
+fn compare(
+    old: &std::path::Path,
+    new: &std::path::Path,
+    budgets: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> Result<u8> {
+    let overrides = budgets.map(compare::load_budgets).transpose()?;
+    let old_reports = compare::load_reports(old)?;
+    let new_reports = compare::load_reports(new)?;
+    let comparison = compare::compare(&old_reports, &new_reports, overrides.as_ref().zip(budgets))?;
+    if comparison.scenarios.is_empty() {
+        return Err(Error::InvalidArgument {
+            argument: "NEW".into(),
+            message: format!(
+                "no scenario is in both {} and {}; compare reports of the same scenarios",
+                old.display(),
+                new.display()
+            ),
+        });
+    }
+    let text = compare::render_comparison(&comparison);
+    print!("{text}");
+    if let Some(path) = out {
+        etcd_drill::report::write_file(path, &text)?;
+    }
+    Ok(if comparison.regressions().is_empty() { 0 } else { 1 })
+}
+
+/// Runs every scenario of the suite, each in `<out>/<scenario>/`, then writes the combined
+/// report. A run that fails does not stop the suite; an unusable environment does.
+async fn run_suite(args: RunArgs) -> Result<u8> {
+    let scenarios = suite::suite_scenarios(&args.scenarios_dir)?;
+    let suite_id = runner::new_run_id();
+    let out = args
         .out
-        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-{run_id}", scenario.name)));
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(format!("suite-{suite_id}")));
+    std::fs::create_dir_all(&out).map_err(|e| Error::InvalidArgument {
+        argument: "--out".into(),
+        message: format!("cannot create {}: {e}", out.display()),
+    })?;
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    println!(
+        "etcd-drill suite {suite_id}: {} scenarios from {}: {}",
+        scenarios.len(),
+        args.scenarios_dir.display(),
+        scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let mut runs = Vec::new();
+    for scenario in &scenarios {
+        let (code, report) = run_one(scenario, &args, out.join(&scenario.name), runner::new_run_id()).await?;
+        match report {
+            Some(report) => runs.push((report, scenario.name.clone())),
+            None => return Ok(code),
+        }
+    }
+    let suite = suite::write_suite_files(&suite_id, &started_at, &args.image, &runs, &out)?;
+    println!("\n{}", suite::render_suite_markdown(&suite));
+    println!("suite reports: {}", out.display());
+    Ok(match suite.outcome {
+        Outcome::Pass => 0,
+        Outcome::Fail => 1,
+    })
+}
+
+async fn run(args: RunArgs) -> Result<u8> {
+    let name = args.scenario.clone().ok_or_else(|| Error::InvalidArgument {
+        argument: "SCENARIO".into(),
+        message: "give a scenario name or file, or --all".into(),
+    })?;
+    let scenario = scenario::load(&name)?;
+    let out_dir = args.out.clone();
+    let run_id = runner::new_run_id();
+    let out_dir = out_dir.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-{run_id}", scenario.name)));
+    let (code, _) = run_one(&scenario, &args, out_dir, run_id).await?;
+    Ok(code)
+}
+
+/// Runs one drill with the terminal and report reporters. Returns the exit code and the
+/// report (None when writing the report failed).
+async fn run_one(
+    scenario: &scenario::Scenario,
+    args: &RunArgs,
+    out_dir: PathBuf,
+    run_id: String,
+) -> Result<(u8, Option<etcd_drill::report::DrillReport>)> {
+    let seed = args.seed.unwrap_or_else(runner::new_seed);
     let options = RunOptions {
-        image: args.image,
+        image: args.image.clone(),
         out_dir,
         keep: args.keep,
         seed,
@@ -245,7 +365,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     let mut terminal = TerminalReporter::new();
     let mut builder = ReportBuilder::new();
     let outcome = tokio::select! {
-        result = runner::run(&scenario, &options, vec![&mut terminal, &mut builder]) => result,
+        result = runner::run(scenario, &options, vec![&mut terminal, &mut builder]) => result,
         signal = shutdown_signal() => {
             // Dropping the run removed its objects (RunGuard); make sure of it.
             if let Ok(docker) = DockerRuntime::connect().await {
@@ -257,11 +377,12 @@ async fn run(args: RunArgs) -> Result<u8> {
     let summary = outcome?;
     if let Some(e) = builder.write_error() {
         eprintln!("error: writing the report failed: {e}");
-        return Ok(1);
+        return Ok((1, None));
     }
     println!("reports: {}", summary.out_dir.join("report.md").display());
-    Ok(match summary.outcome {
+    let code = match summary.outcome {
         Outcome::Pass => 0,
         Outcome::Fail => 1,
-    })
+    };
+    Ok((code, builder.report().cloned()))
 }

@@ -20,6 +20,7 @@ use crate::image::DEFAULT_IMAGE;
 use crate::procedure::{self, RecoveryContext};
 use crate::runtime::{DockerRuntime, RunGuard};
 use crate::scenario::Scenario;
+use crate::series::WorkloadSeries;
 use crate::workload::Workload;
 
 #[derive(Debug, Clone)]
@@ -230,6 +231,12 @@ impl Drill<'_, '_> {
             "workload-stopped",
             format!("{} acknowledged, {} failed", ledger.acked.len(), ledger.failed.len()),
         );
+        self.emitter
+            .emit(Event::WorkloadSeries(Box::new(WorkloadSeries::from_ledger(
+                &ledger,
+                workload_started,
+                workload_stopped,
+            ))));
         let ledger_path = self.options.out_dir.join("ledger.jsonl");
         ledger.write_jsonl(&ledger_path)?;
         let mut figures = outcome?;

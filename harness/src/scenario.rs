@@ -48,6 +48,7 @@ pub struct RawScenario {
     pub faults: Vec<RawFault>,
     pub recovery: Option<RawRecovery>,
     pub expect: Option<RawExpect>,
+    pub regression: Option<RawRegression>,
     pub backup: Option<RawBackup>,
 }
 
@@ -130,6 +131,23 @@ pub struct RawExpect {
     pub hashkv_equal: Option<bool>,
 }
 
+/// `[regression]`: how much worse than an earlier run `report compare` tolerates. The
+/// same keys, at the top level, make the `--budgets` file of `report compare`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegression {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rto_worse_pct: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub procedure_worse_pct: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput_worse_pct: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_new_data_loss: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_ms: Option<i64>,
+}
+
 // ---------------------------------------------------------------- compiled form
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -141,6 +159,7 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     pub recovery: Recovery,
     pub expect: Expectations,
+    pub regression: RegressionBudget,
     /// Periodic `snapshot save` backups while the drill runs.
     pub backup: Option<BackupPlan>,
 }
@@ -224,6 +243,66 @@ pub struct Expectations {
     /// The longest time span the lost writes may cover.
     pub max_rpo_ms: Option<u64>,
     pub hashkv_equal: bool,
+}
+
+/// How much worse than an earlier run of the same scenario a run may be before
+/// `report compare` calls it a regression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegressionBudget {
+    /// RTO may grow by at most this many percent.
+    pub rto_worse_pct: u64,
+    /// Procedure time (start of the procedure to the first write) likewise.
+    pub procedure_worse_pct: u64,
+    /// Mean throughput may drop by at most this many percent.
+    pub throughput_worse_pct: u64,
+    /// May a run lose more acknowledged writes than the earlier one?
+    pub allow_new_data_loss: bool,
+    /// Time changes smaller than this never count as a regression (timer noise).
+    pub noise_ms: u64,
+}
+
+impl Default for RegressionBudget {
+    fn default() -> Self {
+        RegressionBudget {
+            rto_worse_pct: 20,
+            procedure_worse_pct: 20,
+            throughput_worse_pct: 20,
+            allow_new_data_loss: false,
+            noise_ms: 250,
+        }
+    }
+}
+
+impl RegressionBudget {
+    /// Compiles `raw` over `base`: keys `raw` leaves out keep `base`'s values. `section`
+    /// prefixes the keys in errors (`regression.` in a scenario, empty in a budgets file).
+    pub fn compile(raw: &RawRegression, base: &RegressionBudget, path: &Path, section: &str) -> Result<Self> {
+        let c = Compiler { path };
+        let pct =
+            |key: &str, v: Option<i64>, default: u64| c.in_range(&format!("{section}{key}"), v, default, 0..=10_000);
+        Ok(RegressionBudget {
+            rto_worse_pct: pct("rto_worse_pct", raw.rto_worse_pct, base.rto_worse_pct)?,
+            procedure_worse_pct: pct("procedure_worse_pct", raw.procedure_worse_pct, base.procedure_worse_pct)?,
+            throughput_worse_pct: c.in_range(
+                &format!("{section}throughput_worse_pct"),
+                raw.throughput_worse_pct,
+                base.throughput_worse_pct,
+                0..=100,
+            )?,
+            allow_new_data_loss: raw.allow_new_data_loss.unwrap_or(base.allow_new_data_loss),
+            noise_ms: c.in_range(&format!("{section}noise_ms"), raw.noise_ms, base.noise_ms, 0..=600_000)?,
+        })
+    }
+
+    pub fn to_raw(&self) -> RawRegression {
+        RawRegression {
+            rto_worse_pct: Some(self.rto_worse_pct as i64),
+            procedure_worse_pct: Some(self.procedure_worse_pct as i64),
+            throughput_worse_pct: Some(self.throughput_worse_pct as i64),
+            allow_new_data_loss: Some(self.allow_new_data_loss),
+            noise_ms: Some(self.noise_ms as i64),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- loading
@@ -619,6 +698,12 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         max_rpo_ms: opt("expect.max_rpo_ms", e.max_rpo_ms)?,
         hashkv_equal: e.hashkv_equal.unwrap_or(true),
     };
+    let regression = RegressionBudget::compile(
+        &raw.regression.unwrap_or_default(),
+        &RegressionBudget::default(),
+        path,
+        "regression.",
+    )?;
 
     Ok(Scenario {
         name,
@@ -629,6 +714,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         recovery,
         expect,
         backup,
+        regression,
     })
 }
 
@@ -720,6 +806,7 @@ impl Scenario {
             backup: self.backup.as_ref().map(|b| RawBackup {
                 interval_ms: b.interval_ms as i64,
             }),
+            regression: Some(self.regression.to_raw()),
         }
     }
 
@@ -780,6 +867,21 @@ mod tests {
 
         let e = parse_str("[workload]\nwriters = -1\n").unwrap_err();
         assert!(e.to_string().contains("workload.writers"), "{e}");
+    }
+
+    #[test]
+    fn regression_budgets_default_and_name_their_key() {
+        let base = "[[faults]]\naction = \"kill\"\nrole = \"leader\"\n[recovery]\nprocedure = \"restart\"\n";
+        assert_eq!(parse_str(base).unwrap().regression, RegressionBudget::default());
+        let s = parse_str(&format!(
+            "{base}[regression]\nrto_worse_pct = 50\nallow_new_data_loss = true\n"
+        ))
+        .unwrap();
+        assert_eq!(s.regression.rto_worse_pct, 50);
+        assert!(s.regression.allow_new_data_loss);
+        assert_eq!(s.regression.procedure_worse_pct, 20);
+        let e = parse_str(&format!("{base}[regression]\nthroughput_worse_pct = 120\n")).unwrap_err();
+        assert!(e.to_string().contains("regression.throughput_worse_pct"), "{e}");
     }
 
     #[test]
@@ -860,6 +962,7 @@ mod tests {
                 proptest::option::of(0u64..1_000_000),
                 any::<bool>(),
             ),
+            (0u64..=10_000, 0u64..=100, any::<bool>(), 0u64..=600_000),
         )
             .prop_map(
                 |(
@@ -868,6 +971,7 @@ mod tests {
                     procedure,
                     (writers, rate, put_timeout_ms, delay_ms),
                     (quorum_lost, budget, hashkv_equal),
+                    (rto_worse_pct, throughput_worse_pct, allow_new_data_loss, noise_ms),
                 )| {
                     let recovery_needs_backup = procedure
                         == ProcedureSpec::SnapshotRestore {
@@ -898,6 +1002,13 @@ mod tests {
                         backup: (budget.is_some() || recovery_needs_backup).then(|| BackupPlan {
                             interval_ms: 200 + delay_ms % 10_000,
                         }),
+                        regression: RegressionBudget {
+                            rto_worse_pct,
+                            procedure_worse_pct: rto_worse_pct / 2,
+                            throughput_worse_pct,
+                            allow_new_data_loss,
+                            noise_ms,
+                        },
                     }
                 },
             )

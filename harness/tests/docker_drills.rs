@@ -1,6 +1,8 @@
 //! Drills against real Docker and real etcd: the three foundation scenarios, the data-loss
 //! checker catching a key removed behind its back, cleanup after a panic, a SIGTERM and
-//! `--keep`, and the CLI's exit codes. Tests run one at a time (a 5-member cluster already
+//! `--keep`, the CLI's exit codes, and `report compare` flagging a slower recovery between
+//! two real runs. Every report a drill writes is checked against the JSON Schema; the
+//! `server-b-loss` run's five files are checked in full, its HTML in headless Chromium. Tests run one at a time (a 5-member cluster already
 //! fills a 2-core machine), and after the last one the suite fails if any Docker object
 //! labelled `io.etcd-drill.run` is left.
 
@@ -18,6 +20,33 @@ use etcd_drill::runtime::{DockerRuntime, RUN_LABEL};
 use etcd_drill::scenario;
 use etcd_drill::workload::{Workload, WorkloadConfig};
 use libtest_mimic::{Arguments, Failed, Trial};
+
+mod common;
+
+/// The folder of the `server-b-loss` run, kept for the comparison test.
+static SERVER_B_LOSS_RUN: std::sync::Mutex<Option<tempfile::TempDir>> = std::sync::Mutex::new(None);
+
+/// Where the real runs' report folders are copied for people to look at afterwards.
+fn kept_reports_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("real-reports")
+}
+
+fn keep_copy(from: &Path, name: &str) -> Result<PathBuf, Failed> {
+    let to = kept_reports_dir().join(name);
+    let _ = std::fs::remove_dir_all(&to);
+    std::fs::create_dir_all(&to)?;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        if path.is_file()
+            && path
+                .file_name()
+                .is_some_and(|n| n != "snapshot.db" && n != "ledger.jsonl")
+        {
+            std::fs::copy(&path, to.join(path.file_name().unwrap_or_default()))?;
+        }
+    }
+    Ok(to)
+}
 
 type TestResult = Result<(), Failed>;
 
@@ -58,6 +87,8 @@ fn run_scenario(text_or_name: &str, seed: u64) -> Result<(DrillReport, tempfile:
     if let Some(e) = builder.write_error() {
         return Err(format!("writing the report failed: {e}").into());
     }
+    // Every report the suite produces validates against the committed schema.
+    common::validate_report_json(&out.path().join("report.json"))?;
     assert_no_objects(Some(&summary.run_id))?;
     Ok((report, out))
 }
@@ -218,7 +249,73 @@ fn server_b_loss() -> TestResult {
     ensure(report.data.rpo_ms <= report.recovery.fault_at_ms, || {
         "RPO longer than the run".into()
     })?;
-    ensure(report.data.wrong_value_writes == 0, || "values changed".into())
+    ensure(report.data.wrong_value_writes == 0, || "values changed".into())?;
+
+    // The five report files, each sound; the HTML opened in headless Chromium.
+    let kept = keep_copy(out.path(), "server-b-loss")?;
+    common::check_report_folder(out.path(), &report, &kept.join("report.png"))?;
+    let runbook = std::fs::read_to_string(out.path().join("runbook.sh"))?;
+    ensure(
+        runbook.contains("etcdutl snapshot restore") && runbook.contains("--initial-cluster-token=etcd-drill-"),
+        || format!("the runbook lacks the restore or the token: {runbook}"),
+    )?;
+    let series = report.series.as_ref().ok_or("no workload series")?;
+    let outage = series
+        .buckets
+        .iter()
+        .filter(|b| {
+            b.at_ms > report.recovery.fault_at_ms + 1_000
+                && b.at_ms + series.bucket_ms < report.recovery.started_at_ms.unwrap_or(0)
+        })
+        .map(|b| b.acked)
+        .sum::<u64>();
+    ensure(outage == 0, || {
+        format!("{outage} writes acknowledged while quorum was lost")
+    })?;
+    *SERVER_B_LOSS_RUN.lock().map_err(|_| "poisoned")? = Some(out);
+    Ok(())
+}
+
+/// Two real runs of server-b-loss, the second with a longer outage before the restore:
+/// `report compare` must flag its RTO and exit 1.
+fn compare_flags_a_slower_recovery_between_real_runs() -> TestResult {
+    let old = match SERVER_B_LOSS_RUN.lock().map_err(|_| "poisoned")?.take() {
+        Some(dir) => dir,
+        None => run_scenario("server-b-loss", 13)?.1,
+    };
+    let (_, text) = scenario::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "server-b-loss")
+        .ok_or("no built-in server-b-loss")?;
+    // The restore starts 10 s after the fault instead of after the 3 s quorum probe.
+    let slower = text.replace("delay_ms = 2000", "delay_ms = 10000");
+    ensure(slower != *text, || {
+        "the scenario has no recovery delay to stretch".into()
+    })?;
+    let (_, new) = run_scenario(&slower, 13)?;
+    let old_kept = keep_copy(old.path(), "compare-old")?;
+    let new_kept = keep_copy(new.path(), "compare-new")?;
+    let out = binary()
+        .args(["report", "compare"])
+        .arg(&old_kept)
+        .arg(&new_kept)
+        .arg("--out")
+        .arg(kept_reports_dir().join("compare.md"))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure(out.status.code() == Some(1), || {
+        format!(
+            "compare exited {:?}, want 1:\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    ensure(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("| RTO |") && l.contains("**REGRESSION**")),
+        || format!("the RTO regression is not flagged:\n{stdout}"),
+    )
 }
 
 fn commands<'a>(report: &'a DrillReport, phase: &str) -> Vec<&'a str> {
@@ -692,6 +789,10 @@ fn main() {
         Trial::test("quorum_loss_from_backup", quorum_loss_from_backup),
         Trial::test("restore_copied_db", restore_copied_db),
         Trial::test("member_corruption", member_corruption),
+        Trial::test(
+            "compare_flags_a_slower_recovery_between_real_runs",
+            compare_flags_a_slower_recovery_between_real_runs,
+        ),
         Trial::test("data_loss_checker_can_fail", data_loss_checker_can_fail),
         Trial::test(
             "panic_inside_a_run_removes_its_objects",

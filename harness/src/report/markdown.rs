@@ -6,7 +6,8 @@ use std::fmt::Write;
 use super::DrillReport;
 use crate::event::Outcome;
 
-fn ms(value: Option<u64>) -> String {
+/// A figure in milliseconds, or `—` when there is none.
+pub(super) fn ms(value: Option<u64>) -> String {
     value.map(|v| format!("{v} ms")).unwrap_or_else(|| "—".into())
 }
 
@@ -69,6 +70,20 @@ pub fn render_markdown(r: &DrillReport) -> String {
         "| failed puts the cluster applied anyway | {} |",
         d.failed_but_applied
     );
+    if let Some(series) = &r.series {
+        let _ = writeln!(
+            s,
+            "| mean throughput | {:.1} acknowledged writes/s |",
+            series.mean_acked_per_s
+        );
+        let _ = writeln!(
+            s,
+            "| write latency p50 / p99 / max | {} / {} / {} |",
+            ms(series.latency_p50_ms),
+            ms(series.latency_p99_ms),
+            ms(series.latency_max_ms)
+        );
+    }
     if let Some(c) = &r.consistency {
         let _ = writeln!(
             s,

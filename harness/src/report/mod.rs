@@ -1,15 +1,26 @@
-//! Reports built from a run's events: `report.json` (the versioned, machine-readable
-//! record) and `report.md` (the verdict, figures, timeline and the procedure's commands
-//! as a runbook). The terminal reporter prints progress while the drill runs.
+//! Reports built from a run's events, all from the same [`DrillReport`]: `report.json`
+//! (the versioned, machine-readable record), `report.md` (verdict, figures, timeline),
+//! `junit.xml` (for CI test viewers), `report.html` (charts) and `runbook.sh` (the
+//! procedure's commands). The terminal reporter prints progress while the drill runs;
+//! `compare` and `suite` work on finished reports.
 
+pub mod compare;
+mod html;
+mod junit;
 mod markdown;
+mod runbook;
+pub mod suite;
+mod svg;
 mod terminal;
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use html::render_html;
+pub use junit::render_junit;
 pub use markdown::render_markdown;
+pub use runbook::render_runbook;
 pub use terminal::TerminalReporter;
 
 use crate::check::{CheckResult, Consistency, DataLoss};
@@ -17,7 +28,13 @@ use crate::cluster::RecordedCommand;
 use crate::error::{Error, Result};
 use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
 use crate::scenario::Scenario;
+use crate::series::WorkloadSeries;
 use crate::topology::Topology;
+
+/// The files every run writes, whatever happened; `ledger.jsonl` and `snapshot.db` are
+/// listed in `files` only when the run wrote them.
+pub const REPORT_FILES: &[&str] = &["report.json", "report.md", "junit.xml", "report.html", "runbook.sh"];
+const OPTIONAL_FILES: &[&str] = &["ledger.jsonl", "snapshot.db"];
 
 /// Bumped whenever a field of `report.json` changes meaning or goes away.
 pub const REPORT_FORMAT_VERSION: u32 = 1;
@@ -53,6 +70,8 @@ pub struct DrillReport {
     pub recovery: RecoveryFigures,
     pub data: DataLoss,
     pub consistency: Option<Consistency>,
+    /// Throughput and latency over the drill; None when the workload never ran.
+    pub series: Option<WorkloadSeries>,
     pub checks: Vec<CheckResult>,
     pub timeline: Vec<TimelineEntry>,
     pub commands: Vec<RecordedCommand>,
@@ -104,6 +123,7 @@ impl ReportBuilder {
             recovery: RecoveryFigures::default(),
             data: DataLoss::default(),
             consistency: None,
+            series: None,
             checks: Vec::new(),
             timeline: Vec::new(),
             commands: Vec::new(),
@@ -172,6 +192,7 @@ impl Reporter for ReportBuilder {
                 timeline(*at_ms, "all-healthy", "every member answers a linearizable read".into())
             }
             Event::Command(c) => report.commands.push(c.clone()),
+            Event::WorkloadSeries(series) => report.series = Some((**series).clone()),
             Event::Measured {
                 recovery,
                 data,
@@ -194,9 +215,9 @@ impl Reporter for ReportBuilder {
                 report.error = error.clone();
                 report.kept_endpoints = kept.clone();
                 if let Some(dir) = &self.out_dir {
-                    report.files = ["report.json", "report.md", "ledger.jsonl", "snapshot.db"]
+                    report.files = REPORT_FILES
                         .iter()
-                        .filter(|f| **f == "report.json" || **f == "report.md" || dir.join(f).exists())
+                        .chain(OPTIONAL_FILES.iter().filter(|f| dir.join(f).exists()))
                         .map(|f| f.to_string())
                         .collect();
                     if let Err(e) = write_report_files(report, dir) {
@@ -208,12 +229,34 @@ impl Reporter for ReportBuilder {
     }
 }
 
-/// Writes `report.json` and `report.md` into `dir`.
+/// Writes every file of [`REPORT_FILES`] into `dir`.
 pub fn write_report_files(report: &DrillReport, dir: &Path) -> Result<()> {
-    let json_path = dir.join("report.json");
     let json = serde_json::to_string_pretty(report).expect("a report always serializes");
-    std::fs::write(&json_path, json + "\n").map_err(Error::io(&json_path))?;
-    let md_path = dir.join("report.md");
-    std::fs::write(&md_path, render_markdown(report)).map_err(Error::io(&md_path))?;
+    let junit = render_junit(&format!("etcd-drill {}", report.scenario.name), &[report]);
+    for (file, text) in [
+        ("report.json", json + "\n"),
+        ("report.md", render_markdown(report)),
+        ("junit.xml", junit),
+        ("report.html", render_html(report)),
+        ("runbook.sh", render_runbook(report)),
+    ] {
+        write_file(&dir.join(file), &text)?;
+    }
+    make_executable(&dir.join("runbook.sh"))
+}
+
+/// Writes `text` to `path`, with the path in the error.
+pub fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(Error::io(path))
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(Error::io(path))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_path: &Path) -> Result<()> {
     Ok(())
 }

@@ -7,6 +7,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::event::{Event, Outcome, Reporter};
 
+/// A figure in milliseconds, or `-` when there is none.
+fn ms(value: Option<u64>) -> String {
+    value.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into())
+}
+
 pub struct TerminalReporter {
     spinner: ProgressBar,
 }
@@ -99,6 +104,18 @@ impl Reporter for TerminalReporter {
                 );
             }
             Event::Command(_) => {}
+            Event::WorkloadSeries(series) => {
+                self.line(
+                    series.workload_stopped_ms,
+                    format!(
+                        "workload: {:.1} acknowledged writes/s, latency p50 {}, p99 {}, max {}",
+                        series.mean_acked_per_s,
+                        ms(series.latency_p50_ms),
+                        ms(series.latency_p99_ms),
+                        ms(series.latency_max_ms)
+                    ),
+                );
+            }
             Event::RecoveryFinished { at_ms, ok } => {
                 self.line(
                     *at_ms,
@@ -111,7 +128,6 @@ impl Reporter for TerminalReporter {
                 data,
                 consistency,
             } => {
-                let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
                 self.say(format!(
                     "\n  RTO (fault -> first write)    {}\n  procedure -> first write       {}\n  fault -> all healthy           {}\n  longest write gap              {} ms\n  acknowledged writes            {}\n  lost acknowledged writes       {}\n  RPO (span of lost writes)      {} ms\n  HashKV equal                   {}",
                     ms(recovery.rto_ms),

@@ -1,0 +1,186 @@
+//! The combined report of a suite run (`etcd-drill run --all`): every scenario ran in its
+//! own folder with its own five files; the suite folder gets `suite.json` (one line of
+//! figures per run), `report.md` (a table of the runs, for a CI step summary) and one
+//! `junit.xml` with a test suite per run.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{render_junit, write_file, DrillReport, REPORT_FORMAT_VERSION};
+use crate::error::{Error, Result};
+use crate::event::Outcome;
+use crate::scenario::{self, Scenario};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteRun {
+    pub scenario: String,
+    pub run_id: String,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    /// The run's folder, relative to the suite's.
+    pub folder: String,
+    pub rto_ms: Option<u64>,
+    pub procedure_ms: Option<u64>,
+    pub healthy_ms: Option<u64>,
+    pub acked_writes: u64,
+    pub lost_acked_writes: u64,
+    pub mean_acked_per_s: Option<f64>,
+    pub failed_checks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteReport {
+    pub format_version: u32,
+    pub tool_version: String,
+    pub suite_id: String,
+    pub started_at: String,
+    pub image: String,
+    pub outcome: Outcome,
+    pub runs: Vec<SuiteRun>,
+}
+
+/// The scenarios a suite runs: every `.toml` in `dir` (sorted by file name), or the
+/// built-in ones when `dir` does not exist. Every file must be valid: a suite with a
+/// broken scenario stops before it starts any cluster.
+pub fn suite_scenarios(dir: &Path) -> Result<Vec<Scenario>> {
+    if !dir.is_dir() {
+        return scenario::BUILTIN.iter().map(|(name, _)| scenario::load(name)).collect();
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(Error::io(dir))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::InvalidArgument {
+            argument: "--all".into(),
+            message: format!("{} holds no scenario (.toml) files", dir.display()),
+        });
+    }
+    let scenarios: Vec<Scenario> = files
+        .iter()
+        .map(|p| scenario::load(&p.to_string_lossy()))
+        .collect::<Result<_>>()?;
+    for (i, s) in scenarios.iter().enumerate() {
+        if let Some(j) = scenarios[..i].iter().position(|o| o.name == s.name) {
+            return Err(Error::ScenarioKey {
+                path: files[i].clone(),
+                key: "name".into(),
+                message: format!(
+                    "`{}` is also the name of {}; names must differ",
+                    s.name,
+                    files[j].display()
+                ),
+            });
+        }
+    }
+    Ok(scenarios)
+}
+
+impl SuiteRun {
+    pub fn from_report(r: &DrillReport, folder: &str) -> SuiteRun {
+        SuiteRun {
+            scenario: r.scenario.name.clone(),
+            run_id: r.run_id.clone(),
+            outcome: r.outcome,
+            error: r.error.clone(),
+            folder: folder.to_string(),
+            rto_ms: r.recovery.rto_ms,
+            procedure_ms: r.recovery.procedure_ms,
+            healthy_ms: r.recovery.healthy_ms,
+            acked_writes: r.data.acked_writes,
+            lost_acked_writes: r.data.lost_acked_writes,
+            mean_acked_per_s: r.series.as_ref().map(|s| s.mean_acked_per_s),
+            failed_checks: r.checks.iter().filter(|c| !c.passed).map(|c| c.name.clone()).collect(),
+        }
+    }
+}
+
+/// Builds the suite report of `runs` (each report with its folder, relative to `dir`) and
+/// writes `suite.json`, `report.md` and `junit.xml` into `dir`.
+pub fn write_suite_files(
+    suite_id: &str,
+    started_at: &str,
+    image: &str,
+    runs: &[(DrillReport, String)],
+    dir: &Path,
+) -> Result<SuiteReport> {
+    let outcome = if runs.iter().all(|(r, _)| r.outcome == Outcome::Pass) {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    };
+    let suite = SuiteReport {
+        format_version: REPORT_FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        suite_id: suite_id.to_string(),
+        started_at: started_at.to_string(),
+        image: image.to_string(),
+        outcome,
+        runs: runs
+            .iter()
+            .map(|(r, folder)| SuiteRun::from_report(r, folder))
+            .collect(),
+    };
+    let json = serde_json::to_string_pretty(&suite).expect("a suite report always serializes");
+    write_file(&dir.join("suite.json"), &(json + "\n"))?;
+    write_file(&dir.join("report.md"), &render_suite_markdown(&suite))?;
+    let reports: Vec<&DrillReport> = runs.iter().map(|(r, _)| r).collect();
+    write_file(
+        &dir.join("junit.xml"),
+        &render_junit(&format!("etcd-drill suite {suite_id}"), &reports),
+    )?;
+    Ok(suite)
+}
+
+pub fn render_suite_markdown(suite: &SuiteReport) -> String {
+    let mut s = String::new();
+    let verdict = match suite.outcome {
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+    };
+    let passed = suite.runs.iter().filter(|r| r.outcome == Outcome::Pass).count();
+    let _ = writeln!(
+        s,
+        "# etcd-drill suite — {verdict}\n\n{passed} of {} scenarios passed. Suite `{}`, image `{}`, started {}.\n",
+        suite.runs.len(),
+        suite.suite_id,
+        suite.image,
+        suite.started_at
+    );
+    let _ = writeln!(
+        s,
+        "| scenario | verdict | RTO | procedure → first write | lost acked writes | throughput | failed checks | report |\n|---|---|---|---|---|---|---|---|"
+    );
+    let ms = super::markdown::ms;
+    for r in &suite.runs {
+        let verdict = match r.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "**FAIL**",
+        };
+        let mut failed = r.failed_checks.join(", ");
+        if let Some(e) = &r.error {
+            failed = format!("broke down: {e}");
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {verdict} | {} | {} | {} of {} | {} | {} | [{}/report.html]({}/report.html) |",
+            r.scenario,
+            ms(r.rto_ms),
+            ms(r.procedure_ms),
+            r.lost_acked_writes,
+            r.acked_writes,
+            r.mean_acked_per_s
+                .map(|t| format!("{t:.1} writes/s"))
+                .unwrap_or_else(|| "—".into()),
+            if failed.is_empty() { "—".into() } else { failed },
+            r.folder,
+            r.folder
+        );
+    }
+    s
+}

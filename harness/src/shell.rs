@@ -1,0 +1,197 @@
+//! Shell command lines as the reports print them: splitting a line into words (keeping
+//! quotes), masking secrets as `***` so that no report carries a password, and wrapping
+//! long lines at option boundaries for people to read.
+
+/// Names (flags or environment variables) whose value is a secret. The cluster token is
+/// not one: an operator needs the real one to restore.
+const SECRET_NAMES: &[&str] = &["password", "secret", "passwd", "api-key", "api_key"];
+
+/// Splits a command line into its words, as a POSIX shell would for single- and
+/// double-quoted words (the quotes stay in the words); runs of blanks separate words.
+pub fn split_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    for ch in line.chars() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                word.push(c);
+            }
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(ch);
+                word.push(ch);
+            }
+            (None, ' ' | '\t') => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+fn is_secret_name(name: &str) -> bool {
+    let name = name.trim_start_matches('-').to_ascii_lowercase();
+    SECRET_NAMES.iter().any(|s| name.contains(s))
+}
+
+/// `name=value` with the value masked when `name` is a secret's; `user:password` values
+/// of `--user` keep the user.
+fn mask_assignment(word: &str) -> Option<String> {
+    let (quote, inner) = match word.chars().next() {
+        Some(q @ ('\'' | '"')) if word.len() >= 2 && word.ends_with(q) => (Some(q), &word[1..word.len() - 1]),
+        _ => (None, word),
+    };
+    let (name, value) = inner.split_once('=')?;
+    let masked = if is_secret_name(name) {
+        "***".to_string()
+    } else if is_user_name(name) && value.contains(':') {
+        format!("{}:***", value.split(':').next().unwrap_or_default())
+    } else {
+        return None;
+    };
+    Some(match quote {
+        Some(q) => format!("{q}{name}={masked}{q}"),
+        None => format!("{name}={masked}"),
+    })
+}
+
+fn is_user_name(name: &str) -> bool {
+    let name = name.trim_start_matches('-').to_ascii_lowercase();
+    name == "user" || name.ends_with("_user")
+}
+
+/// The command line with every secret replaced by `***`: values of `--password`-like
+/// flags (`--password=x` and `--password x`), the password half of `--user name:pass`,
+/// and environment assignments such as `ETCD_ROOT_PASSWORD=x` or `-e ETCDCTL_PASSWORD=x`.
+/// A line without secrets comes back unchanged.
+pub fn mask_secrets(line: &str) -> String {
+    let words = split_words(line);
+    let mut changed = false;
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut mask_next: Option<bool> = None;
+    for word in &words {
+        match mask_next.take() {
+            Some(false) => {
+                changed = true;
+                out.push("***".into());
+                continue;
+            }
+            // `--user name:password`; `--user name` alone has no secret.
+            Some(true) if word.contains(':') => {
+                changed = true;
+                out.push(format!("{}:***", word.split(':').next().unwrap_or_default()));
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(masked) = mask_assignment(word) {
+            changed = true;
+            out.push(masked);
+            continue;
+        }
+        if word.starts_with("--") && !word.contains('=') {
+            if is_secret_name(word) {
+                mask_next = Some(false);
+            } else if is_user_name(word) {
+                mask_next = Some(true);
+            }
+        }
+        out.push(word.clone());
+    }
+    // An unchanged line keeps its exact spacing.
+    if changed {
+        out.join(" ")
+    } else {
+        line.to_string()
+    }
+}
+
+/// Wraps a long command line before its options (`-x`, `--x`), with ` \` continuations, so
+/// that it still pastes into a shell as one command. Short lines stay as they are.
+pub fn wrap_command(line: &str, width: usize) -> String {
+    if line.len() <= width || line.contains('\n') {
+        return line.to_string();
+    }
+    let mut out = String::new();
+    let mut current = 0usize;
+    for (i, word) in split_words(line).iter().enumerate() {
+        if i > 0 {
+            if word.starts_with('-') && current > 0 {
+                out.push_str(" \\\n    ");
+                current = 4;
+            } else {
+                out.push(' ');
+                current += 1;
+            }
+        }
+        out.push_str(word);
+        current += word.len();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn words_keep_their_quotes() {
+        assert_eq!(
+            split_words("docker run -e 'A=b c' \"x y\"  z"),
+            vec!["docker", "run", "-e", "'A=b c'", "\"x y\"", "z"]
+        );
+    }
+
+    #[test]
+    fn secrets_are_masked_and_nothing_else() {
+        assert_eq!(
+            mask_secrets("etcdctl --user=root:hunter2 --password=s3cret put k v"),
+            "etcdctl --user=root:*** --password=*** put k v"
+        );
+        assert_eq!(
+            mask_secrets("etcdctl --user root:hunter2 --password s3cret get k"),
+            "etcdctl --user root:*** --password *** get k"
+        );
+        assert_eq!(
+            mask_secrets("docker run -e ETCD_ROOT_PASSWORD=pw -e 'ETCDCTL_PASSWORD=a b' img"),
+            "docker run -e ETCD_ROOT_PASSWORD=*** -e 'ETCDCTL_PASSWORD=***' img"
+        );
+        let plain = "docker run -e ETCD_INITIAL_CLUSTER_TOKEN=etcd-drill-1a2b  --name x img";
+        assert_eq!(mask_secrets(plain), plain);
+        assert_eq!(mask_secrets("etcdctl --user root get k"), "etcdctl --user root get k");
+    }
+
+    #[test]
+    fn long_lines_wrap_before_options() {
+        let line = "docker run --rm --name etcd-drill-1-restore-etcd3 -v vol:/var/lib/etcd -e 'A=b -c' img /usr/local/bin/etcdutl snapshot restore /s.db --name=etcd3";
+        let wrapped = wrap_command(line, 60);
+        assert!(wrapped.contains(" \\\n    -v vol:/var/lib/etcd"), "{wrapped}");
+        assert!(wrapped.contains("-e 'A=b -c' img"), "{wrapped}");
+        assert_eq!(wrapped.replace(" \\\n    ", " "), line);
+        assert_eq!(wrap_command("etcdctl get k", 60), "etcdctl get k");
+    }
+
+    proptest! {
+        #[test]
+        fn wrapping_never_changes_the_words(words in proptest::collection::vec("[-a-z=:/.]{1,12}", 1..30)) {
+            let line = words.join(" ");
+            let wrapped = wrap_command(&line, 20);
+            prop_assert_eq!(split_words(&wrapped.replace(" \\\n    ", " ")), split_words(&line));
+        }
+
+        #[test]
+        fn masking_never_leaks_a_password(pw in "Q[0-9]{5,12}") {
+            let line = format!("etcdctl --user root:{pw} --password={pw} -e ETCD_ROOT_PASSWORD={pw} put k v");
+            prop_assert!(!mask_secrets(&line).contains(&pw));
+        }
+    }
+}
