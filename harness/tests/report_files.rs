@@ -419,3 +419,24 @@ fn run_all_refuses_a_broken_scenario_before_starting_anything() {
     let out = binary().args(["run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "run without a scenario or --all");
 }
+
+/// The schema lists exactly the procedures the scenarios can name.
+#[test]
+fn the_schema_knows_every_procedure() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/schema/report.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut listed: Vec<String> = schema
+        .pointer("/$defs/procedure/enum")
+        .and_then(|v| v.as_array())
+        .expect("the schema has $defs/procedure/enum")
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    listed.sort();
+    let mut known: Vec<String> = etcd_drill::scenario::ProcedureSpec::NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    known.sort();
+    assert_eq!(listed, known);
+}
