@@ -41,6 +41,28 @@ impl ClusterState {
     }
 }
 
+/// Docker verbs on one member's container.
+#[derive(Debug, Clone, Copy)]
+enum ContainerVerb {
+    Kill,
+    Stop,
+    Start,
+    Pause,
+    Resume,
+}
+
+impl ContainerVerb {
+    fn word(self) -> &'static str {
+        match self {
+            ContainerVerb::Kill => "kill",
+            ContainerVerb::Stop => "stop",
+            ContainerVerb::Start => "start",
+            ContainerVerb::Pause => "pause",
+            ContainerVerb::Resume => "resume",
+        }
+    }
+}
+
 /// One command the drill ran, written as the equivalent command line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordedCommand {
@@ -568,30 +590,36 @@ impl Cluster {
         results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     }
 
-    pub async fn kill(&mut self, name: &str) -> Result<()> {
+    /// Runs one container-level verb on a member and records it as its docker command.
+    async fn container_verb(&mut self, name: &str, verb: ContainerVerb) -> Result<()> {
         let started = Instant::now();
         let container = self.container_name(name);
-        let result = self.docker.kill(&container, "SIGKILL").await;
-        self.record(
-            format!("kill {name}"),
-            format!("docker kill --signal SIGKILL {container}"),
-            started,
-            result.is_ok(),
-        );
+        let (result, command) = match verb {
+            ContainerVerb::Kill => (
+                self.docker.kill(&container, "SIGKILL").await,
+                format!("docker kill --signal SIGKILL {container}"),
+            ),
+            ContainerVerb::Stop => (
+                self.docker.stop(&container, 10).await,
+                format!("docker stop --time 10 {container}"),
+            ),
+            ContainerVerb::Start => (self.docker.start(&container).await, format!("docker start {container}")),
+            ContainerVerb::Pause => (self.docker.pause(&container).await, format!("docker pause {container}")),
+            ContainerVerb::Resume => (
+                self.docker.unpause(&container).await,
+                format!("docker unpause {container}"),
+            ),
+        };
+        self.record(format!("{} {name}", verb.word()), command, started, result.is_ok());
         result
     }
 
+    pub async fn kill(&mut self, name: &str) -> Result<()> {
+        self.container_verb(name, ContainerVerb::Kill).await
+    }
+
     pub async fn stop(&mut self, name: &str) -> Result<()> {
-        let started = Instant::now();
-        let container = self.container_name(name);
-        let result = self.docker.stop(&container, 10).await;
-        self.record(
-            format!("stop {name}"),
-            format!("docker stop --time 10 {container}"),
-            started,
-            result.is_ok(),
-        );
-        result
+        self.container_verb(name, ContainerVerb::Stop).await
     }
 
     pub async fn start(&mut self, name: &str) -> Result<()> {
@@ -603,44 +631,17 @@ impl Cluster {
                 ),
             });
         }
-        let started = Instant::now();
-        let container = self.container_name(name);
-        let result = self.docker.start(&container).await;
-        self.record(
-            format!("start {name}"),
-            format!("docker start {container}"),
-            started,
-            result.is_ok(),
-        );
-        result
+        self.container_verb(name, ContainerVerb::Start).await
     }
 
     pub async fn pause(&mut self, name: &str) -> Result<()> {
-        let started = Instant::now();
-        let container = self.container_name(name);
-        let result = self.docker.pause(&container).await;
-        self.record(
-            format!("pause {name}"),
-            format!("docker pause {container}"),
-            started,
-            result.is_ok(),
-        );
-        result?;
+        self.container_verb(name, ContainerVerb::Pause).await?;
         self.member_mut(name)?.paused = true;
         Ok(())
     }
 
     pub async fn resume(&mut self, name: &str) -> Result<()> {
-        let started = Instant::now();
-        let container = self.container_name(name);
-        let result = self.docker.unpause(&container).await;
-        self.record(
-            format!("resume {name}"),
-            format!("docker unpause {container}"),
-            started,
-            result.is_ok(),
-        );
-        result?;
+        self.container_verb(name, ContainerVerb::Resume).await?;
         self.member_mut(name)?.paused = false;
         Ok(())
     }

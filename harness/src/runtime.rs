@@ -502,11 +502,7 @@ impl DockerRuntime {
                 }
                 let borrowed: Vec<(&str, &[u8])> = contents.iter().map(|(p, b)| (*p, b.as_slice())).collect();
                 let archive = tar_archive(&borrowed).map_err(Error::io("<tar archive>"))?;
-                let options = UploadToContainerOptionsBuilder::default().path("/").build();
-                self.docker
-                    .upload_to_container(&spec.name, Some(options), bollard::body_full(archive.into()))
-                    .await
-                    .map_err(Error::docker("copy files into", &spec.name))?;
+                self.write_archive(&spec.name, "/", archive).await?;
             }
             self.start(&spec.name).await?;
             let wait_options = WaitContainerOptionsBuilder::default().condition("not-running").build();
