@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::event::RecoveryFigures;
-use crate::scenario::Expectations;
+use crate::scenario::{Expectations, SeedPlan};
 use crate::topology::Topology;
 use crate::workload::Ledger;
 
@@ -33,6 +33,34 @@ pub struct DataLoss {
     /// Up to 20 lost keys, oldest first.
     pub lost_keys_sample: Vec<String>,
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Application keys seeded before the workload (0 without a [seed] table).
+    pub app_keys_expected: u64,
+    /// Seeded keys missing or changed after recovery.
+    pub app_keys_missing: u64,
+}
+
+/// Counts the seeded application keys that are not there with their value.
+pub fn account_seed(seed: &SeedPlan, present: &HashMap<String, Vec<u8>>) -> (u64, u64) {
+    let missing = (0..seed.keys)
+        .filter(|i| present.get(&seed.key(*i)).map(Vec::as_slice) != Some(SeedPlan::value(*i).as_bytes()))
+        .count() as u64;
+    (seed.keys, missing)
+}
+
+/// Writes the seeded application keys through the first member that takes them.
+pub async fn write_seed(cluster: &Cluster, seed: &SeedPlan) -> Result<()> {
+    let client = cluster.healthy_member(&[]).await?;
+    for i in 0..seed.keys {
+        client
+            .put(seed.key(i), SeedPlan::value(i), Duration::from_secs(5))
+            .await
+            .map_err(|message| Error::Etcd {
+                action: "put",
+                member: client.name.clone(),
+                message,
+            })?;
+    }
+    Ok(())
 }
 
 /// Compares every acknowledged write with `present` (key -> value read back).
@@ -271,6 +299,14 @@ pub fn judge(
             format!("{} ms", data.rpo_ms),
         ));
     }
+    if data.app_keys_expected > 0 {
+        checks.push(CheckResult::new(
+            "app_keys_intact",
+            data.app_keys_missing == 0,
+            format!("all {} seeded application keys", data.app_keys_expected),
+            format!("{} missing or changed", data.app_keys_missing),
+        ));
+    }
     checks.push(CheckResult::new(
         "no_changed_values",
         data.wrong_value_writes == 0,
@@ -492,6 +528,20 @@ mod tests {
             .map(|c| c.name)
             .collect();
         assert_eq!(names, ["writes_resumed", "no_changed_values", "member_list"]);
+    }
+
+    #[test]
+    fn seeded_keys_must_be_there_with_their_value() {
+        let seed = SeedPlan {
+            prefix: "/apisix/routes/".into(),
+            keys: 3,
+        };
+        let mut present: HashMap<String, Vec<u8>> =
+            (0..3).map(|i| (seed.key(i), SeedPlan::value(i).into_bytes())).collect();
+        assert_eq!(account_seed(&seed, &present), (3, 0));
+        present.remove(&seed.key(1));
+        present.insert(seed.key(2), b"other".to_vec());
+        assert_eq!(account_seed(&seed, &present), (3, 2));
     }
 
     proptest! {

@@ -203,6 +203,13 @@ impl Drill<'_, '_> {
         self.cluster = Some(cluster);
         self.flush();
         self.phase("cluster-ready", "every member answers a linearizable read");
+        if let Some(seed) = &scenario.seed {
+            check::write_seed(self.cluster_ref(), seed).await?;
+            self.phase(
+                "seeded",
+                format!("{} application keys under {}", seed.keys, seed.prefix),
+            );
+        }
 
         let prefix = format!("/etcd-drill/{}/", self.run_id);
         let clients = self.cluster_ref().clients();
@@ -257,7 +264,11 @@ impl Drill<'_, '_> {
 
         self.phase("checking", "reading every acknowledged key back");
         let present = check::read_back(self.cluster_ref(), &ledger.prefix).await?;
-        let data = check::account_data_loss(&ledger, &present);
+        let mut data = check::account_data_loss(&ledger, &present);
+        if let Some(seed) = &scenario.seed {
+            let app_keys = check::read_back(self.cluster_ref(), &seed.prefix).await?;
+            (data.app_keys_expected, data.app_keys_missing) = check::account_seed(seed, &app_keys);
+        }
         let consistency = check::check_consistency(self.cluster_ref()).await?;
         self.emitter.emit(Event::Measured {
             recovery: Box::new(figures.clone()),

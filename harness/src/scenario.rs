@@ -50,12 +50,20 @@ pub struct RawScenario {
     pub expect: Option<RawExpect>,
     pub regression: Option<RawRegression>,
     pub backup: Option<RawBackup>,
+    pub seed: Option<RawSeed>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
     pub interval_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeed {
+    pub prefix: String,
+    pub keys: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,11 +170,30 @@ pub struct Scenario {
     pub regression: RegressionBudget,
     /// Periodic `snapshot save` backups while the drill runs.
     pub backup: Option<BackupPlan>,
+    pub seed: Option<SeedPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackupPlan {
     pub interval_ms: u64,
+}
+
+/// Application keys written before the workload starts (like an APISIX route table), which
+/// must all be there after recovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeedPlan {
+    pub prefix: String,
+    pub keys: u64,
+}
+
+impl SeedPlan {
+    pub fn key(&self, i: u64) -> String {
+        format!("{}{i:05}", self.prefix)
+    }
+
+    pub fn value(i: u64) -> String {
+        format!("route-{i}")
+    }
 }
 
 /// Where a `snapshot-restore` gets its snapshot.
@@ -609,6 +636,21 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             interval_ms: c.in_range("backup.interval_ms", Some(b.interval_ms), 0, 200..=3_600_000)?,
         }),
     };
+    let seed = match &raw.seed {
+        None => None,
+        Some(seed) => {
+            if !seed.prefix.starts_with('/') || seed.prefix.starts_with("/etcd-drill/") {
+                return Err(c.err(
+                    "seed.prefix",
+                    format!("`{}` must start with `/` and stay out of `/etcd-drill/`", seed.prefix),
+                ));
+            }
+            Some(SeedPlan {
+                prefix: seed.prefix.clone(),
+                keys: c.in_range("seed.keys", Some(seed.keys), 0, 1..=100_000)?,
+            })
+        }
+    };
     if r.from.is_some() && !matches!(r.procedure.as_str(), "snapshot-restore" | "force-new-cluster") {
         return Err(c.err("recovery.from", format!("`from` does not apply to {}", r.procedure)));
     }
@@ -714,6 +756,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         recovery,
         expect,
         backup,
+        seed,
         regression,
     })
 }
@@ -805,6 +848,10 @@ impl Scenario {
             }),
             backup: self.backup.as_ref().map(|b| RawBackup {
                 interval_ms: b.interval_ms as i64,
+            }),
+            seed: self.seed.as_ref().map(|seed| RawSeed {
+                prefix: seed.prefix.clone(),
+                keys: seed.keys as i64,
             }),
             regression: Some(self.regression.to_raw()),
         }
@@ -1001,6 +1048,10 @@ mod tests {
                         // A restore from a backup needs backups; others may have them or not.
                         backup: (budget.is_some() || recovery_needs_backup).then(|| BackupPlan {
                             interval_ms: 200 + delay_ms % 10_000,
+                        }),
+                        seed: budget.map(|b| SeedPlan {
+                            prefix: "/apisix/routes/".into(),
+                            keys: 1 + b % 500,
                         }),
                         regression: RegressionBudget {
                             rto_worse_pct,

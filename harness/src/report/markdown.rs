@@ -70,6 +70,13 @@ pub fn render_markdown(r: &DrillReport) -> String {
         "| failed puts the cluster applied anyway | {} |",
         d.failed_but_applied
     );
+    if d.app_keys_expected > 0 {
+        let _ = writeln!(
+            s,
+            "| seeded application keys missing | {} of {} |",
+            d.app_keys_missing, d.app_keys_expected
+        );
+    }
     if let Some(series) = &r.series {
         let _ = writeln!(
             s,
