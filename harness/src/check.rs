@@ -299,6 +299,19 @@ pub fn judge(
             format!("{} ms", data.rpo_ms),
         ));
     }
+    if let (Some(expected), Some(watch)) = (expect.watcher_misses_events, &figures.watch) {
+        let missed = watch.missed_after_recovery;
+        checks.push(CheckResult::new(
+            "watcher_missed_events",
+            (missed > 0) == expected,
+            if expected {
+                "the resuming watcher misses writes made after the restore (the hazard is there)".to_string()
+            } else {
+                "the resuming watcher misses no write made after the recovery".to_string()
+            },
+            format!("{missed} missed, {} re-lists, {} resumes", watch.relists, watch.resumes),
+        ));
+    }
     if data.app_keys_expected > 0 {
         checks.push(CheckResult::new(
             "app_keys_intact",
@@ -408,6 +421,7 @@ mod tests {
             healthy_budget_ms: Some(20_000),
             max_write_gap_ms: Some(15_000),
             max_rpo_ms: Some(2_500),
+            watcher_misses_events: None,
             hashkv_equal: true,
         };
         let figures = RecoveryFigures {
@@ -521,6 +535,7 @@ mod tests {
             healthy_budget_ms: None,
             max_write_gap_ms: None,
             max_rpo_ms: None,
+            watcher_misses_events: None,
             hashkv_equal: false,
         };
         let names: Vec<String> = judge(&expect, &topology, &figures, &data, &consistency)

@@ -65,6 +65,11 @@ impl MemberClient {
         })
     }
 
+    /// The underlying client, for streaming calls (watches) this wrapper does not cover.
+    pub fn raw_client(&self) -> Client {
+        self.client.clone()
+    }
+
     fn fail(&self, action: &'static str) -> impl FnOnce(String) -> Error + '_ {
         move |message| Error::Etcd {
             action,

@@ -41,6 +41,9 @@ pub struct RecoveryFigures {
     pub quorum_lost: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<ProcedureOutcome>,
+    /// The watch follower's figures (workloads with `watch = true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::watcher::WatchFigures>,
     /// The drill's periodic backups (scenarios with a [backup] table).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<crate::backup::BackupRecord>,

@@ -21,6 +21,7 @@ pub mod scenario;
 pub mod series;
 pub mod shell;
 pub mod topology;
+pub mod watcher;
 pub mod workload;
 
 pub use error::{Error, ExitClass, Result};

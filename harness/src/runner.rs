@@ -21,6 +21,7 @@ use crate::procedure::{self, RecoveryContext};
 use crate::runtime::{DockerRuntime, RunGuard};
 use crate::scenario::Scenario;
 use crate::series::WorkloadSeries;
+use crate::watcher::{WatchFigures, WatchFollower};
 use crate::workload::Workload;
 
 #[derive(Debug, Clone)]
@@ -221,6 +222,10 @@ impl Drill<'_, '_> {
                 self.clock,
             )
         });
+        let follower = scenario
+            .workload
+            .watch
+            .then(|| WatchFollower::start(clients.clone(), prefix.clone()));
         let workload = Workload::start(&scenario.workload, prefix, clients, self.clock);
         let workload_started = self.clock.now_ms();
         self.phase(
@@ -233,6 +238,10 @@ impl Drill<'_, '_> {
         // Whatever happens from here on, the writers are stopped and the ledger kept.
         let outcome = self.fault_and_recover(&mut rng, workload_started, backups).await;
         let ledger = workload.stop().await;
+        let watch_log = match follower {
+            Some(follower) => Some(follower.stop().await),
+            None => None,
+        };
         let workload_stopped = self.clock.now_ms();
         self.phase(
             "workload-stopped",
@@ -258,6 +267,23 @@ impl Drill<'_, '_> {
         );
         figures.rto_ms = rto;
         figures.procedure_ms = procedure_ms;
+        if let Some(log) = &watch_log {
+            // Nothing is acknowledged while the cluster is down, so every write acknowledged
+            // after the fault was made on the recovered cluster.
+            let after = figures.fault_done_ms;
+            let missed = ledger
+                .acked
+                .iter()
+                .filter(|w| w.acked_ms > after && !log.seen.contains(&ledger.key(w)))
+                .count() as u64;
+            figures.watch = Some(WatchFigures {
+                events: log.events,
+                last_revision: log.last_revision,
+                resumes: log.resumes,
+                relists: log.relists,
+                missed_after_recovery: missed,
+            });
+        }
         let gap = ledger.longest_ack_gap(workload_started, workload_stopped);
         figures.max_write_gap_at_ms = gap;
         figures.max_write_gap_ms = gap.1 - gap.0;

@@ -32,6 +32,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "quorum-loss-from-backup",
     "restore-copied-db",
     "member-corruption",
+    "restore-revision-hazard",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -82,6 +83,8 @@ pub struct RawWorkload {
     pub value_size: Option<i64>,
     pub warmup_ms: Option<i64>,
     pub cooldown_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -135,6 +138,8 @@ pub struct RawExpect {
     pub max_write_gap_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_rpo_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watcher_misses_events: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_equal: Option<bool>,
 }
@@ -269,6 +274,9 @@ pub struct Expectations {
     pub max_write_gap_ms: Option<u64>,
     /// The longest time span the lost writes may cover.
     pub max_rpo_ms: Option<u64>,
+    /// Whether the watch follower must miss writes after the recovery (the hazard of a
+    /// restore that moves revisions backwards) or must miss none.
+    pub watcher_misses_events: Option<bool>,
     pub hashkv_equal: bool,
 }
 
@@ -498,6 +506,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         )? as usize,
         warmup_ms: c.in_range("workload.warmup_ms", w.warmup_ms, defaults.warmup_ms, 0..=600_000)?,
         cooldown_ms: c.in_range("workload.cooldown_ms", w.cooldown_ms, defaults.cooldown_ms, 0..=600_000)?,
+        watch: w.watch.unwrap_or(false),
     };
 
     let mut faults = Vec::new();
@@ -738,6 +747,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         healthy_budget_ms: opt("expect.healthy_budget_ms", e.healthy_budget_ms)?,
         max_write_gap_ms: opt("expect.max_write_gap_ms", e.max_write_gap_ms)?,
         max_rpo_ms: opt("expect.max_rpo_ms", e.max_rpo_ms)?,
+        watcher_misses_events: e.watcher_misses_events,
         hashkv_equal: e.hashkv_equal.unwrap_or(true),
     };
     let regression = RegressionBudget::compile(
@@ -784,6 +794,7 @@ impl Scenario {
                 value_size: i(self.workload.value_size as u64),
                 warmup_ms: i(self.workload.warmup_ms),
                 cooldown_ms: i(self.workload.cooldown_ms),
+                watch: self.workload.watch.then_some(true),
             }),
             faults: self
                 .faults
@@ -844,6 +855,7 @@ impl Scenario {
                 healthy_budget_ms: self.expect.healthy_budget_ms.map(|v| v as i64),
                 max_write_gap_ms: self.expect.max_write_gap_ms.map(|v| v as i64),
                 max_rpo_ms: self.expect.max_rpo_ms.map(|v| v as i64),
+                watcher_misses_events: self.expect.watcher_misses_events,
                 hashkv_equal: Some(self.expect.hashkv_equal),
             }),
             backup: self.backup.as_ref().map(|b| RawBackup {
@@ -1043,6 +1055,7 @@ mod tests {
                             healthy_budget_ms: None,
                             max_write_gap_ms: budget,
                             max_rpo_ms: budget,
+                            watcher_misses_events: quorum_lost,
                             hashkv_equal,
                         },
                         // A restore from a backup needs backups; others may have them or not.

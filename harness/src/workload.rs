@@ -30,6 +30,9 @@ pub struct WorkloadConfig {
     pub warmup_ms: u64,
     /// Writes after recovery, before the checks.
     pub cooldown_ms: u64,
+    /// Follow the key space with a watch that resumes from its last revision.
+    #[serde(default)]
+    pub watch: bool,
 }
 
 impl Default for WorkloadConfig {
@@ -41,6 +44,7 @@ impl Default for WorkloadConfig {
             value_size: 128,
             warmup_ms: 3_000,
             cooldown_ms: 2_000,
+            watch: false,
         }
     }
 }
