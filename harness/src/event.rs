@@ -16,6 +16,26 @@ use crate::series::WorkloadSeries;
 pub enum Outcome {
     Pass,
     Fail,
+    /// The drill could not be run on this image (see `skip_reason`); not a failure.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn verdict(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Skipped => "SKIPPED",
+        }
+    }
+
+    /// The CLI's exit code for a run with this outcome.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Pass | Outcome::Skipped => 0,
+            Outcome::Fail => 1,
+        }
+    }
 }
 
 /// Recovery figures, in milliseconds of the run's monotonic clock.
@@ -100,6 +120,8 @@ pub enum Event {
         at_ms: u64,
         outcome: Outcome,
         error: Option<String>,
+        /// Why the drill was skipped (outcome `skipped`).
+        skip_reason: Option<String>,
         /// Endpoints of the cluster left running with `--keep`.
         kept: Option<Vec<(String, String)>>,
     },

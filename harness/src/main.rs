@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use etcd_drill::event::Outcome;
 use etcd_drill::image::{BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
 use etcd_drill::report::{compare, suite, ReportBuilder, TerminalReporter};
 use etcd_drill::runner::{self, RunOptions};
@@ -327,10 +326,7 @@ async fn run_suite(args: RunArgs) -> Result<u8> {
     let suite = suite::write_suite_files(&suite_id, &started_at, &args.image, &runs, &out)?;
     println!("\n{}", suite::render_suite_markdown(&suite));
     println!("suite reports: {}", out.display());
-    Ok(match suite.outcome {
-        Outcome::Pass => 0,
-        Outcome::Fail => 1,
-    })
+    Ok(suite.outcome.exit_code())
 }
 
 async fn run(args: RunArgs) -> Result<u8> {
@@ -380,9 +376,6 @@ async fn run_one(
         return Ok((1, None));
     }
     println!("reports: {}", summary.out_dir.join("report.md").display());
-    let code = match summary.outcome {
-        Outcome::Pass => 0,
-        Outcome::Fail => 1,
-    };
+    let code = summary.outcome.exit_code();
     Ok((code, builder.report().cloned()))
 }

@@ -100,6 +100,33 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
         started_at,
     });
 
+    // A drill this image cannot do is skipped, with the reason, before any cluster starts.
+    let unsupported = procedure::unsupported_by_image(&scenario.recovery, &docker, &options.image, &run_id).await;
+    let unsupported = match unsupported {
+        Ok(reason) => reason,
+        Err(e) => {
+            let _ = docker.remove_run(Some(&run_id)).await;
+            return Err(e);
+        }
+    };
+    if let Some(reason) = unsupported {
+        if docker.remove_run(Some(&run_id)).await.is_ok() {
+            guard.disarm();
+        }
+        emitter.emit(Event::RunFinished {
+            at_ms: clock.now_ms(),
+            outcome: Outcome::Skipped,
+            error: None,
+            skip_reason: Some(reason),
+            kept: None,
+        });
+        return Ok(RunSummary {
+            run_id,
+            outcome: Outcome::Skipped,
+            out_dir: options.out_dir.clone(),
+        });
+    }
+
     let mut drill = Drill {
         scenario,
         options,
@@ -144,6 +171,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
         at_ms: clock.now_ms(),
         outcome,
         error,
+        skip_reason: None,
         kept,
     });
     Ok(RunSummary {
@@ -433,7 +461,7 @@ impl Drill<'_, '_> {
                 format!("{worked} of {} periodic backups worked", figures.backups.len()),
             );
         }
-        let procedure = procedure::for_spec(&scenario.recovery.procedure);
+        let procedure = procedure::for_recovery(&scenario.recovery);
         let started = self.clock.now_ms();
         figures.started_at_ms = Some(started);
         self.emitter.emit(Event::RecoveryStarted {

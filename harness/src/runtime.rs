@@ -194,8 +194,11 @@ impl DockerRuntime {
 
     /// Runs a command in a throwaway container of `image` and returns its exit code.
     pub async fn image_command(&self, image: &str, run_id: &str, cmd: &[&str]) -> Result<ToolOutput> {
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, Ordering::Relaxed);
         let spec = ContainerSpec {
-            name: format!("etcd-drill-{run_id}-probe"),
+            name: format!("etcd-drill-{run_id}-probe{n}"),
+            isolated: true,
             image: image.to_string(),
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             labels: vec![(ROLE_LABEL.into(), "tool".into())],
@@ -418,6 +421,24 @@ impl DockerRuntime {
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
+            // Another removal of it (a tool container's own clean-up) is under way: wait for it.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => {
+                for _ in 0..50 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let Err(e) = self.docker.inspect_container(name, None).await {
+                        if is_not_found(&e) {
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(Error::Timeout {
+                    what: format!("the removal of container {name}"),
+                    waited_ms: 5_000,
+                })
+            }
             Err(e) => Err(Error::docker("remove container", name)(e)),
         }
     }

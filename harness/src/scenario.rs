@@ -33,6 +33,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "restore-copied-db",
     "member-corruption",
     "restore-revision-hazard",
+    "bump-revision-restore",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -121,6 +122,9 @@ pub struct RawRecovery {
     pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<i64>,
+    /// snapshot-restore: `--bump-revision N --mark-compacted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bump_revision: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -262,6 +266,9 @@ pub struct Recovery {
     pub procedure: ProcedureSpec,
     /// How long the outage lasts: the wait between the last fault and the procedure.
     pub delay_ms: u64,
+    /// snapshot-restore only: restore with `--bump-revision N --mark-compacted`, so that
+    /// watchers from before the restore hear "compacted" instead of missing events.
+    pub bump_revision: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -732,9 +739,19 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             "a drill needs at least one [[faults]] entry (only `maintenance` runs without)",
         ));
     }
+    if r.bump_revision.is_some() && !matches!(procedure, ProcedureSpec::SnapshotRestore { .. }) {
+        return Err(c.err(
+            "recovery.bump_revision",
+            "only a snapshot-restore can bump the revision",
+        ));
+    }
     let recovery = Recovery {
         procedure,
         delay_ms: c.in_range("recovery.delay_ms", r.delay_ms, 2_000, 0..=600_000)?,
+        bump_revision: r
+            .bump_revision
+            .map(|n| c.in_range("recovery.bump_revision", Some(n), 0, 1..=1_000_000_000_000))
+            .transpose()?,
     };
 
     let e = raw.expect.unwrap_or_default();
@@ -847,6 +864,7 @@ impl Scenario {
                     _ => None,
                 },
                 delay_ms: i(self.recovery.delay_ms),
+                bump_revision: self.recovery.bump_revision.map(|n| n as i64),
             }),
             expect: Some(RawExpect {
                 quorum_lost: self.expect.quorum_lost,
@@ -1047,7 +1065,13 @@ mod tests {
                             ..WorkloadConfig::default()
                         },
                         faults,
-                        recovery: Recovery { procedure, delay_ms },
+                        recovery: Recovery {
+                            bump_revision: matches!(procedure, ProcedureSpec::SnapshotRestore { .. })
+                                .then_some(1 + delay_ms)
+                                .filter(|_| hashkv_equal),
+                            procedure,
+                            delay_ms,
+                        },
                         expect: Expectations {
                             quorum_lost,
                             max_lost_acked_writes: budget,

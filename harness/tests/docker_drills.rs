@@ -503,6 +503,30 @@ fn member_corruption() -> TestResult {
     })
 }
 
+fn restore_revision_hazard() -> TestResult {
+    let (report, out) = run_scenario("restore-revision-hazard", 31)?;
+    common_assertions(&report, out.path())?;
+    let watch = report.recovery.watch.clone().ok_or("no watch figures")?;
+    ensure(watch.missed_after_recovery > 0, || {
+        format!("the watcher missed nothing: {watch:?}")
+    })?;
+    ensure(watch.relists == 0 && watch.resumes > 0, || format!("{watch:?}"))
+}
+
+/// etcd 3.5.1's etcdutl has no --bump-revision: the drill must say so and skip, not fail.
+fn bump_revision_restore_is_skipped_on_3_5_1() -> TestResult {
+    let (report, out) = run_scenario("bump-revision-restore", 32)?;
+    ensure(report.outcome == Outcome::Skipped, || {
+        format!("outcome {:?}", report.outcome)
+    })?;
+    let reason = report.skip_reason.clone().unwrap_or_default();
+    ensure(reason.contains("--bump-revision") && reason.contains("3.5.1"), || {
+        reason.clone()
+    })?;
+    let junit = std::fs::read_to_string(out.path().join("junit.xml"))?;
+    ensure(junit.contains("skipped=\"1\""), || junit.clone())
+}
+
 /// A real etcd (one throwaway container through testcontainers), a real workload, then a key
 /// deleted behind the harness's back: the checker must report exactly that key as lost.
 fn data_loss_checker_can_fail() -> TestResult {
@@ -789,6 +813,11 @@ fn main() {
         Trial::test("quorum_loss_from_backup", quorum_loss_from_backup),
         Trial::test("restore_copied_db", restore_copied_db),
         Trial::test("member_corruption", member_corruption),
+        Trial::test("restore_revision_hazard", restore_revision_hazard),
+        Trial::test(
+            "bump_revision_restore_is_skipped_on_3_5_1",
+            bump_revision_restore_is_skipped_on_3_5_1,
+        ),
         Trial::test(
             "compare_flags_a_slower_recovery_between_real_runs",
             compare_flags_a_slower_recovery_between_real_runs,

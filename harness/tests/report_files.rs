@@ -153,6 +153,7 @@ fn drill_events(run_id: &str, out_dir: &Path, slowdown_ms: u64, lost: u64, faili
         at_ms: stopped + 2_000,
         outcome: if failing_check { Outcome::Fail } else { Outcome::Pass },
         error: None,
+        skip_reason: None,
         kept: None,
     });
     events

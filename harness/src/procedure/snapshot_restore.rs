@@ -63,6 +63,8 @@ pub fn parse_snapshot_status(stdout: &str) -> Option<(u64, i64, u64, u64)> {
 
 pub struct SnapshotRestore {
     pub source: SnapshotSource,
+    /// Restore with `--bump-revision N --mark-compacted`.
+    pub bump_revision: Option<u64>,
 }
 
 /// The snapshot file a restore works from, and where it came from.
@@ -299,11 +301,14 @@ impl Procedure for SnapshotRestore {
                         format!("--initial-advertise-peer-urls={}", m.spec.peer_url()),
                         format!("--data-dir={DATA_DIR}"),
                     ];
-                    let cmd = if obtained.skip_hash_check {
-                        cmd.into_iter().chain(["--skip-hash-check".to_string()]).collect()
-                    } else {
-                        cmd
-                    };
+                    let mut cmd = cmd;
+                    if obtained.skip_hash_check {
+                        cmd.push("--skip-hash-check".into());
+                    }
+                    if let Some(n) = self.bump_revision {
+                        cmd.push(format!("--bump-revision={n}"));
+                        cmd.push("--mark-compacted".into());
+                    }
                     ContainerSpec {
                         isolated: true,
                         // The restore resolves the member's own peer URL; with no network its

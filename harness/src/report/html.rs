@@ -87,6 +87,7 @@ pub fn render_html(r: &DrillReport) -> String {
     let (verdict, class) = match r.outcome {
         Outcome::Pass => ("PASS", "pass"),
         Outcome::Fail => ("FAIL", "fail"),
+        Outcome::Skipped => ("SKIPPED", "skipped"),
     };
     let title = format!("etcd-drill: {} — {verdict}", r.scenario.name);
     let _ = write!(

@@ -53,6 +53,11 @@ pub fn test_suite(r: &DrillReport) -> TestSuite {
         .collect();
     let status = match (&r.outcome, &r.error) {
         (Outcome::Pass, _) => TestCaseStatus::success(),
+        (Outcome::Skipped, _) => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(r.skip_reason.clone().unwrap_or_else(|| "skipped".into()));
+            s
+        }
         (Outcome::Fail, Some(error)) => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
             s.set_message(format!("the drill broke down: {error}"));

@@ -4,7 +4,6 @@
 use std::fmt::Write;
 
 use super::DrillReport;
-use crate::event::Outcome;
 
 /// A figure in milliseconds, or `—` when there is none.
 pub(super) fn ms(value: Option<u64>) -> String {
@@ -13,11 +12,11 @@ pub(super) fn ms(value: Option<u64>) -> String {
 
 pub fn render_markdown(r: &DrillReport) -> String {
     let mut s = String::new();
-    let verdict = match r.outcome {
-        Outcome::Pass => "PASS",
-        Outcome::Fail => "FAIL",
-    };
+    let verdict = r.outcome.verdict();
     let _ = writeln!(s, "# etcd-drill: {} — {verdict}\n", r.scenario.name);
+    if let Some(reason) = &r.skip_reason {
+        let _ = writeln!(s, "**Skipped:** {reason}\n");
+    }
     if !r.scenario.description.is_empty() {
         let _ = writeln!(s, "{}\n", r.scenario.description);
     }

@@ -67,6 +67,9 @@ pub struct DrillReport {
     pub topology: Topology,
     pub outcome: Outcome,
     pub error: Option<String>,
+    /// Why the drill was skipped (outcome `skipped`), e.g. a restore flag the image lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
     pub recovery: RecoveryFigures,
     pub data: DataLoss,
     pub consistency: Option<Consistency>,
@@ -120,6 +123,7 @@ impl ReportBuilder {
             topology: scenario.topology.clone(),
             outcome: Outcome::Fail,
             error: None,
+            skip_reason: None,
             recovery: RecoveryFigures::default(),
             data: DataLoss::default(),
             consistency: None,
@@ -207,12 +211,14 @@ impl Reporter for ReportBuilder {
                 at_ms,
                 outcome,
                 error,
+                skip_reason,
                 kept,
             } => {
                 timeline(*at_ms, "finished", format!("{outcome:?}").to_lowercase());
                 report.duration_ms = *at_ms;
                 report.outcome = *outcome;
                 report.error = error.clone();
+                report.skip_reason = skip_reason.clone();
                 report.kept_endpoints = kept.clone();
                 if let Some(dir) = &self.out_dir {
                     report.files = REPORT_FILES

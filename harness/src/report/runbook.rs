@@ -21,6 +21,7 @@ pub fn render_runbook(r: &DrillReport) -> String {
     let verdict = match r.outcome {
         crate::event::Outcome::Pass => "passed every check",
         crate::event::Outcome::Fail => "FAILED",
+        crate::event::Outcome::Skipped => "was skipped (no procedure ran)",
     };
     let _ = writeln!(s, "# The drill {verdict}; image {}.", r.image);
     let _ = writeln!(s, "#");

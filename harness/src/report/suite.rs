@@ -109,7 +109,7 @@ pub fn write_suite_files(
     runs: &[(DrillReport, String)],
     dir: &Path,
 ) -> Result<SuiteReport> {
-    let outcome = if runs.iter().all(|(r, _)| r.outcome == Outcome::Pass) {
+    let outcome = if runs.iter().all(|(r, _)| r.outcome != Outcome::Fail) {
         Outcome::Pass
     } else {
         Outcome::Fail
@@ -139,10 +139,7 @@ pub fn write_suite_files(
 
 pub fn render_suite_markdown(suite: &SuiteReport) -> String {
     let mut s = String::new();
-    let verdict = match suite.outcome {
-        Outcome::Pass => "PASS",
-        Outcome::Fail => "FAIL",
-    };
+    let verdict = suite.outcome.verdict();
     let passed = suite.runs.iter().filter(|r| r.outcome == Outcome::Pass).count();
     let _ = writeln!(
         s,
@@ -161,6 +158,7 @@ pub fn render_suite_markdown(suite: &SuiteReport) -> String {
         let verdict = match r.outcome {
             Outcome::Pass => "pass",
             Outcome::Fail => "**FAIL**",
+            Outcome::Skipped => "skipped",
         };
         let mut failed = r.failed_checks.join(", ");
         if let Some(e) = &r.error {

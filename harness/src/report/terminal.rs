@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::event::{Event, Outcome, Reporter};
+use crate::event::{Event, Reporter};
 
 /// A figure in milliseconds, or `-` when there is none.
 fn ms(value: Option<u64>) -> String {
@@ -150,7 +150,11 @@ impl Reporter for TerminalReporter {
                 ));
             }
             Event::RunFinished {
-                outcome, error, kept, ..
+                outcome,
+                error,
+                skip_reason,
+                kept,
+                ..
             } => {
                 self.spinner.finish_and_clear();
                 if let Some(e) = error {
@@ -162,13 +166,10 @@ impl Reporter for TerminalReporter {
                         println!("  {name}  {endpoint}");
                     }
                 }
-                println!(
-                    "verdict: {}",
-                    match outcome {
-                        Outcome::Pass => "PASS",
-                        Outcome::Fail => "FAIL",
-                    }
-                );
+                if let Some(reason) = skip_reason {
+                    println!("skipped: {reason}");
+                }
+                println!("verdict: {}", outcome.verdict());
             }
         }
     }
