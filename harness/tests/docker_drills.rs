@@ -508,13 +508,27 @@ fn perf_load_s_keeps_rate_and_sizes() -> TestResult {
         ensure(per_second.iter().take(3).all(|n| (140..=152).contains(n)), || {
             format!("writes per second: {per_second:?}")
         })?;
-        let written = member.get_prefix(PERF_PREFIX, Duration::from_secs(10)).await?;
-        ensure(written.len() as u64 == successes, || {
-            format!("{} keys under the prefix, {successes} acknowledged", written.len())
+        // Raw keys: they are binary (a varint), not UTF-8.
+        let written = member
+            .kv()
+            .get(PERF_PREFIX, Some(etcd_client::GetOptions::new().with_prefix()))
+            .await?;
+        ensure(written.kvs().len() as u64 == successes, || {
+            format!(
+                "{} keys under the prefix, {successes} acknowledged",
+                written.kvs().len()
+            )
         })?;
-        for (key, value) in &written {
-            // get_prefix returns keys as lossy UTF-8; count the raw form through the value check.
-            ensure(key.starts_with(PERF_PREFIX), || format!("key {key:?}"))?;
+        for kv in written.kvs() {
+            let (key, value) = (kv.key(), kv.value());
+            ensure(
+                key.len() == PERF_PREFIX.len() + 256 && key.starts_with(PERF_PREFIX.as_bytes()),
+                || format!("key of {} bytes: {key:?}", key.len()),
+            )?;
+            // After the varint of a 63-bit integer (at most 10 bytes) the key is zero.
+            ensure(key[PERF_PREFIX.len() + 10..].iter().all(|b| *b == 0), || {
+                format!("key tail not zero: {key:?}")
+            })?;
             ensure(value.len() == 1024 && value.iter().all(|b| *b == 0), || {
                 format!("value of {} bytes", value.len())
             })?;
