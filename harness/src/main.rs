@@ -159,6 +159,10 @@ struct PerfRunArgs {
     /// Find the highest rate that still passes every rule (short runs, bisected).
     #[arg(long)]
     max: bool,
+    /// Leave the cluster the harness started running and print its endpoints; remove it
+    /// later with `etcd-drill clean --run <id>`.
+    #[arg(long, conflicts_with = "endpoints")]
+    keep: bool,
     /// With --max: how many runs at most (the first one has no rate limit).
     #[arg(long, default_value_t = 7)]
     max_trials: usize,
@@ -228,11 +232,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // `perf` runs on one thread: its generator is one task, and the connections' tasks
+    // wake it without cross-thread hand-offs, which costs the shared cores least.
+    let mut builder = match cli.command {
+        Command::Perf(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -517,7 +527,12 @@ async fn perf(args: PerfRunArgs) -> Result<u8> {
             bench.run(&settings, &mut progress).await
         }
         .await;
-        bench.close().await?;
+        if args.keep && matches!(target, Target::Members(_)) {
+            println!("kept the cluster: --endpoints {}", bench.keep().join(","));
+            println!("remove it with: etcd-drill clean --run {run_id}");
+        } else {
+            bench.close().await?;
+        }
         outcome
     };
     let report = match until_signal(&run_id, work).await {

@@ -256,6 +256,15 @@ impl Bench {
         self.cluster.as_ref()
     }
 
+    /// Leaves the cluster the harness started running (no cleanup, also not on a panic);
+    /// returns its endpoints. Remove it later with `etcd-drill clean --run <run id>`.
+    pub fn keep(mut self) -> Vec<String> {
+        if let Some(guard) = self.guard.as_mut() {
+            guard.disarm();
+        }
+        std::mem::take(&mut self.target.endpoints)
+    }
+
     /// Removes the cluster the harness started (nothing for `--endpoints`).
     pub async fn close(mut self) -> Result<()> {
         self.members.clear();

@@ -277,13 +277,17 @@ pub fn render_terminal(report: &PerfReport) -> String {
             let _ = writeln!(out, "  errors {kind}: {} (e.g. {})", tally.count, tally.example);
         }
     }
-    if !r.timeline.is_empty() {
-        let window = if r.timeline.len() > 20 { 5 } else { 1 };
-        let _ = writeln!(
-            out,
-            "  writes/s per {window} s: {}",
-            throughput_line(&r.timeline, window)
-        );
+    // The seconds of the run proper; answers that came in after the deadline (the drain
+    // of the last puts in flight) would show as a nearly empty last window.
+    let seconds = report
+        .config
+        .duration_s
+        .map(|d| d.ceil() as usize)
+        .unwrap_or(usize::MAX);
+    let timeline = &r.timeline[..r.timeline.len().min(seconds)];
+    if !timeline.is_empty() {
+        let window = if timeline.len() > 20 { 5 } else { 1 };
+        let _ = writeln!(out, "  writes/s per {window} s: {}", throughput_line(timeline, window));
     }
     let g = &report.generator;
     let _ = writeln!(
