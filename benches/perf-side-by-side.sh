@@ -11,6 +11,8 @@
 # ETCD_DRILL: the etcd-drill binary (default: target/release/etcd-drill; build it with
 # `cargo build --release`). ORDER=etcdctl-first runs etcdctl first (default: etcd-drill first).
 # The cluster is started (and removed on exit) by etcd-drill, labelled with its run id.
+# Both outputs, the /usr/bin/time figures and the summary stay in OUT (default
+# reports/side-by-side-<load>-<time>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,10 +21,13 @@ BIN=${2:-}
 DRILL=${ETCD_DRILL:-${CARGO_TARGET_DIR:-target}/release/etcd-drill}
 ORDER=${ORDER:-drill-first}
 WORK=$(mktemp -d)
+OUT=${OUT:-reports/side-by-side-$LOAD-$(date -u +%Y%m%dT%H%M%SZ)}
 RUN=""
 
 cleanup() {
   if [ -n "$RUN" ]; then "$DRILL" clean --run "$RUN" >/dev/null || true; fi
+  mkdir -p "$OUT"
+  cp -r "$WORK"/drill "$WORK"/*.out "$WORK"/*.time "$OUT"/ 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -61,7 +66,7 @@ run_etcdctl() {
 }
 if [ "$ORDER" = etcdctl-first ]; then run_etcdctl; sleep 5; run_drill; else run_drill; sleep 5; run_etcdctl; fi
 
-python3 - "$WORK" "$LOAD" <<'PY'
+python3 - "$WORK" "$LOAD" <<'PY' | tee "$WORK/summary.out"
 import json, re, sys
 work, load = sys.argv[1], sys.argv[2]
 
