@@ -481,22 +481,32 @@ fn report_dir(out: Option<PathBuf>, name: &str, run_id: &str) -> PathBuf {
     out.unwrap_or_else(|| PathBuf::from("reports").join(format!("perf-{name}-{run_id}")))
 }
 
-fn write_perf_report(report: &PerfReport, dir: &Path) -> Result<()> {
+/// Prints the run's figures and verdict, writes report.json; the exit code of the verdict.
+fn finish_report(report: &PerfReport, dir: &Path) -> Result<u8> {
+    print!("{}", render_terminal(report));
     let path = dir.join("report.json");
     report.write_json(&path)?;
     println!("report: {}", path.display());
-    Ok(())
+    Ok(if report.verdict.pass { 0 } else { 1 })
 }
 
-/// After a signal against an existing cluster, delete what the run wrote (best effort).
-async fn delete_prefix_after_interrupt(target: &Target, prefix: &str) {
-    if let Target::Endpoints(endpoints) = target {
+/// [`until_signal`] for perf work; after a signal against an existing cluster, it also
+/// deletes what the run wrote under `prefix` (best effort).
+async fn interruptible<T>(
+    run_id: &str,
+    target: &Target,
+    prefix: &str,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let result = until_signal(run_id, work).await;
+    if let (Err(Error::Interrupted { .. }), Target::Endpoints(endpoints)) = (&result, target) {
         if let Some(first) = endpoints.first() {
             if let Ok(client) = etcd_drill::etcd::MemberClient::connect(first, first).await {
                 let _ = client.delete_prefix(prefix, Duration::from_secs(10)).await;
             }
         }
     }
+    result
 }
 
 async fn perf(args: PerfRunArgs) -> Result<u8> {
@@ -535,16 +545,8 @@ async fn perf(args: PerfRunArgs) -> Result<u8> {
         }
         outcome
     };
-    let report = match until_signal(&run_id, work).await {
-        Err(e @ Error::Interrupted { .. }) => {
-            delete_prefix_after_interrupt(&target, &settings.spec.prefix).await;
-            return Err(e);
-        }
-        other => other?,
-    };
-    print!("{}", render_terminal(&report));
-    write_perf_report(&report, &out_dir)?;
-    Ok(if report.verdict.pass { 0 } else { 1 })
+    let report = interruptible(&run_id, &target, &settings.spec.prefix, work).await?;
+    finish_report(&report, &out_dir)
 }
 
 fn print_trial(trial: &Trial) {
@@ -590,13 +592,7 @@ async fn perf_max(args: PerfRunArgs) -> Result<u8> {
         bench.close().await?;
         outcome
     };
-    let search: MaxSearch = match until_signal(&run_id, work).await {
-        Err(e @ Error::Interrupted { .. }) => {
-            delete_prefix_after_interrupt(&target, &settings.spec.prefix).await;
-            return Err(e);
-        }
-        other => other?,
-    };
+    let search: MaxSearch = interruptible(&run_id, &target, &settings.spec.prefix, work).await?;
     std::fs::create_dir_all(&out_dir).map_err(Error::io(&out_dir))?;
     let path = out_dir.join("max.json");
     let json = serde_json::to_string_pretty(&search).map_err(|e| Error::Io {
@@ -708,14 +704,6 @@ async fn perf_datascale(args: DatascaleArgs) -> Result<u8> {
         bench.close().await?;
         outcome
     };
-    let report = match until_signal(&run_id, work).await {
-        Err(e @ Error::Interrupted { .. }) => {
-            delete_prefix_after_interrupt(&target, &settings.spec.prefix).await;
-            return Err(e);
-        }
-        other => other?,
-    };
-    print!("{}", render_terminal(&report));
-    write_perf_report(&report, &out_dir)?;
-    Ok(if report.verdict.pass { 0 } else { 1 })
+    let report = interruptible(&run_id, &target, &settings.spec.prefix, work).await?;
+    finish_report(&report, &out_dir)
 }

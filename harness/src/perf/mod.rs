@@ -42,6 +42,8 @@ pub use verdict::{judge, Verdict, VerdictInput};
 /// How long cleanup, compaction, defragmentation and metric reads may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
 const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
+/// A put slower than this counts as an error (etcdctl waits forever).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,20 +152,27 @@ impl RunSettings {
         }
     }
 
-    /// `check perf` at `load`, optionally shortened.
-    pub fn perf(load: Load, duration: Option<Duration>, seed: u64) -> RunSettings {
-        let p = load.perf();
+    fn new(
+        mode: Mode,
+        load: Load,
+        rate: Option<f64>,
+        stop: StopAfter,
+        shape: (usize, usize, usize),
+        prefix: &str,
+        seed: u64,
+    ) -> RunSettings {
+        let (clients, key_bytes, value_bytes) = shape;
         RunSettings {
-            mode: Mode::Perf,
+            mode,
             load: Some(load),
             spec: LoadSpec {
-                rate: Some(p.rate_limit as f64),
-                clients: p.clients,
-                stop: StopAfter::Duration(duration.unwrap_or(Duration::from_secs(p.duration_s))),
-                prefix: profile::PERF_PREFIX.into(),
-                key_bytes: p.key_bytes,
-                value_bytes: p.value_bytes,
-                request_timeout: Duration::from_secs(10),
+                rate,
+                clients,
+                stop,
+                prefix: prefix.into(),
+                key_bytes,
+                value_bytes,
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
                 seed,
             },
             connections_per_endpoint: 1,
@@ -172,26 +181,36 @@ impl RunSettings {
         }
     }
 
+    /// `check perf` at `load`, optionally shortened.
+    pub fn perf(load: Load, duration: Option<Duration>, seed: u64) -> RunSettings {
+        let p = load.perf();
+        let stop = StopAfter::Duration(duration.unwrap_or(Duration::from_secs(p.duration_s)));
+        let shape = (p.clients, p.key_bytes, p.value_bytes);
+        RunSettings::new(
+            Mode::Perf,
+            load,
+            Some(p.rate_limit as f64),
+            stop,
+            shape,
+            profile::PERF_PREFIX,
+            seed,
+        )
+    }
+
     /// `check datascale` at `load`; `keys` overrides the profile's key count.
     pub fn datascale(load: Load, keys: Option<u64>, seed: u64) -> RunSettings {
         let p = load.datascale();
-        RunSettings {
-            mode: Mode::Datascale,
-            load: Some(load),
-            spec: LoadSpec {
-                rate: None,
-                clients: p.clients,
-                stop: StopAfter::Requests(keys.unwrap_or(p.keys)),
-                prefix: profile::DATASCALE_PREFIX.into(),
-                key_bytes: p.key_bytes,
-                value_bytes: p.value_bytes,
-                request_timeout: Duration::from_secs(10),
-                seed,
-            },
-            connections_per_endpoint: 1,
-            auto_compact: false,
-            auto_defrag: false,
-        }
+        let stop = StopAfter::Requests(keys.unwrap_or(p.keys));
+        let shape = (p.clients, p.key_bytes, p.value_bytes);
+        RunSettings::new(
+            Mode::Datascale,
+            load,
+            None,
+            stop,
+            shape,
+            profile::DATASCALE_PREFIX,
+            seed,
+        )
     }
 }
 
