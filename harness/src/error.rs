@@ -79,6 +79,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("prefix `{prefix}` already holds keys on {endpoint}; delete them first (`etcdctl del --prefix {prefix}`) or choose another --prefix")]
+    PrefixNotEmpty { prefix: String, endpoint: String },
+
     #[error("interrupted by {signal}; the run's containers, networks and volumes were removed")]
     Interrupted { signal: &'static str },
 }
@@ -90,7 +93,8 @@ impl Error {
             | Error::ScenarioKey { .. }
             | Error::UnknownScenario { .. }
             | Error::ReportFile { .. }
-            | Error::InvalidArgument { .. } => ExitClass::InvalidInput,
+            | Error::InvalidArgument { .. }
+            | Error::PrefixNotEmpty { .. } => ExitClass::InvalidInput,
             Error::DockerUnavailable { .. } | Error::ImageMissing { .. } | Error::ImageBuild { .. } => {
                 ExitClass::Environment
             }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{Client, CompactionOptions, ConnectOptions, DeleteOptions, GetOptions, KvClient};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -158,22 +158,6 @@ impl MemberClient {
         Ok((id, members))
     }
 
-    /// Compacts the key space up to `revision`, physically (waits for the compaction).
-    pub async fn compact(&self, revision: i64, timeout: Duration) -> Result<()> {
-        let mut kv = self.client.kv_client();
-        let options = etcd_client::CompactionOptions::new().with_physical();
-        deadline(timeout, kv.compact(revision, Some(options)))
-            .await
-            .map_err(self.fail("compact"))?;
-        Ok(())
-    }
-
-    pub async fn defragment(&self, timeout: Duration) -> Result<()> {
-        let mut m = self.client.maintenance_client();
-        deadline(timeout, m.defragment()).await.map_err(self.fail("defrag"))?;
-        Ok(())
-    }
-
     /// Every key under `prefix` with its value, read linearizably.
     pub async fn get_prefix(&self, prefix: &str, timeout: Duration) -> Result<HashMap<String, Vec<u8>>> {
         let mut kv = self.client.kv_client();
@@ -192,6 +176,51 @@ impl MemberClient {
             .await
             .map_err(self.fail("delete"))?;
         Ok(r.deleted())
+    }
+
+    /// Whether any key lies under `prefix` (reads at most one key).
+    pub async fn has_keys_under(&self, prefix: &str, timeout: Duration) -> Result<bool> {
+        let mut kv = self.client.kv_client();
+        let options = GetOptions::new().with_prefix().with_limit(1).with_keys_only();
+        let r = deadline(timeout, kv.get(prefix, Some(options)))
+            .await
+            .map_err(self.fail("get prefix"))?;
+        Ok(!r.kvs().is_empty())
+    }
+
+    /// Deletes every key under `prefix`; returns (keys deleted, revision after the delete).
+    pub async fn delete_prefix(&self, prefix: &str, timeout: Duration) -> Result<(i64, i64)> {
+        let mut kv = self.client.kv_client();
+        let r = deadline(timeout, kv.delete(prefix, Some(DeleteOptions::new().with_prefix())))
+            .await
+            .map_err(self.fail("delete prefix"))?;
+        Ok((r.deleted(), r.header().map(|h| h.revision()).unwrap_or(0)))
+    }
+
+    /// Compacts the key space up to `revision` (and waits until the compaction is physical).
+    pub async fn compact(&self, revision: i64, timeout: Duration) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        deadline(
+            timeout,
+            kv.compact(revision, Some(CompactionOptions::new().with_physical())),
+        )
+        .await
+        .map_err(self.fail("compact"))?;
+        Ok(())
+    }
+
+    /// Defragments this member's backend.
+    pub async fn defragment(&self, timeout: Duration) -> Result<()> {
+        let mut m = self.client.maintenance_client();
+        deadline(timeout, m.defragment())
+            .await
+            .map_err(self.fail("defragment"))?;
+        Ok(())
+    }
+
+    /// A KV client on this member's connection, for callers that issue many requests.
+    pub fn kv(&self) -> KvClient {
+        self.client.kv_client()
     }
 
     /// Streams a snapshot of the member's backend into `path`, as `etcdctl snapshot save`

@@ -1,10 +1,12 @@
 //! Drills against real Docker and real etcd: the three foundation scenarios, the data-loss
 //! checker catching a key removed behind its back, cleanup after a panic, a SIGTERM and
-//! `--keep`, the CLI's exit codes, and `report compare` flagging a slower recovery between
-//! two real runs. Every report a drill writes is checked against the JSON Schema; the
-//! `server-b-loss` run's five files are checked in full, its HTML in headless Chromium. Tests run one at a time (a 5-member cluster already
-//! fills a 2-core machine), and after the last one the suite fails if any Docker object
-//! labelled `io.etcd-drill.run` is left.
+//! `--keep`, the CLI's exit codes, `report compare` flagging a slower recovery between two
+//! real runs, and short `perf` runs against a one-member cluster (rate limit, key and value
+//! sizes, cleanup, each verdict rule, the CLI). Every report a drill writes is checked
+//! against the JSON Schema; the `server-b-loss` run's five files are checked in full, its
+//! HTML in headless Chromium. Tests run one at a time (a 5-member cluster already fills a
+//! 2-core machine), and after the last one the suite fails if any Docker object labelled
+//! `io.etcd-drill.run` is left.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,6 +16,7 @@ use etcd_drill::check::account_data_loss;
 use etcd_drill::etcd::MemberClient;
 use etcd_drill::event::{Event, Outcome, Reporter};
 use etcd_drill::image::{self, BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
+use etcd_drill::perf::{self, profile::PERF_PREFIX, Bench, Load, RunSettings, Target};
 use etcd_drill::report::{DrillReport, ReportBuilder};
 use etcd_drill::runner::{self, RunOptions};
 use etcd_drill::runtime::{DockerRuntime, RUN_LABEL};
@@ -807,6 +810,271 @@ fn exit_codes_for_bad_input_and_missing_image() -> TestResult {
     })
 }
 
+/// A one-member cluster for the perf tests, closed (and checked for leftovers) afterwards.
+fn with_single_member<F, Fut>(test: F) -> TestResult
+where
+    F: FnOnce(Bench) -> Fut,
+    Fut: std::future::Future<Output = Result<Bench, Failed>>,
+{
+    let run_id = format!("perf{:04x}", rand_suffix());
+    rt().block_on(async {
+        let bench = Bench::open(&Target::Members(1), DEFAULT_IMAGE, &run_id).await?;
+        let bench = test(bench).await?;
+        bench.close().await?;
+        Ok::<_, Failed>(())
+    })?;
+    assert_no_objects(Some(&run_id))
+}
+
+/// The generator at load s for 3 s: the rate holds (no more than the limit, at least 90 %
+/// of it), every key is the prefix plus 256 bytes with a varint up front, every value is
+/// 1024 zero bytes, and nothing but the generator's successes is there.
+fn perf_load_s_keeps_rate_and_sizes() -> TestResult {
+    with_single_member(|bench| async move {
+        let settings = RunSettings::perf(Load::S, Some(Duration::from_secs(3)), 5);
+        let member = bench.members[0].clone();
+        let outcome = perf::load::drive(&settings.spec, &[member.kv()], &mut |_| {}).await;
+        let successes = outcome.latencies.count();
+        ensure(outcome.errors.is_empty(), || format!("errors: {:?}", outcome.errors))?;
+        // 150/s for 3 s with a burst of one: 451 tokens at most (one at t=0).
+        ensure((405..=451).contains(&successes), || {
+            format!("{successes} writes in 3 s at 150/s")
+        })?;
+        let per_second: Vec<u64> = outcome.timeline.iter().map(|i| i.successes).collect();
+        ensure(per_second.iter().take(3).all(|n| (140..=152).contains(n)), || {
+            format!("writes per second: {per_second:?}")
+        })?;
+        // Raw keys: they are binary (a varint), not UTF-8.
+        let written = member
+            .kv()
+            .get(PERF_PREFIX, Some(etcd_client::GetOptions::new().with_prefix()))
+            .await?;
+        ensure(written.kvs().len() as u64 == successes, || {
+            format!(
+                "{} keys under the prefix, {successes} acknowledged",
+                written.kvs().len()
+            )
+        })?;
+        for kv in written.kvs() {
+            let (key, value) = (kv.key(), kv.value());
+            ensure(
+                key.len() == PERF_PREFIX.len() + 256 && key.starts_with(PERF_PREFIX.as_bytes()),
+                || format!("key of {} bytes: {key:?}", key.len()),
+            )?;
+            // After the varint of a 63-bit integer (at most 10 bytes) the key is zero.
+            ensure(key[PERF_PREFIX.len() + 10..].iter().all(|b| *b == 0), || {
+                format!("key tail not zero: {key:?}")
+            })?;
+            ensure(value.len() == 1024 && value.iter().all(|b| *b == 0), || {
+                format!("value of {} bytes", value.len())
+            })?;
+        }
+        let (deleted, _) = member.delete_prefix(PERF_PREFIX, Duration::from_secs(10)).await?;
+        ensure(deleted as u64 == successes, || format!("deleted {deleted}"))?;
+        Ok(bench)
+    })
+}
+
+/// A full `perf` run at load s passes, reports percentiles and the generator's cost,
+/// deletes its keys; a prefix that holds a key makes the next run refuse to start.
+fn perf_run_passes_cleans_up_and_refuses_a_used_prefix() -> TestResult {
+    with_single_member(|bench| async move {
+        let mut settings = RunSettings::perf(Load::S, Some(Duration::from_secs(3)), 6);
+        settings.auto_compact = true;
+        settings.auto_defrag = true;
+        let report = bench.run(&settings, &mut |_| {}).await?;
+        ensure(report.verdict.pass, || format!("verdict: {:?}", report.verdict.lines))?;
+        ensure(report.config.key_bytes == PERF_PREFIX.len() + 256, || {
+            format!("key bytes {}", report.config.key_bytes)
+        })?;
+        let l = &report.results.latency;
+        ensure(
+            l.p50_s > 0.0 && l.p50_s <= l.p99_s && l.p99_s <= l.p999_s && l.p999_s <= l.slowest_s * 1.001,
+            || format!("percentiles out of order: {l:?}"),
+        )?;
+        ensure(report.cleanup.deleted_keys == report.results.successes, || {
+            format!(
+                "deleted {} of {}",
+                report.cleanup.deleted_keys, report.results.successes
+            )
+        })?;
+        ensure(
+            report.cleanup.compacted_at.is_some() && report.cleanup.defragmented.len() == 1,
+            || format!("cleanup {:?}", report.cleanup),
+        )?;
+        ensure(
+            report.generator.cpu_total_s > 0.0 && report.generator.peak_rss_bytes > 0,
+            || format!("generator {:?}", report.generator),
+        )?;
+        ensure(report.server.len() == 1 && report.server[0].wal_fsyncs > 0, || {
+            format!("server {:?} {:?}", report.server, report.metrics_problems)
+        })?;
+        let member = &bench.members[0];
+        ensure(
+            !member.has_keys_under(PERF_PREFIX, Duration::from_secs(5)).await?,
+            || "keys left under the prefix".into(),
+        )?;
+        member
+            .put(
+                format!("{PERF_PREFIX}someone-elses"),
+                "x".into(),
+                Duration::from_secs(5),
+            )
+            .await?;
+        match bench.run(&settings, &mut |_| {}).await {
+            Err(e @ etcd_drill::Error::PrefixNotEmpty { .. }) => {
+                ensure(e.exit_class() == etcd_drill::ExitClass::InvalidInput, || {
+                    "exit class".into()
+                })?
+            }
+            Err(e) => return Err(format!("wrong error: {e}").into()),
+            Ok(_) => return Err("a run started on a used prefix".into()),
+        }
+        ensure(
+            member.has_keys_under(PERF_PREFIX, Duration::from_secs(5)).await?,
+            || "the refusing run deleted someone else's key".into(),
+        )?;
+        member.delete_prefix(PERF_PREFIX, Duration::from_secs(5)).await?;
+        Ok(bench)
+    })
+}
+
+/// Each rule of the verdict fails on a real run: an impossible rate fails on throughput;
+/// a member paused for 2 s makes the slowest request and the stddev too high; with a
+/// 200 ms request timeout the same pause gives errors.
+fn perf_each_rule_can_fail() -> TestResult {
+    with_single_member(|bench| async move {
+        let mut impossible = RunSettings::perf(Load::S, Some(Duration::from_secs(2)), 7);
+        impossible.spec.rate = Some(1_000_000.0);
+        impossible.spec.clients = 2;
+        let report = bench.run(&impossible, &mut |_| {}).await?;
+        ensure(!report.verdict.pass && !report.verdict.throughput_ok, || {
+            format!("impossible rate: {:?}", report.verdict.lines)
+        })?;
+        ensure(report.verdict.lines[0].starts_with("FAIL: Throughput too low"), || {
+            format!("{:?}", report.verdict.lines)
+        })?;
+
+        let cluster = bench.cluster().ok_or("no cluster")?;
+        let container = cluster.container_name("etcd1");
+        let docker = cluster.docker.client().clone();
+        let pause_for = |pause: Duration| {
+            let docker = docker.clone();
+            let container = container.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                docker.pause_container(&container).await?;
+                tokio::time::sleep(pause).await;
+                docker.unpause_container(&container).await?;
+                Ok::<_, bollard::errors::Error>(())
+            }
+        };
+        let mut quiet = |_: &perf::stats::Interval| {};
+        let mut slow = RunSettings::perf(Load::S, Some(Duration::from_secs(4)), 8);
+        slow.spec.rate = Some(50.0);
+        let (report, paused) = tokio::join!(bench.run(&slow, &mut quiet), pause_for(Duration::from_secs(2)));
+        paused?;
+        let report = report?;
+        let v = &report.verdict;
+        ensure(v.errors_ok && !v.slowest_ok && !v.stddev_ok && !v.pass, || {
+            format!("paused 2 s: {:?}", v.lines)
+        })?;
+
+        let mut impatient = RunSettings::perf(Load::S, Some(Duration::from_secs(3)), 9);
+        impatient.spec.request_timeout = Duration::from_millis(200);
+        let (report, paused) = tokio::join!(bench.run(&impatient, &mut quiet), pause_for(Duration::from_secs(1)));
+        paused?;
+        let report = report?;
+        ensure(!report.verdict.errors_ok && !report.verdict.pass, || {
+            format!("timeouts: {:?}", report.verdict.lines)
+        })?;
+        ensure(report.results.errors_by_kind.contains_key("timeout"), || {
+            format!("errors by kind: {:?}", report.results.errors_by_kind)
+        })?;
+        ensure(report.verdict.lines[0] == "FAIL: too many errors", || {
+            format!("{:?}", report.verdict.lines)
+        })?;
+        Ok(bench)
+    })
+}
+
+/// The CLI: `perf` exits 0 on PASS with etcdctl's lines and a report.json, 1 on FAIL,
+/// 2 on a bad argument; `perf datascale` reports the memory the keys took.
+fn perf_cli_exit_codes_and_report() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = binary()
+        .args(["perf", "--members", "1", "--load", "s", "--duration", "3s", "--out"])
+        .arg(dir.path().join("pass"))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure(out.status.code() == Some(0), || {
+        format!(
+            "perf --load s: {:?}\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    for line in [
+        "PASS: Throughput is",
+        "PASS: Slowest request took",
+        "PASS: Stddev is",
+        "latency ms  p50",
+    ] {
+        ensure(stdout.contains(line), || format!("no `{line}` in {stdout}"))?;
+    }
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("pass/report.json"))?)?;
+    ensure(
+        json.pointer("/verdict/pass") == Some(&serde_json::Value::Bool(true)),
+        || "report.json verdict".into(),
+    )?;
+
+    let out = binary()
+        .args([
+            "perf",
+            "--members",
+            "1",
+            "--rate",
+            "1000000",
+            "--clients",
+            "2",
+            "--duration",
+            "2s",
+            "--out",
+        ])
+        .arg(dir.path().join("fail"))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure(
+        out.status.code() == Some(1) && stdout.contains("FAIL: Throughput too low"),
+        || format!("impossible rate: {:?}\n{stdout}", out.status),
+    )?;
+
+    let out = binary().args(["perf", "--members", "4"]).output()?;
+    ensure(out.status.code() == Some(2), || {
+        format!("--members 4 gave {:?}", out.status)
+    })?;
+    let out = binary().args(["perf", "--load", "xxl"]).output()?;
+    ensure(out.status.code() == Some(2), || {
+        format!("--load xxl gave {:?}", out.status)
+    })?;
+
+    let out = binary()
+        .args(["perf", "datascale", "--members", "1", "--keys", "2000", "--out"])
+        .arg(dir.path().join("datascale"))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure(
+        out.status.code() == Some(0) && stdout.contains("PASS: Approximate system memory used"),
+        || {
+            format!(
+                "datascale: {:?}\n{stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        },
+    )
+}
+
 fn main() {
     let args = Arguments::from_args();
     // The drills need the local image; build it once if this machine does not have it.
@@ -865,6 +1133,13 @@ fn main() {
             "exit_codes_for_bad_input_and_missing_image",
             exit_codes_for_bad_input_and_missing_image,
         ),
+        Trial::test("perf_load_s_keeps_rate_and_sizes", perf_load_s_keeps_rate_and_sizes),
+        Trial::test(
+            "perf_run_passes_cleans_up_and_refuses_a_used_prefix",
+            perf_run_passes_cleans_up_and_refuses_a_used_prefix,
+        ),
+        Trial::test("perf_each_rule_can_fail", perf_each_rule_can_fail),
+        Trial::test("perf_cli_exit_codes_and_report", perf_cli_exit_codes_and_report),
     ];
     let args = Arguments {
         test_threads: Some(1),
