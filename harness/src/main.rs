@@ -555,6 +555,15 @@ fn check_positive(argument: &str, value: f64) -> Result<()> {
     }
 }
 
+/// `--clients`: concurrent requests in place of the profile's.
+fn apply_clients(settings: &mut RunSettings, clients: Option<usize>) -> Result<()> {
+    if let Some(clients) = clients {
+        check_positive("--clients", clients as f64)?;
+        settings.spec.clients = clients;
+    }
+    Ok(())
+}
+
 fn apply_load_args(settings: &mut RunSettings, args: &LoadArgs, prefix: &str) -> Result<()> {
     check_positive("--connections-per-endpoint", args.connections_per_endpoint as f64)?;
     if prefix.is_empty() {
@@ -636,10 +645,7 @@ async fn perf(args: PerfRunArgs) -> Result<u8> {
         check_positive("--rate", rate)?;
         settings.spec.rate = Some(rate);
     }
-    if let Some(clients) = args.clients {
-        check_positive("--clients", clients as f64)?;
-        settings.spec.clients = clients;
-    }
+    apply_clients(&mut settings, args.clients)?;
     let out_dir = report_dir(args.load_args.out.clone(), args.load.name(), &run_id);
     let seconds = args.duration.unwrap_or(Duration::from_secs(60)).as_secs();
     let mut progress = progress_printer(if seconds > 20 { 5 } else { 1 });
@@ -688,10 +694,7 @@ async fn perf_max(args: PerfRunArgs) -> Result<u8> {
         args.load_args.seed.unwrap_or_else(runner::new_seed),
     );
     apply_load_args(&mut settings, &args.load_args, &args.prefix)?;
-    if let Some(clients) = args.clients {
-        check_positive("--clients", clients as f64)?;
-        settings.spec.clients = clients;
-    }
+    apply_clients(&mut settings, args.clients)?;
     let out_dir = report_dir(args.load_args.out.clone(), &format!("max-{}", args.load), &run_id);
     let work = async {
         let bench = Bench::open(&target, &args.target.image, &run_id).await?;
