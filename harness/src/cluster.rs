@@ -117,6 +117,13 @@ pub fn free_local_port() -> Result<u16> {
     Ok(port)
 }
 
+/// A new client port on 127.0.0.1 for `member`, and a client for it.
+async fn published_client(member: &str) -> Result<(u16, MemberClient)> {
+    let host_port = free_local_port()?;
+    let client = MemberClient::connect(member, &format!("http://127.0.0.1:{host_port}")).await?;
+    Ok((host_port, client))
+}
+
 /// Creates the run's internal peer network on a free /24 and returns its first three
 /// octets. The subnet is fixed so that members keep their addresses across restarts.
 async fn create_peer_network(docker: &DockerRuntime, network: &str, run_id: &str) -> Result<String> {
@@ -294,8 +301,7 @@ impl Cluster {
         let subnet = create_peer_network(&docker, &peer_network, run_id).await?;
         let mut members = Vec::new();
         for (i, spec) in topology.members.iter().enumerate() {
-            let host_port = free_local_port()?;
-            let client = MemberClient::connect(&spec.name, &format!("http://127.0.0.1:{host_port}")).await?;
+            let (host_port, client) = published_client(&spec.name).await?;
             members.push(Member {
                 spec: spec.clone(),
                 host_port,
@@ -341,6 +347,39 @@ impl Cluster {
         cluster.launch_members(&names, ClusterState::New).await?;
         cluster.wait_healthy(&names, Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// Gives every member a second identity beside its current one, for a restore that
+    /// builds a new cluster while the old one still stands: a new peer network (so new
+    /// addresses, and no raft traffic between the two), a new client port on 127.0.0.1 with
+    /// a client for it, and a new data volume generation (so new container names). The old
+    /// containers are left as they are; returns their names, and the old peer network's.
+    pub async fn move_beside(&mut self) -> Result<(Vec<String>, String)> {
+        let old_containers: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.has_container)
+            .map(|m| self.container_name(&m.spec.name))
+            .collect();
+        let started = Instant::now();
+        let network = format!("{}-beside-{}", self.peer_network, self.clock.now_ms());
+        let subnet = create_peer_network(&self.docker, &network, &self.run_id).await?;
+        self.record(
+            "create the new cluster's peer network",
+            format!("docker network create --internal --subnet {subnet}.0/24 {network}"),
+            started,
+            true,
+        );
+        for (i, member) in self.members.iter_mut().enumerate() {
+            (member.host_port, member.client) = published_client(&member.spec.name).await?;
+            member.ip = format!("{subnet}.{}", 10 + i);
+            member.volume_generation += 1;
+            member.has_container = false;
+            member.paused = false;
+            member.partitioned = false;
+        }
+        let old_network = std::mem::replace(&mut self.peer_network, network);
+        Ok((old_containers, old_network))
     }
 
     /// The container of `member`, configured through etcd's `ETCD_*` environment.

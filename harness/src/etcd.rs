@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use etcd_client::{Client, CompactionOptions, ConnectOptions, DeleteOptions, GetOptions, KvClient};
@@ -250,6 +251,39 @@ impl MemberClient {
         }
         std::fs::write(path, &bytes).map_err(Error::io(path))?;
         Ok(bytes.len() as u64)
+    }
+}
+
+/// The members the application side of a drill (writers, watcher) talks to. A procedure
+/// that brings the cluster back on other endpoints (a restore beside the old cluster)
+/// switches the set, and every holder of a clone follows from its next request on.
+#[derive(Clone)]
+pub struct ClientSet {
+    current: Arc<RwLock<Arc<Vec<MemberClient>>>>,
+}
+
+impl ClientSet {
+    pub fn new(members: Vec<MemberClient>) -> ClientSet {
+        ClientSet {
+            current: Arc::new(RwLock::new(Arc::new(members))),
+        }
+    }
+
+    /// The members as of now.
+    pub fn current(&self) -> Arc<Vec<MemberClient>> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Points every holder at `members`.
+    pub fn switch(&self, members: Vec<MemberClient>) {
+        let members = Arc::new(members);
+        match self.current.write() {
+            Ok(mut guard) => *guard = members,
+            Err(poisoned) => *poisoned.into_inner() = members,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use crate::check::{self, CheckResult};
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
+use crate::etcd::ClientSet;
 use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
 use crate::fault::{ClusterView, FaultAction, Target};
 use crate::image::DEFAULT_IMAGE;
@@ -250,11 +251,14 @@ impl Drill<'_, '_> {
                 self.clock,
             )
         });
+        // The application's view of the cluster: a procedure that moves the cluster to new
+        // endpoints switches it for the writers and the watcher alike.
+        let app_clients = ClientSet::new(clients);
         let follower = scenario
             .workload
             .watch
-            .then(|| WatchFollower::start(clients.clone(), prefix.clone()));
-        let workload = Workload::start(&scenario.workload, prefix, clients, self.clock);
+            .then(|| WatchFollower::start(app_clients.clone(), prefix.clone()));
+        let workload = Workload::start(&scenario.workload, prefix, app_clients.clone(), self.clock);
         let workload_started = self.clock.now_ms();
         self.phase(
             "workload-started",
@@ -264,7 +268,9 @@ impl Drill<'_, '_> {
             ),
         );
         // Whatever happens from here on, the writers are stopped and the ledger kept.
-        let outcome = self.fault_and_recover(&mut rng, workload_started, backups).await;
+        let outcome = self
+            .fault_and_recover(&mut rng, workload_started, backups, &app_clients)
+            .await;
         let ledger = workload.stop().await;
         let watch_log = match follower {
             Some(follower) => Some(follower.stop().await),
@@ -350,6 +356,7 @@ impl Drill<'_, '_> {
         rng: &mut ChaCha8Rng,
         workload_started: u64,
         backups: Option<BackupSchedule>,
+        app_clients: &ClientSet,
     ) -> Result<RecoveryFigures> {
         let scenario = self.scenario;
         tokio::time::sleep(Duration::from_millis(scenario.workload.warmup_ms)).await;
@@ -477,6 +484,7 @@ impl Drill<'_, '_> {
             down,
             fault_at_ms: figures.fault_at_ms,
             backups: figures.backups.clone(),
+            app_clients: app_clients.clone(),
         };
         let result = procedure.run(&mut cx).await;
         let finished = self.clock.now_ms();

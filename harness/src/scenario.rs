@@ -31,6 +31,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "compact-defrag",
     "quorum-loss-from-backup",
     "restore-copied-db",
+    "restore-beside",
     "member-corruption",
     "restore-revision-hazard",
     "bump-revision-restore",
@@ -225,6 +226,9 @@ pub enum ProcedureSpec {
     /// Get a snapshot (from a survivor, a backup or a copied db file), restore every
     /// member from it with a new token.
     SnapshotRestore { source: SnapshotSource },
+    /// The same restore into a second cluster beside the broken one (new containers,
+    /// networks, ports and token), then the application is switched over to it.
+    RestoreBeside { source: SnapshotSource },
     /// Resume paused members, heal partitions, start stopped members.
     Repair,
     /// Remove, wipe, re-add and start each member (empty: every member whose data is gone).
@@ -238,9 +242,10 @@ pub enum ProcedureSpec {
 }
 
 impl ProcedureSpec {
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "restart",
         "snapshot-restore",
+        "restore-beside",
         "repair",
         "member-replace",
         "maintenance",
@@ -252,6 +257,7 @@ impl ProcedureSpec {
         match self {
             ProcedureSpec::Restart => "restart",
             ProcedureSpec::SnapshotRestore { .. } => "snapshot-restore",
+            ProcedureSpec::RestoreBeside { .. } => "restore-beside",
             ProcedureSpec::Repair => "repair",
             ProcedureSpec::MemberReplace { .. } => "member-replace",
             ProcedureSpec::Maintenance => "maintenance",
@@ -643,7 +649,8 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         member_named("recovery.from", &from)?;
         Ok(from)
     };
-    if r.source.is_some() && r.procedure != "snapshot-restore" {
+    let restores = matches!(r.procedure.as_str(), "snapshot-restore" | "restore-beside");
+    if r.source.is_some() && !restores {
         return Err(c.err("recovery.source", format!("`source` does not apply to {}", r.procedure)));
     }
     let backup = match &raw.backup {
@@ -667,7 +674,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             })
         }
     };
-    if r.from.is_some() && !matches!(r.procedure.as_str(), "snapshot-restore" | "force-new-cluster") {
+    if r.from.is_some() && !restores && r.procedure != "force-new-cluster" {
         return Err(c.err("recovery.from", format!("`from` does not apply to {}", r.procedure)));
     }
     if r.members.is_some() && !matches!(r.procedure.as_str(), "member-replace" | "purge-member") {
@@ -680,10 +687,10 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         "restart" => ProcedureSpec::Restart,
         "repair" => ProcedureSpec::Repair,
         "maintenance" => ProcedureSpec::Maintenance,
-        "snapshot-restore" => {
+        "snapshot-restore" | "restore-beside" => {
             let source = match r.source.as_deref().unwrap_or("member") {
                 "member" => SnapshotSource::Member {
-                    from: from("snapshot-restore")?,
+                    from: from(&r.procedure)?,
                 },
                 "copied-db" => SnapshotSource::CopiedDb {
                     from: from("a restore from a copied db")?,
@@ -707,7 +714,11 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                     ))
                 }
             };
-            ProcedureSpec::SnapshotRestore { source }
+            if r.procedure == "restore-beside" {
+                ProcedureSpec::RestoreBeside { source }
+            } else {
+                ProcedureSpec::SnapshotRestore { source }
+            }
         }
         "force-new-cluster" => ProcedureSpec::ForceNewCluster {
             from: from("force-new-cluster")?,
@@ -739,10 +750,10 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             "a drill needs at least one [[faults]] entry (only `maintenance` runs without)",
         ));
     }
-    if r.bump_revision.is_some() && !matches!(procedure, ProcedureSpec::SnapshotRestore { .. }) {
+    if r.bump_revision.is_some() && !restores {
         return Err(c.err(
             "recovery.bump_revision",
-            "only a snapshot-restore can bump the revision",
+            "only a snapshot-restore or restore-beside can bump the revision",
         ));
     }
     let recovery = Recovery {
@@ -843,11 +854,14 @@ impl Scenario {
                     ProcedureSpec::SnapshotRestore {
                         source: SnapshotSource::Member { from } | SnapshotSource::CopiedDb { from },
                     }
+                    | ProcedureSpec::RestoreBeside {
+                        source: SnapshotSource::Member { from } | SnapshotSource::CopiedDb { from },
+                    }
                     | ProcedureSpec::ForceNewCluster { from } => Some(from.clone()),
                     _ => None,
                 },
                 source: match &self.recovery.procedure {
-                    ProcedureSpec::SnapshotRestore { source } => Some(
+                    ProcedureSpec::SnapshotRestore { source } | ProcedureSpec::RestoreBeside { source } => Some(
                         match source {
                             SnapshotSource::Member { .. } => "member",
                             SnapshotSource::NewestBackup => "backup",
@@ -1018,6 +1032,11 @@ mod tests {
                     source: SnapshotSource::NewestBackup
                 }),
                 (1..=5usize).prop_map(|i| ProcedureSpec::SnapshotRestore {
+                    source: SnapshotSource::Member {
+                        from: format!("etcd{i}")
+                    }
+                }),
+                (1..=5usize).prop_map(|i| ProcedureSpec::RestoreBeside {
                     source: SnapshotSource::Member {
                         from: format!("etcd{i}")
                     }

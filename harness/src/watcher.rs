@@ -12,7 +12,7 @@ use etcd_client::{GetOptions, WatchOptions};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::etcd::MemberClient;
+use crate::etcd::{ClientSet, MemberClient};
 
 /// What the follower saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -47,14 +47,17 @@ pub struct WatchFollower {
 }
 
 impl WatchFollower {
-    pub fn start(members: Vec<MemberClient>, prefix: String) -> WatchFollower {
+    /// Follows `prefix` through `members`, moving to the next member (of the set as it is
+    /// then) whenever a watch ends.
+    pub fn start(members: ClientSet, prefix: String) -> WatchFollower {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let task = tokio::spawn(async move {
             let mut log = WatchLog::default();
             let mut cursor = 0usize;
             while !flag.load(Ordering::Relaxed) {
-                let member = &members[cursor % members.len()];
+                let current = members.current();
+                let member = &current[cursor % current.len()];
                 cursor += 1;
                 follow(member, &prefix, &mut log, &flag).await;
                 if !flag.load(Ordering::Relaxed) {

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::etcd::MemberClient;
+use crate::etcd::ClientSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadConfig {
@@ -205,10 +205,10 @@ struct WriterLog {
 
 impl Workload {
     /// Starts `config.writers` writers spread over `members`. Writer `i` starts on member
-    /// `i % n` and moves to the next member whenever a put fails.
-    pub fn start(config: &WorkloadConfig, prefix: String, members: Vec<MemberClient>, clock: Clock) -> Workload {
+    /// `i % n` and moves to the next member whenever a put fails. A switch of `members`
+    /// takes effect from each writer's next put.
+    pub fn start(config: &WorkloadConfig, prefix: String, members: ClientSet, clock: Clock) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
-        let members = Arc::new(members);
         let per_writer = Duration::from_secs_f64(config.writers as f64 / config.rate as f64);
         let timeout = Duration::from_millis(config.put_timeout_ms);
         let writers = (0..config.writers as u32)
@@ -231,7 +231,8 @@ impl Workload {
                             break;
                         }
                         seq += 1;
-                        let member = &members[cursor % members.len()];
+                        let current = members.current();
+                        let member = &current[cursor % current.len()];
                         let key = key_for(&prefix, writer, seq);
                         let value = value_for(writer, seq, value_size);
                         let sent_ms = clock.now_ms();

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_drill::check::account_data_loss;
-use etcd_drill::etcd::MemberClient;
+use etcd_drill::etcd::{ClientSet, MemberClient};
 use etcd_drill::event::{Event, Outcome, Reporter};
 use etcd_drill::image::{self, BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
 use etcd_drill::perf::{self, profile::PERF_PREFIX, Bench, Load, RunSettings, Target};
@@ -501,6 +501,73 @@ fn quorum_loss_from_backup() -> TestResult {
     ensure(worked >= 2, || format!("only {worked} backups worked"))
 }
 
+/// The published client ports in recorded `docker run`/`docker create` lines.
+fn published_ports(lines: &[&str]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.split("-p 127.0.0.1:").nth(1))
+        .filter_map(|rest| rest.split(':').next())
+        .map(str::to_string)
+        .collect()
+}
+
+fn restore_beside() -> TestResult {
+    let (report, out) = run_scenario("restore-beside", 31)?;
+    common_assertions(&report, out.path())?;
+    ensure(report.recovery.quorum_lost == Some(true), || {
+        "quorum was not lost".into()
+    })?;
+    let setup = commands(&report, "setup");
+    let recovery = commands(&report, "recovery");
+    // A second cluster: new peer network, five members on client ports the old one never used.
+    ensure(
+        count_containing(&recovery, "docker network create --internal") == 1,
+        || format!("no new peer network: {recovery:#?}"),
+    )?;
+    let (old_ports, new_ports) = (published_ports(&setup), published_ports(&recovery));
+    ensure(
+        new_ports.len() == 5 && new_ports.iter().all(|p| !old_ports.contains(p)),
+        || format!("ports before {old_ports:?}, after {new_ports:?}"),
+    )?;
+    // The old members were not touched before the new cluster took a write; then they were
+    // stopped (not removed), after the application was switched over.
+    ensure(count_containing(&recovery, "docker kill") == 0, || {
+        format!("the old members were killed: {recovery:#?}")
+    })?;
+    let at = |step: &str| {
+        report
+            .commands
+            .iter()
+            .find(|c| c.phase == "recovery" && c.step.starts_with(step))
+            .map(|c| (c.at_ms, c.command.clone()))
+    };
+    let writable = at("wait until the cluster takes a write").ok_or("no write check")?;
+    let switched = at("switch the application").ok_or("no switch recorded")?;
+    let stopped = at("stop the old cluster").ok_or("no stop of the old cluster recorded")?;
+    ensure(writable.0 <= switched.0 && switched.0 <= stopped.0, || {
+        format!("order: writable {writable:?}, switch {switched:?}, stop {stopped:?}")
+    })?;
+    ensure(
+        new_ports.iter().all(|p| switched.1.contains(&format!("127.0.0.1:{p}"))),
+        || format!("the switch does not name the new endpoints: {}", switched.1),
+    )?;
+    let survivors = ["etcd1", "etcd2"];
+    ensure(
+        survivors
+            .iter()
+            .all(|m| stopped.1.contains(&format!("-{m} ")) || stopped.1.ends_with(&format!("-{m}"))),
+        || format!("the survivors were not the ones stopped: {}", stopped.1),
+    )?;
+    ensure(count_containing(&recovery, "docker rm") == 0, || {
+        "the old cluster was removed instead of kept as the fallback".into()
+    })?;
+    // Writes acknowledged after the switch were made on the new cluster, and are there.
+    ensure(
+        report.recovery.rto_ms.is_some() && report.data.lost_acked_writes <= 200,
+        || explain(&report),
+    )
+}
+
 fn restore_copied_db() -> TestResult {
     let (report, out) = run_scenario("restore-copied-db", 29)?;
     common_assertions(&report, out.path())?;
@@ -588,7 +655,12 @@ fn data_loss_checker_can_fail() -> TestResult {
             rate: 200,
             ..WorkloadConfig::default()
         };
-        let workload = Workload::start(&config, "/ledger-test/".into(), vec![client.clone()], clock);
+        let workload = Workload::start(
+            &config,
+            "/ledger-test/".into(),
+            ClientSet::new(vec![client.clone()]),
+            clock,
+        );
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let ledger = workload.stop().await;
         ensure(ledger.acked.len() > 50, || {
@@ -1109,6 +1181,7 @@ fn main() {
         Trial::test("compact_defrag", compact_defrag),
         Trial::test("quorum_loss_from_backup", quorum_loss_from_backup),
         Trial::test("restore_copied_db", restore_copied_db),
+        Trial::test("restore_beside", restore_beside),
         Trial::test("member_corruption", member_corruption),
         Trial::test("restore_revision_hazard", restore_revision_hazard),
         Trial::test(

@@ -52,6 +52,9 @@ pub struct RecoveryContext<'a> {
     pub fault_at_ms: u64,
     /// The drill's periodic backups so far.
     pub backups: Vec<crate::backup::BackupRecord>,
+    /// The endpoints the application (the workload) uses; a procedure that moves the
+    /// cluster to new endpoints switches them.
+    pub app_clients: crate::etcd::ClientSet,
 }
 
 pub trait Procedure: Send + Sync {
@@ -67,6 +70,12 @@ pub fn for_recovery(recovery: &Recovery) -> Box<dyn Procedure> {
         ProcedureSpec::SnapshotRestore { source } => Box::new(SnapshotRestore {
             source: source.clone(),
             bump_revision: recovery.bump_revision,
+            beside: false,
+        }),
+        ProcedureSpec::RestoreBeside { source } => Box::new(SnapshotRestore {
+            source: source.clone(),
+            bump_revision: recovery.bump_revision,
+            beside: true,
         }),
         ProcedureSpec::Repair => Box::new(Repair),
         ProcedureSpec::MemberReplace { members } => Box::new(MemberReplace {

@@ -4,6 +4,11 @@
 //! fresh data volume for every member with a new cluster token (each restore runs in a
 //! one-off container of the cluster's own image, so the tool matches the server), then
 //! start every member with `initial-cluster-state=new` and wait for a write to succeed.
+//!
+//! `restore-beside` is the same restore into a second cluster beside the broken one (new
+//! containers, peer network, client ports and token, the old members left untouched), as
+//! the runbooks that rehearse a restore safely do; once it takes writes, the application
+//! is switched over to its endpoints and the old members are stopped, kept as a fallback.
 
 use std::time::{Duration, Instant};
 
@@ -65,6 +70,8 @@ pub struct SnapshotRestore {
     pub source: SnapshotSource,
     /// Restore with `--bump-revision N --mark-compacted`.
     pub bump_revision: Option<u64>,
+    /// Restore into a new cluster beside the old one, then switch the application over.
+    pub beside: bool,
 }
 
 /// The snapshot file a restore works from, and where it came from.
@@ -175,7 +182,11 @@ fn tool_spec(
 
 impl Procedure for SnapshotRestore {
     fn name(&self) -> &'static str {
-        "snapshot-restore"
+        if self.beside {
+            "restore-beside"
+        } else {
+            "snapshot-restore"
+        }
     }
 
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
@@ -231,13 +242,8 @@ impl Procedure for SnapshotRestore {
             };
 
             // 2. A new identity for the restored cluster: a token, and a fresh volume (and
-            //    container name) for every member.
-            let old_containers: Vec<String> = cluster
-                .members
-                .iter()
-                .filter(|m| m.has_container)
-                .map(|m| cluster.container_name(&m.spec.name))
-                .collect();
+            //    container name) for every member; beside the old cluster, also a new peer
+            //    network and new client ports.
             let old_volumes: Vec<String> = cluster
                 .members
                 .iter()
@@ -245,9 +251,20 @@ impl Procedure for SnapshotRestore {
                 .collect();
             cluster.token = format!("etcd-drill-{}-restored-{}", cluster.run_id, cluster.clock.now_ms());
             let names = cluster.topology.names();
-            for m in cluster.members.iter_mut() {
-                m.volume_generation += 1;
-            }
+            let old_containers: Vec<String> = if self.beside {
+                cluster.move_beside().await?.0
+            } else {
+                let old = cluster
+                    .members
+                    .iter()
+                    .filter(|m| m.has_container)
+                    .map(|m| cluster.container_name(&m.spec.name))
+                    .collect();
+                for m in cluster.members.iter_mut() {
+                    m.volume_generation += 1;
+                }
+                old
+            };
             let volumes: Vec<String> = cluster
                 .members
                 .iter()
@@ -265,8 +282,8 @@ impl Procedure for SnapshotRestore {
             // 3. All at once, since none depends on another: verify the snapshot
             //    (`etcdutl snapshot status`), restore every member's data dir from it, stop
             //    the old members that still run (their containers and volumes are removed
-            //    once the new cluster takes writes), and create the new member containers.
-            //    Nothing starts before the checks pass.
+            //    once the new cluster takes writes; beside, they stay up until the switch),
+            //    and create the new member containers. Nothing starts before the checks pass.
             let docker = cluster.docker.clone();
             let status_spec = ContainerSpec {
                 isolated: true,
@@ -338,7 +355,8 @@ impl Procedure for SnapshotRestore {
                         .map(|spec| docker.run_tool(spec, &run_id, &files, tool_timeout))
                 ),
                 async {
-                    let stopped = join_all(old_containers.iter().map(|c| docker.kill(c, "SIGKILL"))).await;
+                    let doomed = if self.beside { &[][..] } else { &old_containers[..] };
+                    let stopped = join_all(doomed.iter().map(|c| docker.kill(c, "SIGKILL"))).await;
                     (
                         stopped.into_iter().collect::<Result<Vec<()>>>(),
                         started.elapsed().as_millis() as u64,
@@ -348,13 +366,15 @@ impl Procedure for SnapshotRestore {
             );
 
             let (stopped, stop_ms) = stopped;
-            cluster.record_span(
-                "stop the old members",
-                format!("docker kill {}", old_containers.join(" ")),
-                started,
-                stop_ms,
-                stopped.is_ok(),
-            );
+            if !self.beside {
+                cluster.record_span(
+                    "stop the old members",
+                    format!("docker kill {}", old_containers.join(" ")),
+                    started,
+                    stop_ms,
+                    stopped.is_ok(),
+                );
+            }
             stopped?;
             let status = status?;
             let parsed = parse_snapshot_status(&status.stdout).filter(|_| status.exit_code == 0);
@@ -416,6 +436,15 @@ impl Procedure for SnapshotRestore {
             cluster.start_members(&specs, ClusterState::New, started).await?;
             wait_writable(cluster).await?;
 
+            if self.beside {
+                switch_over(cluster, &cx.app_clients, &old_containers).await?;
+                return Ok(ProcedureOutcome {
+                    snapshot: Some(snapshot),
+                    members: names,
+                    ..ProcedureOutcome::default()
+                });
+            }
+
             // 5. The old members and their data are no longer needed.
             let started = Instant::now();
             let dropped = async {
@@ -447,6 +476,40 @@ impl Procedure for SnapshotRestore {
             })
         })
     }
+}
+
+/// Beside the old cluster, once the new one takes writes: point the application at the new
+/// endpoints, then stop the old members; they and their volumes stay as the fallback until
+/// the new cluster is verified (the run's cleanup removes them).
+async fn switch_over(
+    cluster: &mut crate::cluster::Cluster,
+    app_clients: &crate::etcd::ClientSet,
+    old_containers: &[String],
+) -> Result<()> {
+    let started = Instant::now();
+    app_clients.switch(cluster.clients());
+    let endpoints: Vec<String> = cluster.endpoints().into_iter().map(|(_, e)| e).collect();
+    cluster.record(
+        "switch the application to the new cluster",
+        format!(
+            "export ETCDCTL_ENDPOINTS={}   # the application's etcd endpoints",
+            endpoints.join(",")
+        ),
+        started,
+        true,
+    );
+    let started = Instant::now();
+    let stopped = join_all(old_containers.iter().map(|c| cluster.docker.stop(c, 10)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>>>();
+    cluster.record(
+        "stop the old cluster (kept, with its volumes, as the fallback)",
+        format!("docker stop --time 10 {}", old_containers.join(" ")),
+        started,
+        stopped.is_ok(),
+    );
+    stopped.map(|_| ())
 }
 
 #[cfg(test)]
