@@ -26,8 +26,9 @@ pub enum FaultAction {
     Pause,
     /// Thaw a paused member.
     Resume,
-    /// Cut the member off the peer network: it runs, and clients still reach it, but it
-    /// hears no other member (every partitioned member is alone on its side).
+    /// Cut members off the peer network: they run, and clients still reach them. Each is
+    /// alone on its side, or, for a partition that keeps its targets together (a host),
+    /// the cluster is split between the targets and the rest.
     Partition,
     /// Reconnect a partitioned member with its address intact.
     Heal,
@@ -297,12 +298,47 @@ pub struct Fault {
     pub delay_ms: u64,
     /// For `corrupt`: what to damage and how.
     pub damage: Option<Damage>,
+    /// For `partition`: split the cluster into the targets and the rest, the targets still
+    /// talking to each other (the default for a host), instead of cutting off each target
+    /// alone.
+    #[serde(default)]
+    pub together: bool,
+}
+
+/// The members to cut off the peer network so that `side` and the other running members
+/// can no longer talk: the smaller of the two sides (`side` on a tie). Cutting a member off
+/// leaves it alone, so the members of the cut side cannot reach each other either; as that
+/// side is never a majority, it could not have elected a leader or committed anything even
+/// together, and the cluster behaves as under a clean split.
+pub fn side_to_cut(side: &[String], running: &[String]) -> Vec<String> {
+    let (inside, outside): (Vec<String>, Vec<String>) = running.iter().cloned().partition(|m| side.contains(m));
+    if inside.len() <= outside.len() {
+        inside
+    } else {
+        outside
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_split_cuts_the_smaller_side() {
+        let all = names(&["etcd1", "etcd2", "etcd3", "etcd4", "etcd5"]);
+        // Host B (3 members) apart from host A: cut A, so B keeps its quorum together.
+        assert_eq!(side_to_cut(&names(&["etcd3", "etcd4", "etcd5"]), &all), names(&["etcd1", "etcd2"]));
+        assert_eq!(side_to_cut(&names(&["etcd1", "etcd2"]), &all), names(&["etcd1", "etcd2"]));
+        // Only running members count; a tie cuts the named side.
+        let running = names(&["etcd1", "etcd2", "etcd3", "etcd4"]);
+        assert_eq!(side_to_cut(&names(&["etcd3", "etcd4", "etcd5"]), &running), names(&["etcd3", "etcd4"]));
+        assert_eq!(side_to_cut(&names(&["etcd9"]), &all), Vec::<String>::new());
+    }
 
     #[test]
     fn damage_hits_the_written_part_of_the_file() {

@@ -385,12 +385,24 @@ impl Drill<'_, '_> {
                 running,
                 leader,
             };
-            let members = fault.target.resolve(&view, rng).map_err(|e| Error::Procedure {
+            let mut members = fault.target.resolve(&view, rng).map_err(|e| Error::Procedure {
                 step: format!("{} {}", fault.action.as_str(), fault.target.describe()),
                 message: e.to_string(),
             })?;
             let began_ms = self.clock.now_ms();
             let cluster = self.cluster_mut();
+            if fault.together {
+                // A split between the targets and the rest: cutting off the smaller side
+                // keeps the larger one talking, with its quorum if it has one.
+                let cut = crate::fault::side_to_cut(&members, &view.running);
+                cluster.record(
+                    format!("split {} from the rest", members.join(", ")),
+                    format!("# cut the smaller side off the peer network: {}", cut.join(", ")),
+                    std::time::Instant::now(),
+                    true,
+                );
+                members = cut;
+            }
             if fault.action == FaultAction::Kill {
                 // Every member the fault hits dies at the same moment, as with a lost host.
                 cluster.kill_all(&members).await?;

@@ -24,6 +24,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "quorum-loss-restart",
     "minority-partition",
     "majority-partition",
+    "host-partition",
     "leader-pause",
     "member-data-loss",
     "member-data-loss-two",
@@ -109,6 +110,9 @@ pub struct RawFault {
     /// `corrupt`: `flip` (default) or `truncate`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub damage: Option<String>,
+    /// `partition`: keep the targets together, split from the rest (default for `host`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub together: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -619,11 +623,16 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             }
             None
         };
+        if f.together.is_some() && action != FaultAction::Partition {
+            return Err(c.err(key("together"), "`together` only goes with action = \"partition\""));
+        }
+        let together = f.together.unwrap_or(matches!(target, Target::Host(_)));
         faults.push(Fault {
             action,
             target,
             delay_ms,
             damage,
+            together: action == FaultAction::Partition && together,
         });
     }
 
@@ -833,6 +842,7 @@ impl Scenario {
                         delay_ms: i(f.delay_ms),
                         file: f.damage.map(|d| d.file.as_str().to_string()),
                         damage: f.damage.map(|d| d.how.as_str().to_string()),
+                        together: (f.action == FaultAction::Partition).then_some(f.together),
                         ..Default::default()
                     };
                     match &f.target {
@@ -1020,6 +1030,7 @@ mod tests {
                         DamageKind::Flip
                     },
                 }),
+                together: action == FaultAction::Partition && delay_ms % 5 == 0,
             });
         (
             "[a-z][a-z0-9-]{0,15}",

@@ -400,6 +400,35 @@ fn majority_partition() -> TestResult {
     })
 }
 
+/// Host A split from host B: only host A's two members are cut off, host B's majority keeps
+/// taking writes through the partition, and host A catches up after the heal.
+fn host_partition() -> TestResult {
+    let report = lossless_drill("host-partition", 23, false)?;
+    let fault = commands(&report, "fault");
+    ensure(count_containing(&fault, "docker network disconnect") == 2, || {
+        format!("want host A's two members cut off: {fault:#?}")
+    })?;
+    ensure(
+        ["etcd1", "etcd2"]
+            .iter()
+            .all(|m| fault.iter().any(|c| c.contains("disconnect") && c.ends_with(&format!("-{m}")))),
+        || format!("the cut side is not host A: {fault:#?}"),
+    )?;
+    let series = report.series.as_ref().ok_or("no workload series")?;
+    let during = series
+        .buckets
+        .iter()
+        .filter(|b| {
+            b.at_ms > report.recovery.fault_done_ms + 2_000
+                && b.at_ms + series.bucket_ms < report.recovery.started_at_ms.unwrap_or(0)
+        })
+        .map(|b| b.acked)
+        .sum::<u64>();
+    ensure(during > 50, || {
+        format!("only {during} writes acknowledged while the hosts were apart")
+    })
+}
+
 fn leader_pause() -> TestResult {
     let report = lossless_drill("leader-pause", 23, false)?;
     ensure(
@@ -1174,6 +1203,7 @@ fn main() {
         Trial::test("server_b_loss", server_b_loss),
         Trial::test("minority_partition", minority_partition),
         Trial::test("majority_partition", majority_partition),
+        Trial::test("host_partition", host_partition),
         Trial::test("leader_pause", leader_pause),
         Trial::test("member_data_loss", member_data_loss),
         Trial::test("member_data_loss_two", member_data_loss_two),
