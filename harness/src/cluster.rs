@@ -15,7 +15,7 @@ use crate::fault::{damage_bytes, Damage, DamageKind, DamagedFile};
 use crate::runtime::{
     tar_archive, tar_file_names, tar_without, ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL,
 };
-use crate::topology::{MemberSpec, Topology, CLIENT_PORT};
+use crate::topology::{MemberSpec, ServerSettings, Topology, CLIENT_PORT};
 
 /// Where a member's data volume is mounted, and the data dir inside it. The data dir is a
 /// sub-directory so that restore tools, which refuse an existing data dir, can create it.
@@ -99,6 +99,8 @@ pub struct Cluster {
     pub run_id: String,
     pub image: String,
     pub topology: Topology,
+    /// Settings every member's server runs with.
+    pub settings: ServerSettings,
     /// The network the members' client ports are published through.
     pub network: String,
     /// The internal network the members talk raft on; partitions cut members off it.
@@ -292,6 +294,7 @@ impl Cluster {
         run_id: &str,
         image: &str,
         topology: &Topology,
+        settings: &ServerSettings,
         clock: Clock,
     ) -> Result<Cluster> {
         let network = format!("etcd-drill-{run_id}");
@@ -318,6 +321,7 @@ impl Cluster {
             run_id: run_id.to_string(),
             image: image.to_string(),
             topology: topology.clone(),
+            settings: settings.clone(),
             network: network.clone(),
             peer_network: peer_network.clone(),
             token: format!("etcd-drill-{run_id}"),
@@ -396,26 +400,28 @@ impl Cluster {
         initial_cluster: &str,
     ) -> ContainerSpec {
         let name = &member.spec.name;
+        let mut env = vec![
+            ("ETCD_NAME".into(), name.clone()),
+            ("ETCD_DATA_DIR".into(), DATA_DIR.into()),
+            (
+                "ETCD_LISTEN_CLIENT_URLS".into(),
+                format!("http://0.0.0.0:{CLIENT_PORT}"),
+            ),
+            ("ETCD_ADVERTISE_CLIENT_URLS".into(), member.spec.client_url()),
+            ("ETCD_LISTEN_PEER_URLS".into(), "http://0.0.0.0:2380".into()),
+            ("ETCD_INITIAL_ADVERTISE_PEER_URLS".into(), member.spec.peer_url()),
+            ("ETCD_INITIAL_CLUSTER".into(), initial_cluster.to_string()),
+            ("ETCD_INITIAL_CLUSTER_TOKEN".into(), self.token.clone()),
+            ("ETCD_INITIAL_CLUSTER_STATE".into(), state.as_str().into()),
+        ];
+        env.extend(self.settings.env());
         ContainerSpec {
             name: self.container_name(name),
             image: self.image.clone(),
             hostname: Some(name.clone()),
             user: None,
             cmd: vec![ETCD_BIN.to_string()],
-            env: vec![
-                ("ETCD_NAME".into(), name.clone()),
-                ("ETCD_DATA_DIR".into(), DATA_DIR.into()),
-                (
-                    "ETCD_LISTEN_CLIENT_URLS".into(),
-                    format!("http://0.0.0.0:{CLIENT_PORT}"),
-                ),
-                ("ETCD_ADVERTISE_CLIENT_URLS".into(), member.spec.client_url()),
-                ("ETCD_LISTEN_PEER_URLS".into(), "http://0.0.0.0:2380".into()),
-                ("ETCD_INITIAL_ADVERTISE_PEER_URLS".into(), member.spec.peer_url()),
-                ("ETCD_INITIAL_CLUSTER".into(), initial_cluster.to_string()),
-                ("ETCD_INITIAL_CLUSTER_TOKEN".into(), self.token.clone()),
-                ("ETCD_INITIAL_CLUSTER_STATE".into(), state.as_str().into()),
-            ],
+            env,
             labels: vec![
                 (MEMBER_LABEL.into(), name.clone()),
                 (ROLE_LABEL.into(), "member".into()),
@@ -504,19 +510,29 @@ impl Cluster {
             self.stop(name).await?;
         }
         let started = Instant::now();
-        let (dir, file_name) = match damage.file {
-            DamagedFile::Db => (format!("{DATA_DIR}/member/snap"), "db".to_string()),
-            DamagedFile::Wal => {
-                let dir = format!("{DATA_DIR}/member/wal");
+        let newest = match damage.file {
+            DamagedFile::Db => None,
+            DamagedFile::Wal => Some(("wal", ".wal", "")),
+            DamagedFile::Snap => Some((
+                "snap",
+                ".snap",
+                "; etcd writes one every snapshot-count applied entries (100000 by default): lower it with [etcd] snapshot_count",
+            )),
+        };
+        let (dir, file_name) = match newest {
+            None => (format!("{DATA_DIR}/member/snap"), "db".to_string()),
+            Some((sub_dir, suffix, hint)) => {
+                // File names sort by sequence and index, so the greatest is the newest.
+                let dir = format!("{DATA_DIR}/member/{sub_dir}");
                 let listing = self.docker.read_archive(&container, &dir).await?;
                 let newest = tar_file_names(&listing)
                     .map_err(Error::io(&dir))?
                     .into_iter()
-                    .filter(|f| f.ends_with(".wal"))
+                    .filter(|f| f.ends_with(suffix))
                     .max()
                     .ok_or_else(|| Error::Procedure {
-                        step: format!("corrupt {name}'s WAL"),
-                        message: format!("no .wal file in {dir}"),
+                        step: format!("corrupt {name}'s {}", damage.file.as_str()),
+                        message: format!("no {suffix} file in {dir}{hint}"),
                     })?;
                 let file = newest.rsplit('/').next().unwrap_or(&newest).to_string();
                 (dir, file)
@@ -575,10 +591,25 @@ impl Cluster {
         let backup = backup_dir.join(format!("{name}-member-snap.tar"));
         let saved = async {
             let archive = self.docker.read_archive(&container, &snap_dir).await?;
-            std::fs::write(&backup, archive).map_err(Error::io(&backup))
+            std::fs::write(&backup, &archive).map_err(Error::io(&backup))?;
+            tar_file_names(&archive).map_err(Error::io(&backup))
         }
         .await;
-        let command = format!("docker cp {container}:{snap_dir} - > {name}-member-snap.tar");
+        // What etcd left there is evidence: a snapshot file it found damaged is renamed
+        // `*.snap.broken` and set aside.
+        let held = match &saved {
+            Ok(files) => format!(
+                "   # holds {}",
+                files
+                    .iter()
+                    .filter(|f| !f.ends_with('/'))
+                    .map(|f| f.rsplit('/').next().unwrap_or(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(_) => String::new(),
+        };
+        let command = format!("docker cp {container}:{snap_dir} - > {name}-member-snap.tar{held}");
         self.record(format!("back up {name}'s member/snap"), command, started, saved.is_ok());
         saved?;
 

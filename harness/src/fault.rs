@@ -44,6 +44,9 @@ pub enum DamagedFile {
     Wal,
     /// The bbolt backend (`member/snap/db`).
     Db,
+    /// The newest raft snapshot file (`member/snap/*.snap`); etcd writes one every
+    /// `snapshot-count` applied entries.
+    Snap,
 }
 
 /// How `corrupt` damages it.
@@ -68,6 +71,7 @@ impl DamagedFile {
         match value {
             "wal" => Some(DamagedFile::Wal),
             "db" => Some(DamagedFile::Db),
+            "snap" => Some(DamagedFile::Snap),
             _ => None,
         }
     }
@@ -76,6 +80,7 @@ impl DamagedFile {
         match self {
             DamagedFile::Wal => "wal",
             DamagedFile::Db => "db",
+            DamagedFile::Snap => "snap",
         }
     }
 }
@@ -103,7 +108,7 @@ pub fn damage_bytes(bytes: &mut Vec<u8>, damage: Damage) -> bool {
     // WAL segments are preallocated with zeros; only the written part holds records.
     let written = match damage.file {
         DamagedFile::Wal => bytes.iter().rposition(|b| *b != 0).map(|i| i + 1).unwrap_or(0),
-        DamagedFile::Db => bytes.len(),
+        DamagedFile::Db | DamagedFile::Snap => bytes.len(),
     };
     match (damage.how, damage.file) {
         (DamageKind::Truncate, _) => {
@@ -127,7 +132,7 @@ pub fn damage_bytes(bytes: &mut Vec<u8>, damage: Damage) -> bool {
             }
             true
         }
-        (DamageKind::Flip, DamagedFile::Wal) => {
+        (DamageKind::Flip, DamagedFile::Wal | DamagedFile::Snap) => {
             if written < 64 {
                 return false;
             }

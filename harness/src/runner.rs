@@ -226,6 +226,7 @@ impl Drill<'_, '_> {
             &self.run_id,
             &self.options.image,
             &scenario.topology,
+            &scenario.etcd,
             self.clock,
         )
         .await;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fault::{Damage, DamageKind, DamagedFile, Fault, FaultAction, Target};
-use crate::topology::{MemberSpec, Topology};
+use crate::topology::{MemberSpec, ServerSettings, Topology};
 use crate::workload::WorkloadConfig;
 
 /// The scenarios shipped in `scenarios/`, compiled into the binary so that `run NAME`
@@ -34,6 +34,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "restore-copied-db",
     "restore-beside",
     "member-corruption",
+    "member-snap-corruption",
     "restore-revision-hazard",
     "bump-revision-restore",
 ];
@@ -55,6 +56,15 @@ pub struct RawScenario {
     pub regression: Option<RawRegression>,
     pub backup: Option<RawBackup>,
     pub seed: Option<RawSeed>,
+    pub etcd: Option<RawEtcd>,
+}
+
+/// `[etcd]`: server settings that differ from etcd's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcd {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_count: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -185,6 +195,8 @@ pub struct Scenario {
     /// Periodic `snapshot save` backups while the drill runs.
     pub backup: Option<BackupPlan>,
     pub seed: Option<SeedPlan>,
+    /// Server settings every member runs with.
+    pub etcd: ServerSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -610,9 +622,9 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             let file = f
                 .file
                 .as_deref()
-                .ok_or_else(|| c.err(key("file"), "corrupt needs `file`: wal or db"))?;
+                .ok_or_else(|| c.err(key("file"), "corrupt needs `file`: wal, db or snap"))?;
             let file = DamagedFile::parse(file)
-                .ok_or_else(|| c.err(key("file"), format!("unknown file `{file}`; use wal or db")))?;
+                .ok_or_else(|| c.err(key("file"), format!("unknown file `{file}`; use wal, db or snap")))?;
             let how = f.damage.as_deref().unwrap_or("flip");
             let how = DamageKind::parse(how)
                 .ok_or_else(|| c.err(key("damage"), format!("unknown damage `{how}`; use flip or truncate")))?;
@@ -794,6 +806,15 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         "regression.",
     )?;
 
+    let etcd = ServerSettings {
+        snapshot_count: raw
+            .etcd
+            .as_ref()
+            .and_then(|e| e.snapshot_count)
+            .map(|n| c.in_range("etcd.snapshot_count", Some(n), 0, 1..=100_000_000))
+            .transpose()?,
+    };
+
     Ok(Scenario {
         name,
         description: raw.description.unwrap_or_default(),
@@ -805,6 +826,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         backup,
         seed,
         regression,
+        etcd,
     })
 }
 
@@ -908,6 +930,9 @@ impl Scenario {
                 keys: seed.keys as i64,
             }),
             regression: Some(self.regression.to_raw()),
+            etcd: (self.etcd != ServerSettings::default()).then(|| RawEtcd {
+                snapshot_count: self.etcd.snapshot_count.map(|n| n as i64),
+            }),
         }
     }
 
@@ -1120,6 +1145,9 @@ mod tests {
                             prefix: "/apisix/routes/".into(),
                             keys: 1 + b % 500,
                         }),
+                        etcd: ServerSettings {
+                            snapshot_count: budget.map(|b| 100 + b),
+                        },
                         regression: RegressionBudget {
                             rto_worse_pct,
                             procedure_worse_pct: rto_worse_pct / 2,

@@ -1,5 +1,6 @@
 //! The planned shape of a cluster: which members exist, which host each one lives on,
-//! and the URLs and `--initial-cluster` strings derived from that. Pure data, no Docker.
+//! the URLs and `--initial-cluster` strings derived from that, and the server settings
+//! every member runs with. Pure data, no Docker.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,24 @@ impl MemberSpec {
     /// URL clients inside the run's network reach this member on.
     pub fn client_url(&self) -> String {
         format!("http://{}:{CLIENT_PORT}", self.name)
+    }
+}
+
+/// etcd server settings a scenario may change from etcd's defaults, applied to every member.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSettings {
+    /// `--snapshot-count`: applied entries between two raft snapshot files (`member/snap/*.snap`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_count: Option<u64>,
+}
+
+impl ServerSettings {
+    /// The settings as etcd's `ETCD_*` environment variables.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.snapshot_count
+            .map(|n| ("ETCD_SNAPSHOT_COUNT".to_string(), n.to_string()))
+            .into_iter()
+            .collect()
     }
 }
 

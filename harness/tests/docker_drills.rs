@@ -631,6 +631,36 @@ fn member_corruption() -> TestResult {
     })
 }
 
+/// The newest raft snapshot file of etcd3 is damaged: etcd detects it when it starts and
+/// sets it aside as `*.snap.broken` (seen in the backup of member/snap), and the purge
+/// brings etcd3 back with nothing lost.
+fn member_snap_corruption() -> TestResult {
+    let report = lossless_drill("member-snap-corruption", 32, false)?;
+    let corrupted = report
+        .commands
+        .iter()
+        .find(|c| c.step.starts_with("corrupt etcd3's snap"))
+        .ok_or("no snap corruption recorded")?;
+    ensure(corrupted.ok && corrupted.command.contains(".snap"), || {
+        format!("{corrupted:?}")
+    })?;
+    let backup = report
+        .commands
+        .iter()
+        .find(|c| c.step.starts_with("back up etcd3's member/snap"))
+        .ok_or("no backup of member/snap recorded")?;
+    ensure(backup.command.contains(".snap.broken"), || {
+        format!("etcd did not set the damaged snapshot aside: {}", backup.command)
+    })?;
+    ensure(
+        report
+            .commands
+            .iter()
+            .any(|c| c.command.contains("ETCD_SNAPSHOT_COUNT=300")),
+        || "the members did not run with the scenario's snapshot count".into(),
+    )
+}
+
 fn restore_revision_hazard() -> TestResult {
     let (report, out) = run_scenario("restore-revision-hazard", 31)?;
     common_assertions(&report, out.path())?;
@@ -1213,6 +1243,7 @@ fn main() {
         Trial::test("restore_copied_db", restore_copied_db),
         Trial::test("restore_beside", restore_beside),
         Trial::test("member_corruption", member_corruption),
+        Trial::test("member_snap_corruption", member_snap_corruption),
         Trial::test("restore_revision_hazard", restore_revision_hazard),
         Trial::test(
             "bump_revision_restore_is_skipped_on_3_5_1",

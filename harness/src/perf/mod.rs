@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
 use crate::image::DEFAULT_IMAGE;
 use crate::runtime::{DockerRuntime, RunGuard};
-use crate::topology::{MemberSpec, Topology};
+use crate::topology::{MemberSpec, ServerSettings, Topology};
 
 pub use load::{LoadSpec, StopAfter};
 pub use profile::Load;
@@ -252,7 +252,14 @@ impl Bench {
                 let docker = DockerRuntime::connect().await?;
                 docker.ensure_image(image, DEFAULT_IMAGE).await?;
                 let guard = RunGuard::new(run_id);
-                let cluster = Cluster::create(docker.clone(), run_id, image, &topology, Clock::start()).await?;
+                let cluster = Cluster::create(
+                    docker.clone(),
+                    run_id,
+                    image,
+                    &topology,
+                    &ServerSettings::default(),
+                    Clock::start(),
+                ).await?;
                 let endpoints = cluster.endpoints().into_iter().map(|(_, e)| e).collect();
                 Ok(Bench {
                     run_id: run_id.to_string(),
