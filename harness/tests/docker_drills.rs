@@ -291,16 +291,11 @@ fn server_b_loss() -> TestResult {
         runbook.contains("etcdutl snapshot restore") && runbook.contains("--initial-cluster-token=etcd-drill-"),
         || format!("the runbook lacks the restore or the token: {runbook}"),
     )?;
-    let series = report.series.as_ref().ok_or("no workload series")?;
-    let outage = series
-        .buckets
-        .iter()
-        .filter(|b| {
-            b.at_ms > report.recovery.fault_at_ms + 1_000
-                && b.at_ms + series.bucket_ms < report.recovery.started_at_ms.unwrap_or(0)
-        })
-        .map(|b| b.acked)
-        .sum::<u64>();
+    let outage = acked_between(
+        &report,
+        report.recovery.fault_at_ms + 1_000,
+        report.recovery.started_at_ms.unwrap_or(0),
+    )?;
     ensure(outage == 0, || {
         format!("{outage} writes acknowledged while quorum was lost")
     })?;
@@ -348,6 +343,17 @@ fn compare_flags_a_slower_recovery_between_real_runs() -> TestResult {
             .any(|l| l.starts_with("| RTO |") && l.contains("**REGRESSION**")),
         || format!("the RTO regression is not flagged:\n{stdout}"),
     )
+}
+
+/// Writes acknowledged in the workload series buckets that lie wholly within (from, to).
+fn acked_between(report: &DrillReport, from_ms: u64, to_ms: u64) -> Result<u64, Failed> {
+    let series = report.series.as_ref().ok_or("no workload series")?;
+    Ok(series
+        .buckets
+        .iter()
+        .filter(|b| b.at_ms > from_ms && b.at_ms + series.bucket_ms < to_ms)
+        .map(|b| b.acked)
+        .sum())
 }
 
 fn commands<'a>(report: &'a DrillReport, phase: &str) -> Vec<&'a str> {
@@ -414,16 +420,11 @@ fn host_partition() -> TestResult {
             .all(|m| fault.iter().any(|c| c.contains("disconnect") && c.ends_with(&format!("-{m}")))),
         || format!("the cut side is not host A: {fault:#?}"),
     )?;
-    let series = report.series.as_ref().ok_or("no workload series")?;
-    let during = series
-        .buckets
-        .iter()
-        .filter(|b| {
-            b.at_ms > report.recovery.fault_done_ms + 2_000
-                && b.at_ms + series.bucket_ms < report.recovery.started_at_ms.unwrap_or(0)
-        })
-        .map(|b| b.acked)
-        .sum::<u64>();
+    let during = acked_between(
+        &report,
+        report.recovery.fault_done_ms + 2_000,
+        report.recovery.started_at_ms.unwrap_or(0),
+    )?;
     ensure(during > 50, || {
         format!("only {during} writes acknowledged while the hosts were apart")
     })
