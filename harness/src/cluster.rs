@@ -12,18 +12,30 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
 use crate::fault::{damage_bytes, Damage, DamageKind, DamagedFile};
-use crate::runtime::{
-    tar_archive, tar_file_names, tar_without, ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL,
-};
-use crate::topology::{MemberSpec, Topology, CLIENT_PORT};
+use crate::flavor::{Flavor, MemberLaunch};
+use crate::runtime::{tar_archive, tar_file_names, tar_without, ContainerSpec, DockerRuntime, NetworkAttachment};
+use crate::tools::ImageTools;
+use crate::topology::{MemberSpec, Topology};
 
-/// Where a member's data volume is mounted, and the data dir inside it. The data dir is a
-/// sub-directory so that restore tools, which refuse an existing data dir, can create it.
-pub const DATA_MOUNT: &str = "/var/lib/etcd";
-pub const DATA_DIR: &str = "/var/lib/etcd/data";
-pub const ETCD_BIN: &str = "/usr/local/bin/etcd";
-pub const ETCDCTL_BIN: &str = "/usr/local/bin/etcdctl";
-pub const ETCDUTL_BIN: &str = "/usr/local/bin/etcdutl";
+/// The image a cluster runs, how to run it (its [`Flavor`]) and what its tools can do
+/// (probed once per run; None where no procedure needs them, e.g. `perf`).
+#[derive(Debug, Clone)]
+pub struct ClusterImage {
+    pub name: String,
+    pub flavor: Flavor,
+    pub tools: Option<ImageTools>,
+}
+
+impl ClusterImage {
+    /// An image of the upstream layout, run with its defaults, tools not probed.
+    pub fn upstream(name: &str) -> ClusterImage {
+        ClusterImage {
+            name: name.to_string(),
+            flavor: Flavor::upstream(),
+            tools: None,
+        }
+    }
+}
 
 /// `initial-cluster-state`: bootstrap a new cluster, or join an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +110,10 @@ pub struct Cluster {
     pub docker: DockerRuntime,
     pub run_id: String,
     pub image: String,
+    /// How the image runs etcd: binaries, data dir, uid.
+    pub flavor: Flavor,
+    /// What the image's tools can do (which one restores snapshots).
+    pub tools: Option<ImageTools>,
     pub topology: Topology,
     /// The network the members' client ports are published through.
     pub network: String,
@@ -172,6 +188,11 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
     if let Some(u) = &spec.user {
         words.push(format!("--user {u}"));
     }
+    let mut entrypoint = spec.entrypoint.iter().flatten();
+    if let Some(first) = entrypoint.next() {
+        words.push(format!("--entrypoint {}", shell_quote(first)));
+    }
+    let entrypoint_rest: Vec<&String> = entrypoint.collect();
     for host in &spec.extra_hosts {
         words.push(format!("--add-host {host}"));
     }
@@ -188,7 +209,7 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
         words.push(format!("-e {}", shell_quote(&format!("{k}={v}"))));
     }
     words.push(spec.image.clone());
-    words.extend(spec.cmd.iter().map(|c| shell_quote(c)));
+    words.extend(entrypoint_rest.into_iter().chain(&spec.cmd).map(|c| shell_quote(c)));
     let mut line = words.join(" ");
     if let Some(peer) = connect_later {
         let ip = peer.ipv4.as_ref().map(|ip| format!("--ip {ip} ")).unwrap_or_default();
@@ -283,7 +304,7 @@ impl Cluster {
     pub async fn create(
         docker: DockerRuntime,
         run_id: &str,
-        image: &str,
+        image: &ClusterImage,
         topology: &Topology,
         clock: Clock,
     ) -> Result<Cluster> {
@@ -310,7 +331,9 @@ impl Cluster {
         let mut cluster = Cluster {
             docker,
             run_id: run_id.to_string(),
-            image: image.to_string(),
+            image: image.name.clone(),
+            flavor: image.flavor.clone(),
+            tools: image.tools.clone(),
             topology: topology.clone(),
             network: network.clone(),
             peer_network: peer_network.clone(),
@@ -357,49 +380,28 @@ impl Cluster {
         initial_cluster: &str,
     ) -> ContainerSpec {
         let name = &member.spec.name;
-        ContainerSpec {
-            name: self.container_name(name),
-            image: self.image.clone(),
-            hostname: Some(name.clone()),
-            user: None,
-            cmd: vec![ETCD_BIN.to_string()],
-            env: vec![
-                ("ETCD_NAME".into(), name.clone()),
-                ("ETCD_DATA_DIR".into(), DATA_DIR.into()),
-                (
-                    "ETCD_LISTEN_CLIENT_URLS".into(),
-                    format!("http://0.0.0.0:{CLIENT_PORT}"),
-                ),
-                ("ETCD_ADVERTISE_CLIENT_URLS".into(), member.spec.client_url()),
-                ("ETCD_LISTEN_PEER_URLS".into(), "http://0.0.0.0:2380".into()),
-                ("ETCD_INITIAL_ADVERTISE_PEER_URLS".into(), member.spec.peer_url()),
-                ("ETCD_INITIAL_CLUSTER".into(), initial_cluster.to_string()),
-                ("ETCD_INITIAL_CLUSTER_TOKEN".into(), self.token.clone()),
-                ("ETCD_INITIAL_CLUSTER_STATE".into(), state.as_str().into()),
-            ],
-            labels: vec![
-                (MEMBER_LABEL.into(), name.clone()),
-                (ROLE_LABEL.into(), "member".into()),
-                ("io.etcd-drill.host".into(), member.spec.host.clone()),
-            ],
-            network: Some((self.network.clone(), name.clone())),
-            peer_network: Some(NetworkAttachment {
-                network: self.peer_network.clone(),
-                alias: name.clone(),
-                ipv4: Some(member.ip.clone()),
-            }),
+        self.flavor.member_container(&MemberLaunch {
+            image: &self.image,
+            container: self.container_name(name),
+            member: &member.spec,
+            ip: &member.ip,
+            host_port: member.host_port,
+            volume: self.volume_name(name, member.volume_generation),
+            network: &self.network,
+            peer_network: &self.peer_network,
             // Every peer's name resolves from /etc/hosts. Through Docker's DNS, the names
             // of dead peers are forwarded to outside resolvers, and a member that keeps
             // asking for them (any survivor of a quorum loss) takes seconds to stop.
-            extra_hosts: self
+            hosts: self
                 .members
                 .iter()
                 .map(|m| format!("{}:{}", m.spec.name, m.ip))
                 .collect(),
-            volumes: vec![(self.volume_name(name, member.volume_generation), DATA_MOUNT.into())],
-            publish: Some((CLIENT_PORT, member.host_port)),
-            ..ContainerSpec::default()
-        }
+            initial_cluster,
+            token: &self.token,
+            state,
+            root_password: None,
+        })
     }
 
     /// Creates and starts the containers of `names` (concurrently), on their current volumes.
@@ -465,10 +467,11 @@ impl Cluster {
             self.stop(name).await?;
         }
         let started = Instant::now();
+        let data_dir = self.flavor.data_dir;
         let (dir, file_name) = match damage.file {
-            DamagedFile::Db => (format!("{DATA_DIR}/member/snap"), "db".to_string()),
+            DamagedFile::Db => (format!("{data_dir}/member/snap"), "db".to_string()),
             DamagedFile::Wal => {
-                let dir = format!("{DATA_DIR}/member/wal");
+                let dir = format!("{data_dir}/member/wal");
                 let listing = self.docker.read_archive(&container, &dir).await?;
                 let newest = tar_file_names(&listing)
                     .map_err(Error::io(&dir))?
@@ -532,7 +535,8 @@ impl Cluster {
             );
         }
         let started = Instant::now();
-        let snap_dir = format!("{DATA_DIR}/member/snap");
+        let (data_dir, data_mount) = (self.flavor.data_dir, self.flavor.data_mount);
+        let snap_dir = format!("{data_dir}/member/snap");
         let backup = backup_dir.join(format!("{name}-member-snap.tar"));
         let saved = async {
             let archive = self.docker.read_archive(&container, &snap_dir).await?;
@@ -544,8 +548,8 @@ impl Cluster {
         saved?;
 
         let started = Instant::now();
-        let data = self.docker.read_archive(&container, DATA_DIR).await?;
-        let purged = tar_without(&data, "data/member/snap/").map_err(Error::io(DATA_DIR))?;
+        let data = self.docker.read_archive(&container, data_dir).await?;
+        let purged = tar_without(&data, "data/member/snap/").map_err(Error::io(data_dir))?;
         let old_volume = self.volume_name(name, self.member(name)?.volume_generation);
         self.docker.remove_container(&container).await?;
         let member = self.member_mut(name)?;
@@ -557,11 +561,11 @@ impl Cluster {
         let spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
         self.docker.create_container(&spec, &self.run_id).await?;
         self.member_mut(name)?.has_container = true;
-        let copied = self.docker.write_archive(&spec.name, DATA_MOUNT, purged).await;
+        let copied = self.docker.write_archive(&spec.name, data_mount, purged).await;
         self.record(
             format!("empty {name}'s member/snap"),
             format!(
-                "docker cp {container}:{DATA_DIR} {name}-data && rm -rf {name}-data/member/snap/* \\\n  && docker rm {container} && docker volume create {fresh} && docker create ... && docker cp {name}-data {}:{DATA_MOUNT}/",
+                "docker cp {container}:{data_dir} {name}-data && rm -rf {name}-data/member/snap/* \\\n  && docker rm {container} && docker volume create {fresh} && docker create ... && docker cp {name}-data {}:{data_mount}/",
                 spec.name
             ),
             started,

@@ -48,6 +48,9 @@ pub enum Error {
         local: String,
     },
 
+    #[error("image `{image}` cannot be used: {message}")]
+    ImageUnusable { image: String, message: String },
+
     #[error("building the etcd image failed: {message}")]
     ImageBuild { message: String },
 
@@ -95,9 +98,10 @@ impl Error {
             | Error::ReportFile { .. }
             | Error::InvalidArgument { .. }
             | Error::PrefixNotEmpty { .. } => ExitClass::InvalidInput,
-            Error::DockerUnavailable { .. } | Error::ImageMissing { .. } | Error::ImageBuild { .. } => {
-                ExitClass::Environment
-            }
+            Error::DockerUnavailable { .. }
+            | Error::ImageMissing { .. }
+            | Error::ImageUnusable { .. }
+            | Error::ImageBuild { .. } => ExitClass::Environment,
             Error::Docker { .. }
             | Error::Etcd { .. }
             | Error::Procedure { .. }

@@ -12,10 +12,11 @@ use rand_chacha::ChaCha8Rng;
 use crate::backup::BackupSchedule;
 use crate::check::{self, CheckResult};
 use crate::clock::Clock;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterImage};
 use crate::error::{Error, Result};
 use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
 use crate::fault::{ClusterView, FaultAction, Target};
+use crate::flavor::FlavorKind;
 use crate::image::DEFAULT_IMAGE;
 use crate::procedure::{self, RecoveryContext};
 use crate::runtime::{DockerRuntime, RunGuard};
@@ -35,6 +36,10 @@ pub struct RunOptions {
     pub seed: u64,
     /// Fixed run id (tests); random when None.
     pub run_id: Option<String>,
+    /// The image's layout (`--flavor`); detected from the image when None.
+    pub flavor: Option<FlavorKind>,
+    /// `uid[:gid]` the members and restore tools run as (`--user`); the flavor's when None.
+    pub user: Option<String>,
 }
 
 /// What the CLI needs after a run.
@@ -100,15 +105,29 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
         started_at,
     });
 
-    // A drill this image cannot do is skipped, with the reason, before any cluster starts.
-    let unsupported = procedure::unsupported_by_image(&scenario.recovery, &docker, &options.image, &run_id).await;
-    let unsupported = match unsupported {
-        Ok(reason) => reason,
+    // How to run the image, and what its tools can do, read from the image itself. A
+    // drill this image cannot do is skipped, with the reason, before any cluster starts.
+    let image = async {
+        let flavor = crate::flavor::resolve(&docker, &options.image, options.flavor, options.user.clone()).await?;
+        let tools = crate::tools::probe(&docker, &options.image, &flavor, &run_id).await?;
+        Ok::<_, Error>(ClusterImage {
+            name: options.image.clone(),
+            flavor,
+            tools: Some(tools),
+        })
+    }
+    .await;
+    let image = match image {
+        Ok(image) => image,
         Err(e) => {
             let _ = docker.remove_run(Some(&run_id)).await;
             return Err(e);
         }
     };
+    let unsupported = image
+        .tools
+        .as_ref()
+        .and_then(|tools| crate::tools::unsupported(&scenario.recovery, tools, &options.image));
     if let Some(reason) = unsupported {
         if docker.remove_run(Some(&run_id)).await.is_ok() {
             guard.disarm();
@@ -130,6 +149,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
     let mut drill = Drill {
         scenario,
         options,
+        image: &image,
         run_id: run_id.clone(),
         clock,
         emitter: &mut emitter,
@@ -184,6 +204,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
 struct Drill<'a, 'r> {
     scenario: &'a Scenario,
     options: &'a RunOptions,
+    image: &'a ClusterImage,
     run_id: String,
     clock: Clock,
     emitter: &'a mut Emitter<'r>,
@@ -216,18 +237,21 @@ impl Drill<'_, '_> {
         let scenario = self.scenario;
         let mut rng = ChaCha8Rng::seed_from_u64(self.options.seed);
 
+        let flavor = &self.image.flavor;
+        let tools = self.image.tools.as_ref();
         self.phase(
             "cluster-starting",
-            format!("{} members from {}", scenario.topology.len(), self.options.image),
+            format!(
+                "{} members from {} ({} layout{}, etcd {}, snapshots restored with {})",
+                scenario.topology.len(),
+                self.options.image,
+                flavor.kind.as_str(),
+                flavor.user.as_ref().map(|u| format!(", uid {u}")).unwrap_or_default(),
+                tools.map(|t| t.version.as_str()).unwrap_or("unknown"),
+                tools.map(|t| t.snapshot_tool.binary()).unwrap_or("unknown"),
+            ),
         );
-        let created = Cluster::create(
-            docker,
-            &self.run_id,
-            &self.options.image,
-            &scenario.topology,
-            self.clock,
-        )
-        .await;
+        let created = Cluster::create(docker, &self.run_id, self.image, &scenario.topology, self.clock).await;
         let cluster = created?;
         self.cluster = Some(cluster);
         self.flush();

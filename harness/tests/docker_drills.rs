@@ -83,6 +83,8 @@ fn run_scenario(text_or_name: &str, seed: u64) -> Result<(DrillReport, tempfile:
         keep: false,
         seed,
         run_id: None,
+        flavor: None,
+        user: None,
     };
     let mut builder = ReportBuilder::new();
     let summary = rt().block_on(runner::run(&scenario, &options, vec![&mut builder]))?;
@@ -643,6 +645,8 @@ fn panic_inside_a_run_removes_its_objects() -> TestResult {
         keep: false,
         seed: 1,
         run_id: Some(run_id.clone()),
+        flavor: None,
+        user: None,
     };
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| eprintln!("(the deliberate panic fired)")));

@@ -252,7 +252,14 @@ impl Bench {
                 let docker = DockerRuntime::connect().await?;
                 docker.ensure_image(image, DEFAULT_IMAGE).await?;
                 let guard = RunGuard::new(run_id);
-                let cluster = Cluster::create(docker.clone(), run_id, image, &topology, Clock::start()).await?;
+                let cluster = Cluster::create(
+                    docker.clone(),
+                    run_id,
+                    &crate::cluster::ClusterImage::upstream(image),
+                    &topology,
+                    Clock::start(),
+                )
+                .await?;
                 let endpoints = cluster.endpoints().into_iter().map(|(_, e)| e).collect();
                 Ok(Bench {
                     run_id: run_id.to_string(),
