@@ -204,11 +204,12 @@ pub fn load_binaries(source: &BinarySource) -> Result<EtcdBinaries> {
 pub fn build_context(binaries: &EtcdBinaries) -> std::io::Result<Vec<u8>> {
     let version = binaries.version.clone().unwrap_or_else(|| "unknown".into());
     let names: Vec<&str> = binaries.files.iter().map(|(n, _)| *n).collect();
+    let data_mount = crate::flavor::Flavor::upstream().data_mount;
     let dockerfile = format!(
         "FROM scratch\n\
          COPY rootfs/ /\n\
          COPY {} /usr/local/bin/\n\
-         LABEL io.etcd-drill.image=local org.opencontainers.image.version={version}\n\
+         LABEL io.etcd-drill.image=local io.etcd-drill.data-mount={data_mount} org.opencontainers.image.version={version}\n\
          EXPOSE 2379 2380\n\
          CMD [\"/usr/local/bin/etcd\"]\n",
         names.join(" ")
@@ -226,7 +227,6 @@ pub fn build_context(binaries: &EtcdBinaries) -> std::io::Result<Vec<u8>> {
     for (name, bytes) in &binaries.files {
         add(name, bytes, 0o755, tar::EntryType::Regular)?;
     }
-    let data_mount = crate::flavor::Flavor::upstream().data_mount;
     add(&format!("rootfs{data_mount}/"), &[], 0o777, tar::EntryType::Directory)?;
     for (path, bytes) in &binaries.libraries {
         add(&format!("rootfs{path}"), bytes, 0o755, tar::EntryType::Regular)?;

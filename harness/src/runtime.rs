@@ -596,6 +596,21 @@ impl DockerRuntime {
             .map_err(Error::docker("copy files into", container))
     }
 
+    /// The uid that owns `path` in a container (running, stopped or just created).
+    pub async fn owner_of(&self, container: &str, path: &str) -> Result<u64> {
+        let archive = self.read_archive(container, path).await?;
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let mut entries = tar.entries().map_err(Error::io(path))?;
+        let first = entries
+            .next()
+            .ok_or_else(|| Error::Procedure {
+                step: format!("docker cp {container}:{path}"),
+                message: "the archive is empty".into(),
+            })?
+            .map_err(Error::io(path))?;
+        first.header().uid().map_err(Error::io(path))
+    }
+
     /// Reads one file out of a container (running or stopped), through the archive API.
     pub async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
         let archive = self.read_archive(container, path).await?;

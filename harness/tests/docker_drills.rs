@@ -25,6 +25,7 @@ use etcd_drill::workload::{Workload, WorkloadConfig};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 mod common;
+mod images;
 
 /// The folder of the `server-b-loss` run, kept for the comparison test.
 static SERVER_B_LOSS_RUN: std::sync::Mutex<Option<tempfile::TempDir>> = std::sync::Mutex::new(None);
@@ -71,6 +72,16 @@ fn ensure(cond: bool, message: impl FnOnce() -> String) -> TestResult {
 
 /// Runs a scenario through the library and returns its report and folder.
 fn run_scenario(text_or_name: &str, seed: u64) -> Result<(DrillReport, tempfile::TempDir), Failed> {
+    run_scenario_on(text_or_name, seed, DEFAULT_IMAGE, None)
+}
+
+/// Runs a scenario on `image`, as `user` when given.
+fn run_scenario_on(
+    text_or_name: &str,
+    seed: u64,
+    image: &str,
+    user: Option<&str>,
+) -> Result<(DrillReport, tempfile::TempDir), Failed> {
     let scenario = if text_or_name.contains('\n') {
         scenario::parse(text_or_name, Path::new("test.toml"))?
     } else {
@@ -78,13 +89,13 @@ fn run_scenario(text_or_name: &str, seed: u64) -> Result<(DrillReport, tempfile:
     };
     let out = tempfile::tempdir()?;
     let options = RunOptions {
-        image: DEFAULT_IMAGE.into(),
+        image: image.into(),
         out_dir: out.path().to_path_buf(),
         keep: false,
         seed,
         run_id: None,
         flavor: None,
-        user: None,
+        user: user.map(String::from),
     };
     let mut builder = ReportBuilder::new();
     let summary = rt().block_on(runner::run(&scenario, &options, vec![&mut builder]))?;
@@ -1094,6 +1105,12 @@ fn main() {
             )
             .await?;
         }
+        if !docker.image_exists(images::IMAGE_3_4).await? {
+            let source = BinarySource::Debian {
+                version: "3.4.23".into(),
+            };
+            image::build_image(&docker, &source, Some(images::IMAGE_3_4)).await?;
+        }
         Ok::<_, etcd_drill::Error>(())
     });
     if let Err(e) = ready {
@@ -1104,6 +1121,10 @@ fn main() {
         Trial::test("minority_kill", minority_kill),
         Trial::test("quorum_loss_restart", quorum_loss_restart),
         Trial::test("server_b_loss", server_b_loss),
+        Trial::test("minority_kill_on_3_4_23", images::minority_kill_on_3_4_23),
+        Trial::test("quorum_loss_restart_on_3_4_23", images::quorum_loss_restart_on_3_4_23),
+        Trial::test("server_b_loss_as_uid_1001", images::server_b_loss_as_uid_1001),
+        Trial::test("run_on_two_images_side_by_side", images::run_on_two_images_side_by_side),
         Trial::test("minority_partition", minority_partition),
         Trial::test("majority_partition", majority_partition),
         Trial::test("leader_pause", leader_pause),

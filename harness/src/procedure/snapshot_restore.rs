@@ -180,6 +180,39 @@ fn snapshot_tool_spec(
     ))
 }
 
+/// The runbooks' check before starting restored members that run as a non-root uid: each
+/// restored data dir must belong to that uid (the restore ran as it), or etcd cannot open it.
+async fn check_owner(cluster: &mut crate::cluster::Cluster, specs: &[ContainerSpec], user: &str) -> Result<()> {
+    let started = Instant::now();
+    let data_dir = cluster.flavor.data_dir;
+    let uid: u64 = user.split(':').next().unwrap_or(user).parse().unwrap_or(u64::MAX);
+    let owners = join_all(specs.iter().map(|s| cluster.docker.owner_of(&s.name, data_dir))).await;
+    let mut wrong = Vec::new();
+    for (spec, owner) in specs.iter().zip(owners) {
+        let owner = owner?;
+        if owner != uid {
+            wrong.push(format!("{} is owned by uid {owner}", spec.name));
+        }
+    }
+    cluster.record(
+        format!("check that the restored data dirs belong to uid {uid}"),
+        format!(
+            "for c in {}; do docker cp $c:{data_dir} - | tar -tvf - | head -n 1; done   # owner: uid {uid}",
+            specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" ")
+        ),
+        started,
+        wrong.is_empty(),
+    );
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Procedure {
+            step: format!("check the owner of {data_dir}"),
+            message: format!("{}; chown -R {user} the data dirs before starting", wrong.join(", ")),
+        })
+    }
+}
+
 impl Procedure for SnapshotRestore {
     fn name(&self) -> &'static str {
         "snapshot-restore"
@@ -411,6 +444,9 @@ impl Procedure for SnapshotRestore {
                 }
             }
             let specs = created?;
+            if let Some(user) = cluster.flavor.user.clone() {
+                check_owner(cluster, &specs, &user).await?;
+            }
 
             // 4. Start every member on its restored dir, as a new cluster, and wait for a write.
             let started = Instant::now();
