@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
 use crate::fault::{damage_bytes, Damage, DamageKind, DamagedFile};
 use crate::flavor::{Flavor, MemberLaunch};
+use crate::security::RootPassword;
 use crate::runtime::{tar_archive, tar_file_names, tar_without, ContainerSpec, DockerRuntime, NetworkAttachment};
 use crate::tools::ImageTools;
 use crate::topology::{MemberSpec, Topology};
@@ -24,6 +25,8 @@ pub struct ClusterImage {
     pub name: String,
     pub flavor: Flavor,
     pub tools: Option<ImageTools>,
+    /// Turn authentication on with this root password once the cluster is up.
+    pub root_password: Option<RootPassword>,
 }
 
 impl ClusterImage {
@@ -33,6 +36,7 @@ impl ClusterImage {
             name: name.to_string(),
             flavor: Flavor::upstream(),
             tools: None,
+            root_password: None,
         }
     }
 }
@@ -114,6 +118,11 @@ pub struct Cluster {
     pub flavor: Flavor,
     /// What the image's tools can do (which one restores snapshots).
     pub tools: Option<ImageTools>,
+    /// The root password the cluster is configured with (an image that turns auth on
+    /// itself gets it in its environment).
+    pub root_password: Option<RootPassword>,
+    /// Set once authentication is on: every client then logs in as root.
+    pub auth: Option<RootPassword>,
     pub topology: Topology,
     /// The network the members' client ports are published through.
     pub network: String,
@@ -292,7 +301,7 @@ impl Cluster {
             phase: self.phase.clone(),
             step: step.into(),
             // No report may carry a password: mask it where commands are recorded.
-            command: crate::shell::mask_secrets(&command.into()),
+            command: crate::shell::mask_secrets(&self.with_credentials(command.into())),
             at_ms: self.clock.at_ms(started),
             duration_ms,
             ok,
@@ -334,6 +343,8 @@ impl Cluster {
             image: image.name.clone(),
             flavor: image.flavor.clone(),
             tools: image.tools.clone(),
+            root_password: image.root_password.clone(),
+            auth: None,
             topology: topology.clone(),
             network: network.clone(),
             peer_network: peer_network.clone(),
@@ -363,6 +374,9 @@ impl Cluster {
         }
         cluster.launch_members(&names, ClusterState::New).await?;
         cluster.wait_healthy(&names, Duration::from_secs(60)).await?;
+        if let Some(password) = image.root_password.clone() {
+            cluster.enable_auth(&password).await?;
+        }
         Ok(cluster)
     }
 
@@ -400,7 +414,7 @@ impl Cluster {
             initial_cluster,
             token: &self.token,
             state,
-            root_password: None,
+            root_password: self.root_password.as_ref().map(RootPassword::expose),
         })
     }
 

@@ -69,6 +69,9 @@ pub enum Error {
         message: String,
     },
 
+    #[error("{member} refused the root password ({message}); check ETCD_DRILL_ROOT_PASSWORD or --root-password-file")]
+    AuthRejected { member: String, message: String },
+
     #[error("recovery step `{step}` failed: {message}")]
     Procedure { step: String, message: String },
 
@@ -101,6 +104,7 @@ impl Error {
             Error::DockerUnavailable { .. }
             | Error::ImageMissing { .. }
             | Error::ImageUnusable { .. }
+            | Error::AuthRejected { .. }
             | Error::ImageBuild { .. } => ExitClass::Environment,
             Error::Docker { .. }
             | Error::Etcd { .. }

@@ -21,6 +21,7 @@ pub mod report;
 pub mod runner;
 pub mod runtime;
 pub mod scenario;
+pub mod security;
 pub mod series;
 pub mod shell;
 pub mod tools;

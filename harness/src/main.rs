@@ -111,6 +111,11 @@ struct RunArgs {
     /// default user.
     #[arg(long)]
     user: Option<String>,
+    /// A file whose first line is the root password, for scenarios with
+    /// `[security] auth = true` (default: the ETCD_DRILL_ROOT_PASSWORD variable). There is
+    /// no flag for the password itself.
+    #[arg(long)]
+    root_password_file: Option<PathBuf>,
     /// Folder for this run's reports (default: reports/<scenario>-<run id>, or
     /// reports/suite-<suite id> with --all or several images).
     #[arg(long)]
@@ -547,6 +552,7 @@ async fn run_one(
         run_id: Some(run_id.clone()),
         flavor: args.flavor.as_deref().map(FlavorKind::parse).transpose()?,
         user: args.user.clone(),
+        root_password: etcd_drill::security::load_root_password(args.root_password_file.as_deref())?,
     };
     let mut terminal = TerminalReporter::new();
     let mut builder = ReportBuilder::new();

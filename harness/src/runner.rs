@@ -21,6 +21,7 @@ use crate::image::DEFAULT_IMAGE;
 use crate::procedure::{self, RecoveryContext};
 use crate::runtime::{DockerRuntime, RunGuard};
 use crate::scenario::Scenario;
+use crate::security::RootPassword;
 use crate::series::WorkloadSeries;
 use crate::watcher::{WatchFigures, WatchFollower};
 use crate::workload::Workload;
@@ -40,6 +41,8 @@ pub struct RunOptions {
     pub flavor: Option<FlavorKind>,
     /// `uid[:gid]` the members and restore tools run as (`--user`); the flavor's when None.
     pub user: Option<String>,
+    /// The root password, for scenarios that turn authentication on.
+    pub root_password: Option<RootPassword>,
 }
 
 /// What the CLI needs after a run.
@@ -83,6 +86,11 @@ impl Emitter<'_> {
 /// Runs `scenario`. Returns Err only when the drill could not start (no Docker, missing
 /// image, unwritable output folder); a drill that breaks down midway is a failed run.
 pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut dyn Reporter>) -> Result<RunSummary> {
+    let root_password = crate::security::password_for(
+        &scenario.name,
+        scenario.security.auth,
+        options.root_password.clone(),
+    )?;
     let docker = DockerRuntime::connect().await?;
     docker.ensure_image(&options.image, DEFAULT_IMAGE).await?;
     std::fs::create_dir_all(&options.out_dir).map_err(|e| Error::InvalidArgument {
@@ -114,6 +122,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
             name: options.image.clone(),
             flavor,
             tools: Some(tools),
+            root_password,
         })
     }
     .await;
@@ -346,6 +355,11 @@ impl Drill<'_, '_> {
         if let Some(seed) = &scenario.seed {
             let app_keys = check::read_back(self.cluster_ref(), &seed.prefix).await?;
             (data.app_keys_expected, data.app_keys_missing) = check::account_seed(seed, &app_keys);
+        }
+        if scenario.security.auth {
+            let auth = self.cluster_mut().check_auth().await;
+            self.flush();
+            self.check(auth);
         }
         let consistency = check::check_consistency(self.cluster_ref()).await?;
         self.emitter.emit(Event::Measured {

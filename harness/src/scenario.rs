@@ -34,6 +34,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "member-corruption",
     "restore-revision-hazard",
     "bump-revision-restore",
+    "server-b-loss-auth",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -53,6 +54,16 @@ pub struct RawScenario {
     pub regression: Option<RawRegression>,
     pub backup: Option<RawBackup>,
     pub seed: Option<RawSeed>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security: Option<RawSecurity>,
+}
+
+/// `[security]`: authentication (a root password) and TLS on the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurity {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -180,6 +191,15 @@ pub struct Scenario {
     /// Periodic `snapshot save` backups while the drill runs.
     pub backup: Option<BackupPlan>,
     pub seed: Option<SeedPlan>,
+    /// Authentication on the cluster (the root password comes from the environment or a
+    /// file, never from the scenario).
+    pub security: Security,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Security {
+    /// User `root` with the run's root password, and `auth enable`.
+    pub auth: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -785,6 +805,9 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         backup,
         seed,
         regression,
+        security: Security {
+            auth: raw.security.as_ref().and_then(|s| s.auth).unwrap_or(false),
+        },
     })
 }
 
@@ -884,6 +907,7 @@ impl Scenario {
                 keys: seed.keys as i64,
             }),
             regression: Some(self.regression.to_raw()),
+            security: self.security.auth.then_some(RawSecurity { auth: Some(true) }),
         }
     }
 
@@ -1097,6 +1121,7 @@ mod tests {
                             allow_new_data_loss,
                             noise_ms,
                         },
+                        security: Security { auth: allow_new_data_loss },
                     }
                 },
             )

@@ -96,6 +96,7 @@ fn run_scenario_on(
         run_id: None,
         flavor: None,
         user: user.map(String::from),
+        root_password: None,
     };
     let mut builder = ReportBuilder::new();
     let summary = rt().block_on(runner::run(&scenario, &options, vec![&mut builder]))?;
@@ -658,6 +659,7 @@ fn panic_inside_a_run_removes_its_objects() -> TestResult {
         run_id: Some(run_id.clone()),
         flavor: None,
         user: None,
+        root_password: None,
     };
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| eprintln!("(the deliberate panic fired)")));

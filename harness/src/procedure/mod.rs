@@ -86,6 +86,10 @@ pub const WRITABLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Polls with puts every 50 ms until one succeeds, and records it as the runbook's check.
 pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
     let started = std::time::Instant::now();
+    // With auth on, the clients' tokens may be void (a restored cluster): log in afresh.
+    for member in &cluster.members {
+        member.client.log_in_again();
+    }
     let ok = cluster
         .probe_writable(WRITABLE_TIMEOUT, Duration::from_millis(500))
         .await
