@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
 use crate::fault::{damage_bytes, Damage, DamageKind, DamagedFile};
 use crate::flavor::{Flavor, MemberLaunch};
-use crate::security::RootPassword;
 use crate::runtime::{tar_archive, tar_file_names, tar_without, ContainerSpec, DockerRuntime, NetworkAttachment};
+use crate::security::RootPassword;
 use crate::tools::ImageTools;
 use crate::topology::{MemberSpec, Topology};
 

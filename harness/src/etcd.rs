@@ -187,7 +187,8 @@ impl MemberClient {
     /// HashKV at `revision`: (hash, compact revision).
     pub async fn hash_kv(&self, revision: i64, timeout: Duration) -> Result<(u32, i64)> {
         let mut m = self.client.maintenance_client();
-        let r = self.within(timeout, m.hash_kv(revision))
+        let r = self
+            .within(timeout, m.hash_kv(revision))
             .await
             .map_err(self.fail("hashkv"))?;
         Ok((r.hash(), r.compact_version()))
@@ -195,7 +196,8 @@ impl MemberClient {
 
     pub async fn member_list(&self, timeout: Duration) -> Result<Vec<ListedMember>> {
         let mut c = self.client.cluster_client();
-        let r = self.within(timeout, c.member_list())
+        let r = self
+            .within(timeout, c.member_list())
             .await
             .map_err(self.fail("member list"))?;
         Ok(r.members()
@@ -219,7 +221,8 @@ impl MemberClient {
     /// Adds a member with `peer_url`; returns its id and the member list `member add` prints.
     pub async fn member_add(&self, peer_url: &str, timeout: Duration) -> Result<(u64, Vec<ListedMember>)> {
         let mut c = self.client.cluster_client();
-        let r = self.within(timeout, c.member_add(vec![peer_url.to_string()], None))
+        let r = self
+            .within(timeout, c.member_add(vec![peer_url.to_string()], None))
             .await
             .map_err(self.fail("member add"))?;
         let id = r.member().map(|m| m.id()).unwrap_or(0);
@@ -238,7 +241,8 @@ impl MemberClient {
     /// Every key under `prefix` with its value, read linearizably.
     pub async fn get_prefix(&self, prefix: &str, timeout: Duration) -> Result<HashMap<String, Vec<u8>>> {
         let mut kv = self.client.kv_client();
-        let r = self.within(timeout, kv.get(prefix, Some(GetOptions::new().with_prefix())))
+        let r = self
+            .within(timeout, kv.get(prefix, Some(GetOptions::new().with_prefix())))
             .await
             .map_err(self.fail("get prefix"))?;
         Ok(r.kvs()
@@ -249,7 +253,8 @@ impl MemberClient {
 
     pub async fn delete(&self, key: &str, timeout: Duration) -> Result<i64> {
         let mut kv = self.client.kv_client();
-        let r = self.within(timeout, kv.delete(key, None))
+        let r = self
+            .within(timeout, kv.delete(key, None))
             .await
             .map_err(self.fail("delete"))?;
         Ok(r.deleted())
@@ -259,7 +264,8 @@ impl MemberClient {
     pub async fn has_keys_under(&self, prefix: &str, timeout: Duration) -> Result<bool> {
         let mut kv = self.client.kv_client();
         let options = GetOptions::new().with_prefix().with_limit(1).with_keys_only();
-        let r = self.within(timeout, kv.get(prefix, Some(options)))
+        let r = self
+            .within(timeout, kv.get(prefix, Some(options)))
             .await
             .map_err(self.fail("get prefix"))?;
         Ok(!r.kvs().is_empty())
@@ -268,7 +274,8 @@ impl MemberClient {
     /// Deletes every key under `prefix`; returns (keys deleted, revision after the delete).
     pub async fn delete_prefix(&self, prefix: &str, timeout: Duration) -> Result<(i64, i64)> {
         let mut kv = self.client.kv_client();
-        let r = self.within(timeout, kv.delete(prefix, Some(DeleteOptions::new().with_prefix())))
+        let r = self
+            .within(timeout, kv.delete(prefix, Some(DeleteOptions::new().with_prefix())))
             .await
             .map_err(self.fail("delete prefix"))?;
         Ok((r.deleted(), r.header().map(|h| h.revision()).unwrap_or(0)))
@@ -325,16 +332,17 @@ impl MemberClient {
     pub async fn save_snapshot(&self, path: &Path, timeout: Duration) -> Result<u64> {
         let mut m = self.client.maintenance_client();
         let fail = self.fail("snapshot save");
-        let bytes = self.within(timeout, async {
-            let mut stream = m.snapshot().await?;
-            let mut bytes = Vec::new();
-            while let Some(chunk) = stream.message().await? {
-                bytes.extend_from_slice(chunk.blob());
-            }
-            Ok::<_, etcd_client::Error>(bytes)
-        })
-        .await
-        .map_err(fail)?;
+        let bytes = self
+            .within(timeout, async {
+                let mut stream = m.snapshot().await?;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = stream.message().await? {
+                    bytes.extend_from_slice(chunk.blob());
+                }
+                Ok::<_, etcd_client::Error>(bytes)
+            })
+            .await
+            .map_err(fail)?;
         if !snapshot_hash_is_valid(&bytes) {
             return Err(Error::Etcd {
                 action: "snapshot save",

@@ -86,11 +86,8 @@ impl Emitter<'_> {
 /// Runs `scenario`. Returns Err only when the drill could not start (no Docker, missing
 /// image, unwritable output folder); a drill that breaks down midway is a failed run.
 pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut dyn Reporter>) -> Result<RunSummary> {
-    let root_password = crate::security::password_for(
-        &scenario.name,
-        scenario.security.auth,
-        options.root_password.clone(),
-    )?;
+    let root_password =
+        crate::security::password_for(&scenario.name, scenario.security.auth, options.root_password.clone())?;
     let docker = DockerRuntime::connect().await?;
     docker.ensure_image(&options.image, DEFAULT_IMAGE).await?;
     std::fs::create_dir_all(&options.out_dir).map_err(|e| Error::InvalidArgument {

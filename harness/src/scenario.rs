@@ -1121,7 +1121,9 @@ mod tests {
                             allow_new_data_loss,
                             noise_ms,
                         },
-                        security: Security { auth: allow_new_data_loss },
+                        security: Security {
+                            auth: allow_new_data_loss,
+                        },
                     }
                 },
             )

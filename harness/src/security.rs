@@ -86,9 +86,14 @@ pub fn is_rejected_password(message: &str) -> bool {
 
 /// Whether an etcd error says the request lacked valid credentials.
 fn is_unauthenticated(message: &str) -> bool {
-    ["user name is empty", "permission denied", "invalid auth token", "Unauthenticated"]
-        .iter()
-        .any(|m| message.contains(m))
+    [
+        "user name is empty",
+        "permission denied",
+        "invalid auth token",
+        "Unauthenticated",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 impl Cluster {
@@ -114,7 +119,10 @@ impl Cluster {
         self.auth = Some(password.clone());
         let started = Instant::now();
         for i in 0..self.members.len() {
-            let (name, endpoint) = (self.members[i].spec.name.clone(), self.members[i].client.endpoint.clone());
+            let (name, endpoint) = (
+                self.members[i].spec.name.clone(),
+                self.members[i].client.endpoint.clone(),
+            );
             self.members[i].client = MemberClient::connect_as(&name, &endpoint, Some(password)).await?;
         }
         self.record(
@@ -167,7 +175,10 @@ impl Cluster {
         let accepted = login.is_ok();
         let actual = format!(
             "anonymous put: {}; root login: {}",
-            anonymous.as_deref().map(|e| format!("refused ({e})")).unwrap_or_else(|| "NOT refused".into()),
+            anonymous
+                .as_deref()
+                .map(|e| format!("refused ({e})"))
+                .unwrap_or_else(|| "NOT refused".into()),
             match &login {
                 Ok(_) => "accepted".to_string(),
                 Err(e) => format!("failed ({e})"),
@@ -213,8 +224,13 @@ mod tests {
         let err = password_for("server-b-loss-auth", true, None).unwrap_err();
         assert_eq!(err.exit_class(), crate::ExitClass::InvalidInput);
         let text = err.to_string();
-        assert!(text.contains(PASSWORD_ENV) && text.contains("--root-password-file"), "{text}");
-        assert!(password_for("x", false, Some(RootPassword::new("p"))).unwrap().is_none());
+        assert!(
+            text.contains(PASSWORD_ENV) && text.contains("--root-password-file"),
+            "{text}"
+        );
+        assert!(password_for("x", false, Some(RootPassword::new("p")))
+            .unwrap()
+            .is_none());
     }
 
     #[test]

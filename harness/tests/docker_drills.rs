@@ -82,6 +82,17 @@ fn run_scenario_on(
     image: &str,
     user: Option<&str>,
 ) -> Result<(DrillReport, tempfile::TempDir), Failed> {
+    run_scenario_as(text_or_name, seed, image, user, None)
+}
+
+/// Runs a scenario on `image`, as `user`, with `root_password` for auth scenarios.
+fn run_scenario_as(
+    text_or_name: &str,
+    seed: u64,
+    image: &str,
+    user: Option<&str>,
+    root_password: Option<etcd_drill::security::RootPassword>,
+) -> Result<(DrillReport, tempfile::TempDir), Failed> {
     let scenario = if text_or_name.contains('\n') {
         scenario::parse(text_or_name, Path::new("test.toml"))?
     } else {
@@ -96,7 +107,7 @@ fn run_scenario_on(
         run_id: None,
         flavor: None,
         user: user.map(String::from),
-        root_password: None,
+        root_password,
     };
     let mut builder = ReportBuilder::new();
     let summary = rt().block_on(runner::run(&scenario, &options, vec![&mut builder]))?;
@@ -1127,6 +1138,23 @@ fn main() {
         Trial::test("quorum_loss_restart_on_3_4_23", images::quorum_loss_restart_on_3_4_23),
         Trial::test("server_b_loss_as_uid_1001", images::server_b_loss_as_uid_1001),
         Trial::test("run_on_two_images_side_by_side", images::run_on_two_images_side_by_side),
+        Trial::test("server_b_loss_with_auth", images::server_b_loss_with_auth),
+        Trial::test(
+            "foundation_drills_with_auth_on_3_5_1",
+            images::foundation_drills_with_auth_on_3_5_1,
+        ),
+        Trial::test(
+            "foundation_drills_with_auth_on_3_4_23",
+            images::foundation_drills_with_auth_on_3_4_23,
+        ),
+        Trial::test(
+            "auth_without_a_password_is_bad_input",
+            images::auth_without_a_password_is_bad_input,
+        ),
+        Trial::test(
+            "a_wrong_password_is_refused_quickly",
+            images::a_wrong_password_is_refused_quickly,
+        ),
         Trial::test("minority_partition", minority_partition),
         Trial::test("majority_partition", majority_partition),
         Trial::test("leader_pause", leader_pause),
