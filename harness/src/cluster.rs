@@ -15,6 +15,7 @@ use crate::fault::{damage_bytes, Damage, DamageKind, DamagedFile};
 use crate::flavor::{Flavor, MemberLaunch};
 use crate::runtime::{tar_archive, tar_file_names, tar_without, ContainerSpec, DockerRuntime, NetworkAttachment};
 use crate::security::RootPassword;
+use crate::tls::ClusterTls;
 use crate::tools::ImageTools;
 use crate::topology::{MemberSpec, Topology};
 
@@ -27,6 +28,8 @@ pub struct ClusterImage {
     pub tools: Option<ImageTools>,
     /// Turn authentication on with this root password once the cluster is up.
     pub root_password: Option<RootPassword>,
+    /// TLS on client and peer URLs, with certificates made for the run.
+    pub tls: bool,
 }
 
 impl ClusterImage {
@@ -37,6 +40,7 @@ impl ClusterImage {
             flavor: Flavor::upstream(),
             tools: None,
             root_password: None,
+            tls: false,
         }
     }
 }
@@ -123,6 +127,8 @@ pub struct Cluster {
     pub root_password: Option<RootPassword>,
     /// Set once authentication is on: every client then logs in as root.
     pub auth: Option<RootPassword>,
+    /// The run's CA and certificates, when the cluster runs TLS.
+    pub tls: Option<std::sync::Arc<ClusterTls>>,
     pub topology: Topology,
     /// The network the members' client ports are published through.
     pub network: String,
@@ -322,14 +328,29 @@ impl Cluster {
         let started = Instant::now();
         docker.create_network(&network, run_id, None, false).await?;
         let subnet = create_peer_network(&docker, &peer_network, run_id).await?;
+        let ip = |i: usize| format!("{subnet}.{}", 10 + i);
+        let tls = match image.tls {
+            true => {
+                let addresses: Vec<(String, std::net::IpAddr)> = topology
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m.name.clone(), ip(i).parse().unwrap_or([127, 0, 0, 1].into())))
+                    .collect();
+                Some(std::sync::Arc::new(ClusterTls::generate(&addresses)?))
+            }
+            false => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut members = Vec::new();
         for (i, spec) in topology.members.iter().enumerate() {
             let host_port = free_local_port()?;
-            let client = MemberClient::connect(&spec.name, &format!("http://127.0.0.1:{host_port}")).await?;
+            let endpoint = format!("{scheme}://127.0.0.1:{host_port}");
+            let client = MemberClient::connect_as(&spec.name, &endpoint, None, tls.as_deref()).await?;
             members.push(Member {
                 spec: spec.clone(),
                 host_port,
-                ip: format!("{subnet}.{}", 10 + i),
+                ip: ip(i),
                 volume_generation: 0,
                 has_container: false,
                 paused: false,
@@ -345,6 +366,7 @@ impl Cluster {
             tools: image.tools.clone(),
             root_password: image.root_password.clone(),
             auth: None,
+            tls,
             topology: topology.clone(),
             network: network.clone(),
             peer_network: peer_network.clone(),
@@ -382,7 +404,33 @@ impl Cluster {
 
     /// The container of `member`, configured through etcd's `ETCD_*` environment.
     pub fn member_container_spec(&self, member: &Member, state: ClusterState) -> ContainerSpec {
-        self.member_container_spec_with(member, state, &self.topology.initial_cluster())
+        self.member_container_spec_with(member, state, &self.initial_cluster())
+    }
+
+    /// `http`, or `https` when the cluster runs TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The `--initial-cluster` of the whole topology, with the cluster's scheme.
+    pub fn initial_cluster(&self) -> String {
+        self.topology.initial_cluster_in(self.scheme())
+    }
+
+    /// Creates a member's container and, with TLS on, puts its certificates into it.
+    pub async fn create_member_container(&self, spec: &ContainerSpec) -> Result<()> {
+        self.docker.create_container(spec, &self.run_id).await?;
+        if let Some(tls) = &self.tls {
+            let member = spec.hostname.as_deref().unwrap_or_default();
+            self.docker
+                .write_archive(&spec.name, "/", tls.member_archive(member)?)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The container of `member`, bootstrapping from `initial_cluster` (for a member that
@@ -415,6 +463,7 @@ impl Cluster {
             token: &self.token,
             state,
             root_password: self.root_password.as_ref().map(RootPassword::expose),
+            tls: self.tls.is_some(),
         })
     }
 
@@ -431,12 +480,7 @@ impl Cluster {
             .iter()
             .map(|n| self.member(n).map(|m| self.member_container_spec(m, state)))
             .collect::<Result<_>>()?;
-        let created = join_all(
-            specs
-                .iter()
-                .map(|spec| self.docker.create_container(spec, &self.run_id)),
-        )
-        .await;
+        let created = join_all(specs.iter().map(|spec| self.create_member_container(spec))).await;
         created.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(specs)
     }
@@ -573,7 +617,7 @@ impl Cluster {
         let fresh = self.volume_name(name, generation);
         self.docker.create_volume(&fresh, &self.run_id, name).await?;
         let spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
-        self.docker.create_container(&spec, &self.run_id).await?;
+        self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
         let copied = self.docker.write_archive(&spec.name, data_mount, purged).await;
         self.record(
@@ -777,7 +821,7 @@ impl Cluster {
     pub async fn remove_member(&mut self, name: &str) -> Result<()> {
         let timeout = Duration::from_secs(10);
         let via = self.healthy_member(&[name.to_string()]).await?;
-        let peer_url = self.member(name)?.spec.peer_url();
+        let peer_url = self.member(name)?.spec.peer_url_in(self.scheme());
         let started = Instant::now();
         let listed = via.member_list(timeout).await?;
         let Some(old) = listed
@@ -805,7 +849,7 @@ impl Cluster {
         let timeout = Duration::from_secs(10);
         self.wipe(name).await?;
         let via = self.healthy_member(&[name.to_string()]).await?;
-        let peer_url = self.member(name)?.spec.peer_url();
+        let peer_url = self.member(name)?.spec.peer_url_in(self.scheme());
         let started = Instant::now();
         let give_up = started + Duration::from_secs(30);
         let added = loop {
@@ -840,7 +884,7 @@ impl Cluster {
 
         let started = Instant::now();
         let spec = self.member_container_spec_with(self.member(name)?, ClusterState::Existing, &initial_cluster);
-        self.docker.create_container(&spec, &self.run_id).await?;
+        self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
         let result = self.docker.start(&spec.name).await;
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -871,7 +915,7 @@ impl Cluster {
         let mut spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
         spec.env
             .extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        self.docker.create_container(&spec, &self.run_id).await?;
+        self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
         let result = self.docker.start(&spec.name).await;
         self.record_member_start(

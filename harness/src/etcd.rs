@@ -56,10 +56,11 @@ async fn deadline<T, E: std::fmt::Display>(
 
 impl MemberClient {
     pub async fn connect(name: &str, endpoint: &str) -> Result<MemberClient> {
-        Self::connect_as(name, endpoint, None).await
+        Self::connect_as(name, endpoint, None, None).await
     }
 
-    /// Connects as `root` with `password` when given: the client authenticates once, here
+    /// Connects over TLS with the run's client certificate when `tls` is given, and as
+    /// `root` with `password` when given: the client authenticates once, here
     /// (bcrypt makes each authentication costly), and again only when etcd no longer knows
     /// its token (a restarted member, a restored cluster). A refused password is an
     /// [`Error::AuthRejected`].
@@ -67,10 +68,14 @@ impl MemberClient {
         name: &str,
         endpoint: &str,
         password: Option<&crate::security::RootPassword>,
+        tls: Option<&crate::tls::ClusterTls>,
     ) -> Result<MemberClient> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_millis(500))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        if let Some(tls) = tls {
+            options = options.with_tls(tls.client_options());
+        }
         if let Some(password) = password {
             // The client's own refresh would run inside each call's deadline, and a login
             // (bcrypt, then raft) often outlasts a 500 ms put: see `within`.

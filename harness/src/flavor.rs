@@ -169,6 +169,8 @@ pub struct MemberLaunch<'a> {
     pub state: ClusterState,
     /// The root password, for an image that turns on authentication itself (Bitnami).
     pub root_password: Option<&'a str>,
+    /// TLS on client and peer URLs (the certificates are in [`crate::tls::CERT_DIR`]).
+    pub tls: bool,
 }
 
 impl Flavor {
@@ -176,20 +178,27 @@ impl Flavor {
     /// layouts pass straight to etcd) plus what the layout needs.
     pub fn member_container(&self, launch: &MemberLaunch) -> ContainerSpec {
         let name = &launch.member.name;
-        let env = vec![
+        let scheme = if launch.tls { "https" } else { "http" };
+        let mut env = vec![
             ("ETCD_NAME".to_string(), name.clone()),
             ("ETCD_DATA_DIR".into(), self.data_dir.into()),
             (
                 "ETCD_LISTEN_CLIENT_URLS".into(),
-                format!("http://0.0.0.0:{CLIENT_PORT}"),
+                format!("{scheme}://0.0.0.0:{CLIENT_PORT}"),
             ),
-            ("ETCD_ADVERTISE_CLIENT_URLS".into(), launch.member.client_url()),
-            ("ETCD_LISTEN_PEER_URLS".into(), "http://0.0.0.0:2380".into()),
-            ("ETCD_INITIAL_ADVERTISE_PEER_URLS".into(), launch.member.peer_url()),
+            ("ETCD_ADVERTISE_CLIENT_URLS".into(), launch.member.client_url_in(scheme)),
+            ("ETCD_LISTEN_PEER_URLS".into(), format!("{scheme}://0.0.0.0:2380")),
+            (
+                "ETCD_INITIAL_ADVERTISE_PEER_URLS".into(),
+                launch.member.peer_url_in(scheme),
+            ),
             ("ETCD_INITIAL_CLUSTER".into(), launch.initial_cluster.to_string()),
             ("ETCD_INITIAL_CLUSTER_TOKEN".into(), launch.token.to_string()),
             ("ETCD_INITIAL_CLUSTER_STATE".into(), launch.state.as_str().into()),
         ];
+        if launch.tls {
+            env.extend(crate::tls::ClusterTls::member_env());
+        }
         ContainerSpec {
             name: launch.container.clone(),
             image: launch.image.to_string(),
@@ -331,6 +340,7 @@ mod tests {
             token: "etcd-drill-r1",
             state: ClusterState::New,
             root_password,
+            tls: false,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod scenario;
 pub mod security;
 pub mod series;
 pub mod shell;
+pub mod tls;
 pub mod tools;
 pub mod topology;
 pub mod watcher;

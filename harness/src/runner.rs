@@ -120,6 +120,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
             flavor,
             tools: Some(tools),
             root_password,
+            tls: scenario.security.tls,
         })
     }
     .await;

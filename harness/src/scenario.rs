@@ -35,6 +35,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "restore-revision-hazard",
     "bump-revision-restore",
     "server-b-loss-auth",
+    "server-b-loss-secure",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -64,6 +65,8 @@ pub struct RawScenario {
 pub struct RawSecurity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -200,6 +203,8 @@ pub struct Scenario {
 pub struct Security {
     /// User `root` with the run's root password, and `auth enable`.
     pub auth: bool,
+    /// TLS on client and peer URLs, client certificates required.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -807,6 +812,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         regression,
         security: Security {
             auth: raw.security.as_ref().and_then(|s| s.auth).unwrap_or(false),
+            tls: raw.security.as_ref().and_then(|s| s.tls).unwrap_or(false),
         },
     })
 }
@@ -907,7 +913,10 @@ impl Scenario {
                 keys: seed.keys as i64,
             }),
             regression: Some(self.regression.to_raw()),
-            security: self.security.auth.then_some(RawSecurity { auth: Some(true) }),
+            security: (self.security.auth || self.security.tls).then(|| RawSecurity {
+                auth: self.security.auth.then_some(true),
+                tls: self.security.tls.then_some(true),
+            }),
         }
     }
 
@@ -1123,6 +1132,7 @@ mod tests {
                         },
                         security: Security {
                             auth: allow_new_data_loss,
+                            tls: hashkv_equal,
                         },
                     }
                 },

@@ -123,7 +123,8 @@ impl Cluster {
                 self.members[i].spec.name.clone(),
                 self.members[i].client.endpoint.clone(),
             );
-            self.members[i].client = MemberClient::connect_as(&name, &endpoint, Some(password)).await?;
+            self.members[i].client =
+                MemberClient::connect_as(&name, &endpoint, Some(password), self.tls.as_deref()).await?;
         }
         self.record(
             "authenticate as root on every member",
@@ -143,13 +144,23 @@ impl Cluster {
             .join(",")
     }
 
-    /// `command` with the credentials flag every `etcdctl` call against the cluster needs
-    /// once auth is on (`--user root:***`).
+    /// `command` with the flags every `etcdctl` call against the cluster needs: the TLS
+    /// files (`--cacert/--cert/--key`) with TLS on, and `--user root:***` once auth is on.
     pub fn with_credentials(&self, command: String) -> String {
-        if self.auth.is_none() || command.contains(USER_FLAG) {
+        let mut flags = Vec::new();
+        if self.tls.is_some() && !command.contains("--cacert") {
+            flags.push(crate::tls::ETCDCTL_FLAGS);
+        }
+        if self.auth.is_some() && !command.contains(USER_FLAG) {
+            flags.push(USER_FLAG);
+        }
+        if flags.is_empty() {
             return command;
         }
-        command.replace("etcdctl --endpoints", &format!("etcdctl {USER_FLAG} --endpoints"))
+        command.replace(
+            "etcdctl --endpoints",
+            &format!("etcdctl {} --endpoints", flags.join(" ")),
+        )
     }
 
     /// After recovery: a request without credentials must be refused (auth is still on),
@@ -162,7 +173,7 @@ impl Cluster {
         let started = Instant::now();
         let endpoint = self.members[0].client.endpoint.clone();
         let timeout = Duration::from_secs(5);
-        let anonymous = match MemberClient::connect("anonymous", &endpoint).await {
+        let anonymous = match MemberClient::connect_as("anonymous", &endpoint, None, self.tls.as_deref()).await {
             Ok(client) => client
                 .put("/etcd-drill/auth-probe".into(), "x".into(), timeout)
                 .await
@@ -170,7 +181,7 @@ impl Cluster {
                 .filter(|e| is_unauthenticated(e)),
             Err(e) => Some(e.to_string()).filter(|e| is_unauthenticated(e)),
         };
-        let login = MemberClient::connect_as("root-login", &endpoint, Some(&password)).await;
+        let login = MemberClient::connect_as("root-login", &endpoint, Some(&password), self.tls.as_deref()).await;
         let refused = anonymous.is_some();
         let accepted = login.is_ok();
         let actual = format!(
@@ -186,7 +197,8 @@ impl Cluster {
         );
         self.record(
             "check that auth is still on and the root password works",
-            format!("etcdctl --endpoints={endpoint} put /etcd-drill/auth-probe x   # refused without --user\netcdctl {USER_FLAG} --endpoints={endpoint} auth status"),
+            self.with_credentials(format!("etcdctl --endpoints={endpoint} auth status"))
+                + &format!("   # and without --user, `put /etcd-drill/auth-probe x` is refused"),
             started,
             refused && accepted,
         );

@@ -317,7 +317,8 @@ impl Procedure for SnapshotRestore {
                 ],
                 vec![],
             )?;
-            let initial_cluster = cluster.topology.initial_cluster();
+            let initial_cluster = cluster.initial_cluster();
+            let scheme = cluster.scheme();
             let (data_dir, data_mount) = (cluster.flavor.data_dir, cluster.flavor.data_mount);
             let restore_specs: Vec<ContainerSpec> = cluster
                 .members
@@ -332,7 +333,7 @@ impl Procedure for SnapshotRestore {
                         format!("--name={name}"),
                         format!("--initial-cluster={initial_cluster}"),
                         format!("--initial-cluster-token={}", cluster.token),
-                        format!("--initial-advertise-peer-urls={}", m.spec.peer_url()),
+                        format!("--initial-advertise-peer-urls={}", m.spec.peer_url_in(scheme)),
                         format!("--data-dir={data_dir}"),
                     ];
                     let mut cmd = cmd;

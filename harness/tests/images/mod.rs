@@ -240,7 +240,7 @@ pub fn a_wrong_password_is_refused_quickly() -> TestResult {
         let endpoint = cluster.members[0].client.endpoint.clone();
         let started = Instant::now();
         let wrong = RootPassword::new("not-the-password");
-        let refused = MemberClient::connect_as("etcd1", &endpoint, Some(&wrong)).await;
+        let refused = MemberClient::connect_as("etcd1", &endpoint, Some(&wrong), None).await;
         let took = started.elapsed();
         docker.remove_run(Some(&run_id)).await?;
         Ok::<_, etcd_drill::Error>((refused.err(), took))
