@@ -482,6 +482,11 @@ async fn run_suite(args: RunArgs) -> Result<u8> {
         (Some(name), false) => vec![scenario::load(name)?],
         _ => suite::suite_scenarios(&args.scenarios_dir)?,
     };
+    // A scenario that turns auth on and has no password stops the suite before it starts.
+    let password = etcd_drill::security::load_root_password(args.root_password_file.as_deref())?;
+    for s in &scenarios {
+        etcd_drill::security::password_for(&s.name, s.security.auth, password.clone())?;
+    }
     let suite_id = runner::new_run_id();
     let default_name = match (&args.scenario, args.all) {
         (Some(_), false) => format!("{}-images-{suite_id}", scenarios[0].name),

@@ -1140,6 +1140,10 @@ fn main() {
         Trial::test("run_on_two_images_side_by_side", images::run_on_two_images_side_by_side),
         Trial::test("server_b_loss_with_auth", images::server_b_loss_with_auth),
         Trial::test(
+            "server_b_loss_with_auth_and_tls",
+            images::server_b_loss_with_auth_and_tls,
+        ),
+        Trial::test(
             "foundation_drills_with_auth_on_3_5_1",
             images::foundation_drills_with_auth_on_3_5_1,
         ),

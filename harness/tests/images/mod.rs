@@ -256,3 +256,53 @@ pub fn a_wrong_password_is_refused_quickly() -> TestResult {
     ensure(took < Duration::from_secs(5), || format!("took {took:?}"))?;
     super::assert_no_objects(Some(&run_id))
 }
+
+/// `server-b-loss-secure`: auth and TLS on together. The drill passes over TLS, its
+/// commands show the flags a runbook needs, and no report file holds the password or a
+/// private key.
+pub fn server_b_loss_with_auth_and_tls() -> TestResult {
+    let text = scenario::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "server-b-loss-secure")
+        .ok_or("no server-b-loss-secure")?
+        .1;
+    let password = Some(RootPassword::new(PASSWORD));
+    let (report, out) = run_scenario_as(text, 57, DEFAULT_IMAGE, None, password)?;
+    common_assertions(&report, out.path())?;
+    ensure(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "auth_after_recovery" && c.passed),
+        || format!("{:?}", report.checks),
+    )?;
+    let secure = report
+        .commands
+        .iter()
+        .filter(|c| {
+            c.command.contains(
+                "etcdctl --cacert=ca.crt --cert=client.crt --key=client.key --user root:*** --endpoints=https://",
+            )
+        })
+        .count();
+    ensure(secure >= 2, || {
+        format!("{secure} etcdctl commands carry the TLS and user flags")
+    })?;
+    let started = report
+        .commands
+        .iter()
+        .filter(|c| c.step.starts_with("start etcd") && c.command.contains("ETCD_CLIENT_CERT_AUTH=true"))
+        .count();
+    ensure(started >= 10, || {
+        format!("{started} member starts with client certificates required")
+    })?;
+    assert_password_absent(out.path())?;
+    for entry in std::fs::read_dir(out.path())? {
+        let path = entry?.path();
+        let bytes = std::fs::read(&path)?;
+        ensure(!bytes.windows(11).any(|w| w == b"PRIVATE KEY"), || {
+            format!("{} holds a private key", path.display())
+        })?;
+    }
+    Ok(())
+}
