@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{Error, Result};
+use crate::image::EtcdBinaries;
 
 /// The packages and the binaries taken from them (3.4 has no etcdutl).
 const PACKAGES: [&str; 2] = ["etcd-server", "etcd-client"];
@@ -80,7 +81,7 @@ pub fn ldd_paths(output: &str) -> Vec<String> {
 }
 
 /// etcd and etcdctl from Debian's packages of `version`, and every library they load.
-pub fn etcd_from_debs(cache: &Path, version: &str) -> Result<(Vec<(&'static str, Vec<u8>)>, Vec<(String, Vec<u8>)>)> {
+pub fn etcd_from_debs(cache: &Path, version: &str) -> Result<EtcdBinaries> {
     let root = unpacked(cache, version)?;
     let mut files = Vec::new();
     let mut library_paths: Vec<String> = Vec::new();
@@ -101,7 +102,11 @@ pub fn etcd_from_debs(cache: &Path, version: &str) -> Result<(Vec<(&'static str,
             Ok((path, bytes))
         })
         .collect::<Result<_>>()?;
-    Ok((files, libraries))
+    Ok(EtcdBinaries {
+        files,
+        libraries,
+        version: None,
+    })
 }
 
 #[cfg(test)]

