@@ -296,6 +296,11 @@ pub fn server_b_loss_with_auth_and_tls() -> TestResult {
     ensure(started >= 10, || {
         format!("{started} member starts with client certificates required")
     })?;
+    let runbook = std::fs::read_to_string(out.path().join("runbook.sh"))?;
+    ensure(
+        runbook.contains("# --initial-cluster etcd1=https://etcd1:2380,"),
+        || "the runbook does not show the https peer URLs".into(),
+    )?;
     assert_password_absent(out.path())?;
     for entry in std::fs::read_dir(out.path())? {
         let path = entry?.path();
