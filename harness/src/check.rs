@@ -169,7 +169,7 @@ pub async fn check_consistency(cluster: &Cluster) -> Result<Consistency> {
         .topology
         .members
         .iter()
-        .map(|m| (m.name.clone(), vec![m.peer_url()]))
+        .map(|m| (m.name.clone(), vec![m.peer_url_in(cluster.scheme())]))
         .collect();
     got.sort();
     want.sort();

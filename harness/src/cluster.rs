@@ -12,18 +12,38 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
 use crate::fault::{damage_bytes, Damage, DamageKind, DamagedFile};
-use crate::runtime::{
-    tar_archive, tar_file_names, tar_without, ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL,
-};
-use crate::topology::{MemberSpec, ServerSettings, Topology, CLIENT_PORT};
+use crate::flavor::{Flavor, MemberLaunch};
+use crate::runtime::{tar_archive, tar_file_names, tar_without, ContainerSpec, DockerRuntime, NetworkAttachment};
+use crate::security::RootPassword;
+use crate::tls::ClusterTls;
+use crate::tools::ImageTools;
+use crate::topology::{MemberSpec, ServerSettings, Topology};
 
-/// Where a member's data volume is mounted, and the data dir inside it. The data dir is a
-/// sub-directory so that restore tools, which refuse an existing data dir, can create it.
-pub const DATA_MOUNT: &str = "/var/lib/etcd";
-pub const DATA_DIR: &str = "/var/lib/etcd/data";
-pub const ETCD_BIN: &str = "/usr/local/bin/etcd";
-pub const ETCDCTL_BIN: &str = "/usr/local/bin/etcdctl";
-pub const ETCDUTL_BIN: &str = "/usr/local/bin/etcdutl";
+/// The image a cluster runs, how to run it (its [`Flavor`]) and what its tools can do
+/// (probed once per run; None where no procedure needs them, e.g. `perf`).
+#[derive(Debug, Clone)]
+pub struct ClusterImage {
+    pub name: String,
+    pub flavor: Flavor,
+    pub tools: Option<ImageTools>,
+    /// Turn authentication on with this root password once the cluster is up.
+    pub root_password: Option<RootPassword>,
+    /// TLS on client and peer URLs, with certificates made for the run.
+    pub tls: bool,
+}
+
+impl ClusterImage {
+    /// An image of the upstream layout, run with its defaults, tools not probed.
+    pub fn upstream(name: &str) -> ClusterImage {
+        ClusterImage {
+            name: name.to_string(),
+            flavor: Flavor::upstream(),
+            tools: None,
+            root_password: None,
+            tls: false,
+        }
+    }
+}
 
 /// `initial-cluster-state`: bootstrap a new cluster, or join an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +118,17 @@ pub struct Cluster {
     pub docker: DockerRuntime,
     pub run_id: String,
     pub image: String,
+    /// How the image runs etcd: binaries, data dir, uid.
+    pub flavor: Flavor,
+    /// What the image's tools can do (which one restores snapshots).
+    pub tools: Option<ImageTools>,
+    /// The root password the cluster is configured with (an image that turns auth on
+    /// itself gets it in its environment).
+    pub root_password: Option<RootPassword>,
+    /// Set once authentication is on: every client then logs in as root.
+    pub auth: Option<RootPassword>,
+    /// The run's CA and certificates, when the cluster runs TLS.
+    pub tls: Option<std::sync::Arc<ClusterTls>>,
     pub topology: Topology,
     /// Settings every member's server runs with.
     pub settings: ServerSettings,
@@ -119,10 +150,12 @@ pub fn free_local_port() -> Result<u16> {
     Ok(port)
 }
 
-/// A new client port on 127.0.0.1 for `member`, and a client for it.
-async fn published_client(member: &str) -> Result<(u16, MemberClient)> {
+/// A new client port on 127.0.0.1 for `member`, and a client for it (over TLS with the
+/// run's client certificate when `tls` is given; not logged in).
+async fn published_client(member: &str, scheme: &str, tls: Option<&ClusterTls>) -> Result<(u16, MemberClient)> {
     let host_port = free_local_port()?;
-    let client = MemberClient::connect(member, &format!("http://127.0.0.1:{host_port}")).await?;
+    let endpoint = format!("{scheme}://127.0.0.1:{host_port}");
+    let client = MemberClient::connect_as(member, &endpoint, None, tls).await?;
     Ok((host_port, client))
 }
 
@@ -181,6 +214,11 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
     if let Some(u) = &spec.user {
         words.push(format!("--user {u}"));
     }
+    let mut entrypoint = spec.entrypoint.iter().flatten();
+    if let Some(first) = entrypoint.next() {
+        words.push(format!("--entrypoint {}", shell_quote(first)));
+    }
+    let entrypoint_rest: Vec<&String> = entrypoint.collect();
     for host in &spec.extra_hosts {
         words.push(format!("--add-host {host}"));
     }
@@ -197,7 +235,7 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
         words.push(format!("-e {}", shell_quote(&format!("{k}={v}"))));
     }
     words.push(spec.image.clone());
-    words.extend(spec.cmd.iter().map(|c| shell_quote(c)));
+    words.extend(entrypoint_rest.into_iter().chain(&spec.cmd).map(|c| shell_quote(c)));
     let mut line = words.join(" ");
     if let Some(peer) = connect_later {
         let ip = peer.ipv4.as_ref().map(|ip| format!("--ip {ip} ")).unwrap_or_default();
@@ -280,7 +318,7 @@ impl Cluster {
             phase: self.phase.clone(),
             step: step.into(),
             // No report may carry a password: mask it where commands are recorded.
-            command: crate::shell::mask_secrets(&command.into()),
+            command: crate::shell::mask_secrets(&self.with_credentials(command.into())),
             at_ms: self.clock.at_ms(started),
             duration_ms,
             ok,
@@ -292,7 +330,7 @@ impl Cluster {
     pub async fn create(
         docker: DockerRuntime,
         run_id: &str,
-        image: &str,
+        image: &ClusterImage,
         topology: &Topology,
         settings: &ServerSettings,
         clock: Clock,
@@ -302,13 +340,27 @@ impl Cluster {
         let started = Instant::now();
         docker.create_network(&network, run_id, None, false).await?;
         let subnet = create_peer_network(&docker, &peer_network, run_id).await?;
+        let ip = |i: usize| format!("{subnet}.{}", 10 + i);
+        let tls = match image.tls {
+            true => {
+                let addresses: Vec<(String, std::net::IpAddr)> = topology
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m.name.clone(), ip(i).parse().unwrap_or([127, 0, 0, 1].into())))
+                    .collect();
+                Some(std::sync::Arc::new(ClusterTls::generate(&addresses)?))
+            }
+            false => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut members = Vec::new();
         for (i, spec) in topology.members.iter().enumerate() {
-            let (host_port, client) = published_client(&spec.name).await?;
+            let (host_port, client) = published_client(&spec.name, scheme, tls.as_deref()).await?;
             members.push(Member {
                 spec: spec.clone(),
                 host_port,
-                ip: format!("{subnet}.{}", 10 + i),
+                ip: ip(i),
                 volume_generation: 0,
                 has_container: false,
                 paused: false,
@@ -319,7 +371,12 @@ impl Cluster {
         let mut cluster = Cluster {
             docker,
             run_id: run_id.to_string(),
-            image: image.to_string(),
+            image: image.name.clone(),
+            flavor: image.flavor.clone(),
+            tools: image.tools.clone(),
+            root_password: image.root_password.clone(),
+            auth: None,
+            tls,
             topology: topology.clone(),
             settings: settings.clone(),
             network: network.clone(),
@@ -350,6 +407,9 @@ impl Cluster {
         }
         cluster.launch_members(&names, ClusterState::New).await?;
         cluster.wait_healthy(&names, Duration::from_secs(60)).await?;
+        if let Some(password) = image.root_password.clone() {
+            cluster.enable_auth(&password).await?;
+        }
         Ok(cluster)
     }
 
@@ -358,6 +418,8 @@ impl Cluster {
     /// addresses, and no raft traffic between the two), a new client port on 127.0.0.1 with
     /// a client for it, and a new data volume generation (so new container names). The old
     /// containers are left as they are; returns their names, and the old peer network's.
+    /// With auth on, the new clients log in once the new members serve
+    /// ([`Cluster::log_in_clients`]).
     pub async fn move_beside(&mut self) -> Result<(Vec<String>, String)> {
         let old_containers: Vec<String> = self
             .members
@@ -374,8 +436,9 @@ impl Cluster {
             started,
             true,
         );
+        let (scheme, tls) = (self.scheme(), self.tls.clone());
         for (i, member) in self.members.iter_mut().enumerate() {
-            (member.host_port, member.client) = published_client(&member.spec.name).await?;
+            (member.host_port, member.client) = published_client(&member.spec.name, scheme, tls.as_deref()).await?;
             member.ip = format!("{subnet}.{}", 10 + i);
             member.volume_generation += 1;
             member.has_container = false;
@@ -388,7 +451,33 @@ impl Cluster {
 
     /// The container of `member`, configured through etcd's `ETCD_*` environment.
     pub fn member_container_spec(&self, member: &Member, state: ClusterState) -> ContainerSpec {
-        self.member_container_spec_with(member, state, &self.topology.initial_cluster())
+        self.member_container_spec_with(member, state, &self.initial_cluster())
+    }
+
+    /// `http`, or `https` when the cluster runs TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The `--initial-cluster` of the whole topology, with the cluster's scheme.
+    pub fn initial_cluster(&self) -> String {
+        self.topology.initial_cluster_in(self.scheme())
+    }
+
+    /// Creates a member's container and, with TLS on, puts its certificates into it.
+    pub async fn create_member_container(&self, spec: &ContainerSpec) -> Result<()> {
+        self.docker.create_container(spec, &self.run_id).await?;
+        if let Some(tls) = &self.tls {
+            let member = spec.hostname.as_deref().unwrap_or_default();
+            self.docker
+                .write_archive(&spec.name, "/", tls.member_archive(member)?)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The container of `member`, bootstrapping from `initial_cluster` (for a member that
@@ -400,51 +489,30 @@ impl Cluster {
         initial_cluster: &str,
     ) -> ContainerSpec {
         let name = &member.spec.name;
-        let mut env = vec![
-            ("ETCD_NAME".into(), name.clone()),
-            ("ETCD_DATA_DIR".into(), DATA_DIR.into()),
-            (
-                "ETCD_LISTEN_CLIENT_URLS".into(),
-                format!("http://0.0.0.0:{CLIENT_PORT}"),
-            ),
-            ("ETCD_ADVERTISE_CLIENT_URLS".into(), member.spec.client_url()),
-            ("ETCD_LISTEN_PEER_URLS".into(), "http://0.0.0.0:2380".into()),
-            ("ETCD_INITIAL_ADVERTISE_PEER_URLS".into(), member.spec.peer_url()),
-            ("ETCD_INITIAL_CLUSTER".into(), initial_cluster.to_string()),
-            ("ETCD_INITIAL_CLUSTER_TOKEN".into(), self.token.clone()),
-            ("ETCD_INITIAL_CLUSTER_STATE".into(), state.as_str().into()),
-        ];
-        env.extend(self.settings.env());
-        ContainerSpec {
-            name: self.container_name(name),
-            image: self.image.clone(),
-            hostname: Some(name.clone()),
-            user: None,
-            cmd: vec![ETCD_BIN.to_string()],
-            env,
-            labels: vec![
-                (MEMBER_LABEL.into(), name.clone()),
-                (ROLE_LABEL.into(), "member".into()),
-                ("io.etcd-drill.host".into(), member.spec.host.clone()),
-            ],
-            network: Some((self.network.clone(), name.clone())),
-            peer_network: Some(NetworkAttachment {
-                network: self.peer_network.clone(),
-                alias: name.clone(),
-                ipv4: Some(member.ip.clone()),
-            }),
+        self.flavor.member_container(&MemberLaunch {
+            image: &self.image,
+            container: self.container_name(name),
+            member: &member.spec,
+            ip: &member.ip,
+            host_port: member.host_port,
+            volume: self.volume_name(name, member.volume_generation),
+            network: &self.network,
+            peer_network: &self.peer_network,
             // Every peer's name resolves from /etc/hosts. Through Docker's DNS, the names
             // of dead peers are forwarded to outside resolvers, and a member that keeps
             // asking for them (any survivor of a quorum loss) takes seconds to stop.
-            extra_hosts: self
+            hosts: self
                 .members
                 .iter()
                 .map(|m| format!("{}:{}", m.spec.name, m.ip))
                 .collect(),
-            volumes: vec![(self.volume_name(name, member.volume_generation), DATA_MOUNT.into())],
-            publish: Some((CLIENT_PORT, member.host_port)),
-            ..ContainerSpec::default()
-        }
+            initial_cluster,
+            token: &self.token,
+            state,
+            root_password: self.root_password.as_ref().map(RootPassword::expose),
+            tls: self.tls.is_some(),
+            settings: &self.settings,
+        })
     }
 
     /// Creates and starts the containers of `names` (concurrently), on their current volumes.
@@ -460,12 +528,7 @@ impl Cluster {
             .iter()
             .map(|n| self.member(n).map(|m| self.member_container_spec(m, state)))
             .collect::<Result<_>>()?;
-        let created = join_all(
-            specs
-                .iter()
-                .map(|spec| self.docker.create_container(spec, &self.run_id)),
-        )
-        .await;
+        let created = join_all(specs.iter().map(|spec| self.create_member_container(spec))).await;
         created.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(specs)
     }
@@ -510,6 +573,7 @@ impl Cluster {
             self.stop(name).await?;
         }
         let started = Instant::now();
+        let data_dir = self.flavor.data_dir;
         let newest = match damage.file {
             DamagedFile::Db => None,
             DamagedFile::Wal => Some(("wal", ".wal", "")),
@@ -520,10 +584,10 @@ impl Cluster {
             )),
         };
         let (dir, file_name) = match newest {
-            None => (format!("{DATA_DIR}/member/snap"), "db".to_string()),
+            None => (format!("{data_dir}/member/snap"), "db".to_string()),
             Some((sub_dir, suffix, hint)) => {
                 // File names sort by sequence and index, so the greatest is the newest.
-                let dir = format!("{DATA_DIR}/member/{sub_dir}");
+                let dir = format!("{data_dir}/member/{sub_dir}");
                 let listing = self.docker.read_archive(&container, &dir).await?;
                 let newest = tar_file_names(&listing)
                     .map_err(Error::io(&dir))?
@@ -587,7 +651,8 @@ impl Cluster {
             );
         }
         let started = Instant::now();
-        let snap_dir = format!("{DATA_DIR}/member/snap");
+        let (data_dir, data_mount) = (self.flavor.data_dir, self.flavor.data_mount);
+        let snap_dir = format!("{data_dir}/member/snap");
         let backup = backup_dir.join(format!("{name}-member-snap.tar"));
         let saved = async {
             let archive = self.docker.read_archive(&container, &snap_dir).await?;
@@ -614,8 +679,8 @@ impl Cluster {
         saved?;
 
         let started = Instant::now();
-        let data = self.docker.read_archive(&container, DATA_DIR).await?;
-        let purged = tar_without(&data, "data/member/snap/").map_err(Error::io(DATA_DIR))?;
+        let data = self.docker.read_archive(&container, data_dir).await?;
+        let purged = tar_without(&data, "data/member/snap/").map_err(Error::io(data_dir))?;
         let old_volume = self.volume_name(name, self.member(name)?.volume_generation);
         self.docker.remove_container(&container).await?;
         let member = self.member_mut(name)?;
@@ -625,13 +690,13 @@ impl Cluster {
         let fresh = self.volume_name(name, generation);
         self.docker.create_volume(&fresh, &self.run_id, name).await?;
         let spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
-        self.docker.create_container(&spec, &self.run_id).await?;
+        self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
-        let copied = self.docker.write_archive(&spec.name, DATA_MOUNT, purged).await;
+        let copied = self.docker.write_archive(&spec.name, data_mount, purged).await;
         self.record(
             format!("empty {name}'s member/snap"),
             format!(
-                "docker cp {container}:{DATA_DIR} {name}-data && rm -rf {name}-data/member/snap/* \\\n  && docker rm {container} && docker volume create {fresh} && docker create ... && docker cp {name}-data {}:{DATA_MOUNT}/",
+                "docker cp {container}:{data_dir} {name}-data && rm -rf {name}-data/member/snap/* \\\n  && docker rm {container} && docker volume create {fresh} && docker create ... && docker cp {name}-data {}:{data_mount}/",
                 spec.name
             ),
             started,
@@ -829,7 +894,7 @@ impl Cluster {
     pub async fn remove_member(&mut self, name: &str) -> Result<()> {
         let timeout = Duration::from_secs(10);
         let via = self.healthy_member(&[name.to_string()]).await?;
-        let peer_url = self.member(name)?.spec.peer_url();
+        let peer_url = self.member(name)?.spec.peer_url_in(self.scheme());
         let started = Instant::now();
         let listed = via.member_list(timeout).await?;
         let Some(old) = listed
@@ -857,7 +922,7 @@ impl Cluster {
         let timeout = Duration::from_secs(10);
         self.wipe(name).await?;
         let via = self.healthy_member(&[name.to_string()]).await?;
-        let peer_url = self.member(name)?.spec.peer_url();
+        let peer_url = self.member(name)?.spec.peer_url_in(self.scheme());
         let started = Instant::now();
         let give_up = started + Duration::from_secs(30);
         let added = loop {
@@ -892,7 +957,7 @@ impl Cluster {
 
         let started = Instant::now();
         let spec = self.member_container_spec_with(self.member(name)?, ClusterState::Existing, &initial_cluster);
-        self.docker.create_container(&spec, &self.run_id).await?;
+        self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
         let result = self.docker.start(&spec.name).await;
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -923,7 +988,7 @@ impl Cluster {
         let mut spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
         spec.env
             .extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        self.docker.create_container(&spec, &self.run_id).await?;
+        self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
         let result = self.docker.start(&spec.name).await;
         self.record_member_start(

@@ -48,6 +48,9 @@ pub enum Error {
         local: String,
     },
 
+    #[error("image `{image}` cannot be used: {message}")]
+    ImageUnusable { image: String, message: String },
+
     #[error("building the etcd image failed: {message}")]
     ImageBuild { message: String },
 
@@ -65,6 +68,9 @@ pub enum Error {
         member: String,
         message: String,
     },
+
+    #[error("{member} refused the root password ({message}); check ETCD_DRILL_ROOT_PASSWORD or --root-password-file")]
+    AuthRejected { member: String, message: String },
 
     #[error("recovery step `{step}` failed: {message}")]
     Procedure { step: String, message: String },
@@ -95,9 +101,11 @@ impl Error {
             | Error::ReportFile { .. }
             | Error::InvalidArgument { .. }
             | Error::PrefixNotEmpty { .. } => ExitClass::InvalidInput,
-            Error::DockerUnavailable { .. } | Error::ImageMissing { .. } | Error::ImageBuild { .. } => {
-                ExitClass::Environment
-            }
+            Error::DockerUnavailable { .. }
+            | Error::ImageMissing { .. }
+            | Error::ImageUnusable { .. }
+            | Error::AuthRejected { .. }
+            | Error::ImageBuild { .. } => ExitClass::Environment,
             Error::Docker { .. }
             | Error::Etcd { .. }
             | Error::Procedure { .. }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub struct MemberClient {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
     client: Client,
+    /// With auth on: set while a re-authentication runs (shared by the clones).
+    reauthenticating: Option<Arc<AtomicBool>>,
 }
 
 /// What `Status` says about a member.
@@ -53,17 +56,95 @@ async fn deadline<T, E: std::fmt::Display>(
 
 impl MemberClient {
     pub async fn connect(name: &str, endpoint: &str) -> Result<MemberClient> {
-        let options = ConnectOptions::new()
+        Self::connect_as(name, endpoint, None, None).await
+    }
+
+    /// Connects over TLS with the run's client certificate when `tls` is given, and as
+    /// `root` with `password` when given: the client authenticates once, here
+    /// (bcrypt makes each authentication costly), and again only when etcd no longer knows
+    /// its token (a restarted member, a restored cluster). A refused password is an
+    /// [`Error::AuthRejected`].
+    pub async fn connect_as(
+        name: &str,
+        endpoint: &str,
+        password: Option<&crate::security::RootPassword>,
+        tls: Option<&crate::tls::ClusterTls>,
+    ) -> Result<MemberClient> {
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_millis(500))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
-        let client = Client::connect([endpoint], Some(options))
-            .await
-            .map_err(Error::etcd("connect", name))?;
+        if let Some(tls) = tls {
+            options = options.with_tls(tls.client_options());
+        }
+        if let Some(password) = password {
+            // The client's own refresh would run inside each call's deadline, and a login
+            // (bcrypt, then raft) often outlasts a 500 ms put: see `within`.
+            options = options
+                .with_user(crate::security::ROOT_USER, password.expose())
+                .with_auto_token_refresh(false);
+        }
+        let connected = tokio::time::timeout(Duration::from_secs(10), Client::connect([endpoint], Some(options))).await;
+        let client = match connected {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) if password.is_some() && crate::security::is_rejected_password(&e.to_string()) => {
+                return Err(Error::AuthRejected {
+                    member: name.to_string(),
+                    message: e.to_string(),
+                })
+            }
+            Ok(Err(e)) => return Err(Error::etcd("connect", name)(e)),
+            Err(_) => {
+                return Err(Error::Timeout {
+                    what: format!("connecting to {name} at {endpoint}"),
+                    waited_ms: 10_000,
+                })
+            }
+        };
         Ok(MemberClient {
             name: name.to_string(),
             endpoint: endpoint.to_string(),
             client,
+            reauthenticating: password.map(|_| Arc::new(AtomicBool::new(false))),
         })
+    }
+
+    /// Runs `call` with a deadline. When etcd no longer knows the client's token (the member
+    /// restarted, or the cluster was restored), one background task logs in again, outside
+    /// any caller's deadline; calls fail until it has, as they would for any client.
+    async fn within<T, E: std::fmt::Display>(
+        &self,
+        timeout: Duration,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, String> {
+        let result = deadline(timeout, call).await;
+        if matches!(&result, Err(message) if message.contains("invalid auth token")) {
+            self.log_in_again();
+        }
+        result
+    }
+
+    /// Logs in again in the background (once at a time, retrying for up to a minute), when
+    /// auth is on. Needed where etcd forgot the token, and after a restore, where a token of
+    /// the old cluster carries a raft index the new one has not reached: etcd would hold
+    /// every request that carries it until the request's deadline.
+    pub fn log_in_again(&self) {
+        let Some(flag) = &self.reauthenticating else {
+            return;
+        };
+        if flag.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (client, flag) = (self.client.clone(), flag.clone());
+        tokio::spawn(async move {
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+            while tokio::time::Instant::now() < give_up {
+                if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(5), client.refresh_token()).await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            flag.store(false, Ordering::Release);
+        });
     }
 
     /// The underlying client, for streaming calls (watches) this wrapper does not cover.
@@ -82,21 +163,21 @@ impl MemberClient {
     /// Puts a key; returns the revision of the write.
     pub async fn put(&self, key: String, value: String, timeout: Duration) -> Result<i64, String> {
         let mut kv = self.client.kv_client();
-        let resp = deadline(timeout, kv.put(key, value, None)).await?;
+        let resp = self.within(timeout, kv.put(key, value, None)).await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 
     /// A linearizable read, as `etcdctl endpoint health` does: it needs a leader and quorum.
     pub async fn is_healthy(&self, timeout: Duration) -> bool {
         let mut kv = self.client.kv_client();
-        deadline(timeout, kv.get("health", Some(GetOptions::new().with_count_only())))
+        self.within(timeout, kv.get("health", Some(GetOptions::new().with_count_only())))
             .await
             .is_ok()
     }
 
     pub async fn status(&self, timeout: Duration) -> Result<MemberStatus> {
         let mut m = self.client.maintenance_client();
-        let s = deadline(timeout, m.status()).await.map_err(self.fail("status"))?;
+        let s = self.within(timeout, m.status()).await.map_err(self.fail("status"))?;
         let header = s.header();
         Ok(MemberStatus {
             member_id: header.map(|h| h.member_id()).unwrap_or(0),
@@ -111,7 +192,8 @@ impl MemberClient {
     /// HashKV at `revision`: (hash, compact revision).
     pub async fn hash_kv(&self, revision: i64, timeout: Duration) -> Result<(u32, i64)> {
         let mut m = self.client.maintenance_client();
-        let r = deadline(timeout, m.hash_kv(revision))
+        let r = self
+            .within(timeout, m.hash_kv(revision))
             .await
             .map_err(self.fail("hashkv"))?;
         Ok((r.hash(), r.compact_version()))
@@ -119,7 +201,8 @@ impl MemberClient {
 
     pub async fn member_list(&self, timeout: Duration) -> Result<Vec<ListedMember>> {
         let mut c = self.client.cluster_client();
-        let r = deadline(timeout, c.member_list())
+        let r = self
+            .within(timeout, c.member_list())
             .await
             .map_err(self.fail("member list"))?;
         Ok(r.members()
@@ -134,7 +217,7 @@ impl MemberClient {
 
     pub async fn member_remove(&self, id: u64, timeout: Duration) -> Result<()> {
         let mut c = self.client.cluster_client();
-        deadline(timeout, c.member_remove(id))
+        self.within(timeout, c.member_remove(id))
             .await
             .map_err(self.fail("member remove"))?;
         Ok(())
@@ -143,7 +226,8 @@ impl MemberClient {
     /// Adds a member with `peer_url`; returns its id and the member list `member add` prints.
     pub async fn member_add(&self, peer_url: &str, timeout: Duration) -> Result<(u64, Vec<ListedMember>)> {
         let mut c = self.client.cluster_client();
-        let r = deadline(timeout, c.member_add(vec![peer_url.to_string()], None))
+        let r = self
+            .within(timeout, c.member_add(vec![peer_url.to_string()], None))
             .await
             .map_err(self.fail("member add"))?;
         let id = r.member().map(|m| m.id()).unwrap_or(0);
@@ -162,7 +246,8 @@ impl MemberClient {
     /// Every key under `prefix` with its value, read linearizably.
     pub async fn get_prefix(&self, prefix: &str, timeout: Duration) -> Result<HashMap<String, Vec<u8>>> {
         let mut kv = self.client.kv_client();
-        let r = deadline(timeout, kv.get(prefix, Some(GetOptions::new().with_prefix())))
+        let r = self
+            .within(timeout, kv.get(prefix, Some(GetOptions::new().with_prefix())))
             .await
             .map_err(self.fail("get prefix"))?;
         Ok(r.kvs()
@@ -173,7 +258,8 @@ impl MemberClient {
 
     pub async fn delete(&self, key: &str, timeout: Duration) -> Result<i64> {
         let mut kv = self.client.kv_client();
-        let r = deadline(timeout, kv.delete(key, None))
+        let r = self
+            .within(timeout, kv.delete(key, None))
             .await
             .map_err(self.fail("delete"))?;
         Ok(r.deleted())
@@ -183,7 +269,8 @@ impl MemberClient {
     pub async fn has_keys_under(&self, prefix: &str, timeout: Duration) -> Result<bool> {
         let mut kv = self.client.kv_client();
         let options = GetOptions::new().with_prefix().with_limit(1).with_keys_only();
-        let r = deadline(timeout, kv.get(prefix, Some(options)))
+        let r = self
+            .within(timeout, kv.get(prefix, Some(options)))
             .await
             .map_err(self.fail("get prefix"))?;
         Ok(!r.kvs().is_empty())
@@ -192,7 +279,8 @@ impl MemberClient {
     /// Deletes every key under `prefix`; returns (keys deleted, revision after the delete).
     pub async fn delete_prefix(&self, prefix: &str, timeout: Duration) -> Result<(i64, i64)> {
         let mut kv = self.client.kv_client();
-        let r = deadline(timeout, kv.delete(prefix, Some(DeleteOptions::new().with_prefix())))
+        let r = self
+            .within(timeout, kv.delete(prefix, Some(DeleteOptions::new().with_prefix())))
             .await
             .map_err(self.fail("delete prefix"))?;
         Ok((r.deleted(), r.header().map(|h| h.revision()).unwrap_or(0)))
@@ -201,7 +289,7 @@ impl MemberClient {
     /// Compacts the key space up to `revision` (and waits until the compaction is physical).
     pub async fn compact(&self, revision: i64, timeout: Duration) -> Result<()> {
         let mut kv = self.client.kv_client();
-        deadline(
+        self.within(
             timeout,
             kv.compact(revision, Some(CompactionOptions::new().with_physical())),
         )
@@ -213,9 +301,29 @@ impl MemberClient {
     /// Defragments this member's backend.
     pub async fn defragment(&self, timeout: Duration) -> Result<()> {
         let mut m = self.client.maintenance_client();
-        deadline(timeout, m.defragment())
+        self.within(timeout, m.defragment())
             .await
             .map_err(self.fail("defragment"))?;
+        Ok(())
+    }
+
+    /// The API side of `etcdctl user add root && etcdctl role add root && etcdctl user
+    /// grant-role root root && etcdctl auth enable`.
+    pub async fn enable_root_auth(&self, password: &crate::security::RootPassword, timeout: Duration) -> Result<()> {
+        use crate::security::ROOT_USER;
+        let mut auth = self.client.auth_client();
+        self.within(timeout, auth.user_add(ROOT_USER, password.expose(), None))
+            .await
+            .map_err(self.fail("user add root"))?;
+        self.within(timeout, auth.role_add(ROOT_USER))
+            .await
+            .map_err(self.fail("role add root"))?;
+        self.within(timeout, auth.user_grant_role(ROOT_USER, ROOT_USER))
+            .await
+            .map_err(self.fail("user grant-role root root"))?;
+        self.within(timeout, auth.auth_enable())
+            .await
+            .map_err(self.fail("auth enable"))?;
         Ok(())
     }
 
@@ -229,16 +337,17 @@ impl MemberClient {
     pub async fn save_snapshot(&self, path: &Path, timeout: Duration) -> Result<u64> {
         let mut m = self.client.maintenance_client();
         let fail = self.fail("snapshot save");
-        let bytes = deadline(timeout, async {
-            let mut stream = m.snapshot().await?;
-            let mut bytes = Vec::new();
-            while let Some(chunk) = stream.message().await? {
-                bytes.extend_from_slice(chunk.blob());
-            }
-            Ok::<_, etcd_client::Error>(bytes)
-        })
-        .await
-        .map_err(fail)?;
+        let bytes = self
+            .within(timeout, async {
+                let mut stream = m.snapshot().await?;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = stream.message().await? {
+                    bytes.extend_from_slice(chunk.blob());
+                }
+                Ok::<_, etcd_client::Error>(bytes)
+            })
+            .await
+            .map_err(fail)?;
         if !snapshot_hash_is_valid(&bytes) {
             return Err(Error::Etcd {
                 action: "snapshot save",

@@ -337,11 +337,20 @@ mod tests {
     fn a_split_cuts_the_smaller_side() {
         let all = names(&["etcd1", "etcd2", "etcd3", "etcd4", "etcd5"]);
         // Host B (3 members) apart from host A: cut A, so B keeps its quorum together.
-        assert_eq!(side_to_cut(&names(&["etcd3", "etcd4", "etcd5"]), &all), names(&["etcd1", "etcd2"]));
-        assert_eq!(side_to_cut(&names(&["etcd1", "etcd2"]), &all), names(&["etcd1", "etcd2"]));
+        assert_eq!(
+            side_to_cut(&names(&["etcd3", "etcd4", "etcd5"]), &all),
+            names(&["etcd1", "etcd2"])
+        );
+        assert_eq!(
+            side_to_cut(&names(&["etcd1", "etcd2"]), &all),
+            names(&["etcd1", "etcd2"])
+        );
         // Only running members count; a tie cuts the named side.
         let running = names(&["etcd1", "etcd2", "etcd3", "etcd4"]);
-        assert_eq!(side_to_cut(&names(&["etcd3", "etcd4", "etcd5"]), &running), names(&["etcd3", "etcd4"]));
+        assert_eq!(
+            side_to_cut(&names(&["etcd3", "etcd4", "etcd5"]), &running),
+            names(&["etcd3", "etcd4"])
+        );
         assert_eq!(side_to_cut(&names(&["etcd9"]), &all), Vec::<String>::new());
     }
 

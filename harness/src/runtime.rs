@@ -40,6 +40,9 @@ pub struct ContainerSpec {
     pub image: String,
     pub hostname: Option<String>,
     pub user: Option<String>,
+    /// Replaces the image's entrypoint (an image whose entrypoint is a script).
+    pub entrypoint: Option<Vec<String>>,
+    /// Empty: the image's own command.
     pub cmd: Vec<String>,
     pub env: Vec<(String, String)>,
     pub labels: Vec<(String, String)>,
@@ -193,14 +196,21 @@ impl DockerRuntime {
     }
 
     /// Runs a command in a throwaway container of `image` and returns its exit code.
-    pub async fn image_command(&self, image: &str, run_id: &str, cmd: &[&str]) -> Result<ToolOutput> {
+    pub async fn image_command(
+        &self,
+        image: &str,
+        run_id: &str,
+        entrypoint: Option<Vec<String>>,
+        cmd: Vec<String>,
+    ) -> Result<ToolOutput> {
         static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = PROBES.fetch_add(1, Ordering::Relaxed);
         let spec = ContainerSpec {
             name: format!("etcd-drill-{run_id}-probe{n}"),
             isolated: true,
             image: image.to_string(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            entrypoint,
+            cmd,
             labels: vec![(ROLE_LABEL.into(), "tool".into())],
             ..ContainerSpec::default()
         };
@@ -308,7 +318,8 @@ impl DockerRuntime {
             image: Some(spec.image.clone()),
             hostname: spec.hostname.clone(),
             user: spec.user.clone(),
-            cmd: Some(spec.cmd.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
             exposed_ports: port_key.map(|k| vec![k]),
@@ -583,6 +594,21 @@ impl DockerRuntime {
             .upload_to_container(container, Some(options), bollard::body_full(archive.into()))
             .await
             .map_err(Error::docker("copy files into", container))
+    }
+
+    /// The uid that owns `path` in a container (running, stopped or just created).
+    pub async fn owner_of(&self, container: &str, path: &str) -> Result<u64> {
+        let archive = self.read_archive(container, path).await?;
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let mut entries = tar.entries().map_err(Error::io(path))?;
+        let first = entries
+            .next()
+            .ok_or_else(|| Error::Procedure {
+                step: format!("docker cp {container}:{path}"),
+                message: "the archive is empty".into(),
+            })?
+            .map_err(Error::io(path))?;
+        first.header().uid().map_err(Error::io(path))
     }
 
     /// Reads one file out of a container (running or stopped), through the archive API.

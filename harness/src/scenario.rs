@@ -37,6 +37,8 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "member-snap-corruption",
     "restore-revision-hazard",
     "bump-revision-restore",
+    "server-b-loss-auth",
+    "server-b-loss-secure",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -56,7 +58,19 @@ pub struct RawScenario {
     pub regression: Option<RawRegression>,
     pub backup: Option<RawBackup>,
     pub seed: Option<RawSeed>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security: Option<RawSecurity>,
     pub etcd: Option<RawEtcd>,
+}
+
+/// `[security]`: authentication (a root password) and TLS on the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurity {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
 }
 
 /// `[etcd]`: server settings that differ from etcd's defaults.
@@ -195,8 +209,19 @@ pub struct Scenario {
     /// Periodic `snapshot save` backups while the drill runs.
     pub backup: Option<BackupPlan>,
     pub seed: Option<SeedPlan>,
+    /// Authentication on the cluster (the root password comes from the environment or a
+    /// file, never from the scenario).
+    pub security: Security,
     /// Server settings every member runs with.
     pub etcd: ServerSettings,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Security {
+    /// User `root` with the run's root password, and `auth enable`.
+    pub auth: bool,
+    /// TLS on client and peer URLs, client certificates required.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -826,6 +851,10 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         backup,
         seed,
         regression,
+        security: Security {
+            auth: raw.security.as_ref().and_then(|s| s.auth).unwrap_or(false),
+            tls: raw.security.as_ref().and_then(|s| s.tls).unwrap_or(false),
+        },
         etcd,
     })
 }
@@ -930,6 +959,10 @@ impl Scenario {
                 keys: seed.keys as i64,
             }),
             regression: Some(self.regression.to_raw()),
+            security: (self.security.auth || self.security.tls).then(|| RawSecurity {
+                auth: self.security.auth.then_some(true),
+                tls: self.security.tls.then_some(true),
+            }),
             etcd: (self.etcd != ServerSettings::default()).then(|| RawEtcd {
                 snapshot_count: self.etcd.snapshot_count.map(|n| n as i64),
             }),
@@ -1154,6 +1187,10 @@ mod tests {
                             throughput_worse_pct,
                             allow_new_data_loss,
                             noise_ms,
+                        },
+                        security: Security {
+                            auth: allow_new_data_loss,
+                            tls: hashkv_equal,
                         },
                     }
                 },

@@ -27,7 +27,17 @@ impl MemberSpec {
 
     /// URL the other members reach this one on, inside the run's network.
     pub fn peer_url(&self) -> String {
-        format!("http://{}:{PEER_PORT}", self.name)
+        self.peer_url_in("http")
+    }
+
+    /// The peer URL with `scheme` (`https` when the cluster runs TLS).
+    pub fn peer_url_in(&self, scheme: &str) -> String {
+        format!("{scheme}://{}:{PEER_PORT}", self.name)
+    }
+
+    /// The client URL with `scheme` (`https` when the cluster runs TLS).
+    pub fn client_url_in(&self, scheme: &str) -> String {
+        format!("{scheme}://{}:{CLIENT_PORT}", self.name)
     }
 
     /// URL clients inside the run's network reach this member on.
@@ -107,6 +117,15 @@ impl Topology {
     /// The value of `--initial-cluster` / `ETCD_INITIAL_CLUSTER` for every member.
     pub fn initial_cluster(&self) -> String {
         initial_cluster(self.members.iter())
+    }
+
+    /// `--initial-cluster` with peer URLs of `scheme`.
+    pub fn initial_cluster_in(&self, scheme: &str) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url_in(scheme)))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

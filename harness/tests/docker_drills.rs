@@ -25,6 +25,7 @@ use etcd_drill::workload::{Workload, WorkloadConfig};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 mod common;
+mod images;
 
 /// The folder of the `server-b-loss` run, kept for the comparison test.
 static SERVER_B_LOSS_RUN: std::sync::Mutex<Option<tempfile::TempDir>> = std::sync::Mutex::new(None);
@@ -71,6 +72,27 @@ fn ensure(cond: bool, message: impl FnOnce() -> String) -> TestResult {
 
 /// Runs a scenario through the library and returns its report and folder.
 fn run_scenario(text_or_name: &str, seed: u64) -> Result<(DrillReport, tempfile::TempDir), Failed> {
+    run_scenario_on(text_or_name, seed, DEFAULT_IMAGE, None)
+}
+
+/// Runs a scenario on `image`, as `user` when given.
+fn run_scenario_on(
+    text_or_name: &str,
+    seed: u64,
+    image: &str,
+    user: Option<&str>,
+) -> Result<(DrillReport, tempfile::TempDir), Failed> {
+    run_scenario_as(text_or_name, seed, image, user, None)
+}
+
+/// Runs a scenario on `image`, as `user`, with `root_password` for auth scenarios.
+fn run_scenario_as(
+    text_or_name: &str,
+    seed: u64,
+    image: &str,
+    user: Option<&str>,
+    root_password: Option<etcd_drill::security::RootPassword>,
+) -> Result<(DrillReport, tempfile::TempDir), Failed> {
     let scenario = if text_or_name.contains('\n') {
         scenario::parse(text_or_name, Path::new("test.toml"))?
     } else {
@@ -78,11 +100,14 @@ fn run_scenario(text_or_name: &str, seed: u64) -> Result<(DrillReport, tempfile:
     };
     let out = tempfile::tempdir()?;
     let options = RunOptions {
-        image: DEFAULT_IMAGE.into(),
+        image: image.into(),
         out_dir: out.path().to_path_buf(),
         keep: false,
         seed,
         run_id: None,
+        flavor: None,
+        user: user.map(String::from),
+        root_password,
     };
     let mut builder = ReportBuilder::new();
     let summary = rt().block_on(runner::run(&scenario, &options, vec![&mut builder]))?;
@@ -415,9 +440,11 @@ fn host_partition() -> TestResult {
         format!("want host A's two members cut off: {fault:#?}")
     })?;
     ensure(
-        ["etcd1", "etcd2"]
-            .iter()
-            .all(|m| fault.iter().any(|c| c.contains("disconnect") && c.ends_with(&format!("-{m}")))),
+        ["etcd1", "etcd2"].iter().all(|m| {
+            fault
+                .iter()
+                .any(|c| c.contains("disconnect") && c.ends_with(&format!("-{m}")))
+        }),
         || format!("the cut side is not host A: {fault:#?}"),
     )?;
     let during = acked_between(
@@ -775,6 +802,9 @@ fn panic_inside_a_run_removes_its_objects() -> TestResult {
         keep: false,
         seed: 1,
         run_id: Some(run_id.clone()),
+        flavor: None,
+        user: None,
+        root_password: None,
     };
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| eprintln!("(the deliberate panic fired)")));
@@ -1222,6 +1252,12 @@ fn main() {
             )
             .await?;
         }
+        if !docker.image_exists(images::IMAGE_3_4).await? {
+            let source = BinarySource::Debian {
+                version: "3.4.23".into(),
+            };
+            image::build_image(&docker, &source, Some(images::IMAGE_3_4)).await?;
+        }
         Ok::<_, etcd_drill::Error>(())
     });
     if let Err(e) = ready {
@@ -1232,6 +1268,31 @@ fn main() {
         Trial::test("minority_kill", minority_kill),
         Trial::test("quorum_loss_restart", quorum_loss_restart),
         Trial::test("server_b_loss", server_b_loss),
+        Trial::test("minority_kill_on_3_4_23", images::minority_kill_on_3_4_23),
+        Trial::test("quorum_loss_restart_on_3_4_23", images::quorum_loss_restart_on_3_4_23),
+        Trial::test("server_b_loss_as_uid_1001", images::server_b_loss_as_uid_1001),
+        Trial::test("run_on_two_images_side_by_side", images::run_on_two_images_side_by_side),
+        Trial::test("server_b_loss_with_auth", images::server_b_loss_with_auth),
+        Trial::test(
+            "server_b_loss_with_auth_and_tls",
+            images::server_b_loss_with_auth_and_tls,
+        ),
+        Trial::test(
+            "foundation_drills_with_auth_on_3_5_1",
+            images::foundation_drills_with_auth_on_3_5_1,
+        ),
+        Trial::test(
+            "foundation_drills_with_auth_on_3_4_23",
+            images::foundation_drills_with_auth_on_3_4_23,
+        ),
+        Trial::test(
+            "auth_without_a_password_is_bad_input",
+            images::auth_without_a_password_is_bad_input,
+        ),
+        Trial::test(
+            "a_wrong_password_is_refused_quickly",
+            images::a_wrong_password_is_refused_quickly,
+        ),
         Trial::test("minority_partition", minority_partition),
         Trial::test("majority_partition", majority_partition),
         Trial::test("host_partition", host_partition),

@@ -255,11 +255,12 @@ impl Bench {
                 let cluster = Cluster::create(
                     docker.clone(),
                     run_id,
-                    image,
+                    &crate::cluster::ClusterImage::upstream(image),
                     &topology,
                     &ServerSettings::default(),
                     Clock::start(),
-                ).await?;
+                )
+                .await?;
                 let endpoints = cluster.endpoints().into_iter().map(|(_, e)| e).collect();
                 Ok(Bench {
                     run_id: run_id.to_string(),

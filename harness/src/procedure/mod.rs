@@ -92,45 +92,13 @@ pub fn for_recovery(recovery: &Recovery) -> Box<dyn Procedure> {
 /// How long a procedure waits for the cluster to take a write once it is back.
 pub const WRITABLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Why this image cannot run `recovery`, if it cannot: a restore flag its `etcdutl` lacks.
-/// Read from the tool's own help, not guessed from the image tag.
-pub async fn unsupported_by_image(
-    recovery: &Recovery,
-    docker: &crate::runtime::DockerRuntime,
-    image: &str,
-    run_id: &str,
-) -> Result<Option<String>> {
-    if recovery.bump_revision.is_none() {
-        return Ok(None);
-    }
-    let help = docker
-        .image_command(
-            image,
-            run_id,
-            &[crate::cluster::ETCDUTL_BIN, "snapshot", "restore", "--help"],
-        )
-        .await?;
-    if help.stdout.contains("--bump-revision") || help.stderr.contains("--bump-revision") {
-        return Ok(None);
-    }
-    let version = docker
-        .image_command(image, run_id, &[crate::cluster::ETCDUTL_BIN, "version"])
-        .await?;
-    let version = version
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or("etcdutl version unknown")
-        .trim()
-        .to_string();
-    Ok(Some(format!(
-        "unsupported by this etcd version: `etcdutl snapshot restore` of {image} has no --bump-revision ({version}; the flag exists from 3.5.10 and 3.4.27)"
-    )))
-}
-
 /// Polls with puts every 50 ms until one succeeds, and records it as the runbook's check.
 pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
     let started = std::time::Instant::now();
+    // With auth on, the clients' tokens may be void (a restored cluster): log in afresh.
+    for member in &cluster.members {
+        member.client.log_in_again();
+    }
     let ok = cluster
         .probe_writable(WRITABLE_TIMEOUT, Duration::from_millis(500))
         .await

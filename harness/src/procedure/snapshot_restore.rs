@@ -16,10 +16,11 @@ use futures_util::future::{join_all, BoxFuture};
 use serde::{Deserialize, Serialize};
 
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
-use crate::cluster::{docker_run_line, ClusterState, DATA_DIR, DATA_MOUNT, ETCDUTL_BIN};
+use crate::cluster::{docker_run_line, ClusterState};
 use crate::error::{Error, Result};
-use crate::runtime::{ContainerSpec, ToolFile, ROLE_LABEL};
+use crate::runtime::{ContainerSpec, ToolFile};
 use crate::scenario::SnapshotSource;
+use crate::tools::tool_container;
 
 /// Where the snapshot file sits inside the one-off tool containers.
 const SNAPSHOT_IN_CONTAINER: &str = "/snapshot.db";
@@ -141,7 +142,7 @@ impl SnapshotRestore {
             SnapshotSource::CopiedDb { from } => {
                 let path = cx.out_dir.join("copied-db.db");
                 let container = cluster.container_name(from);
-                let db = format!("{DATA_DIR}/member/snap/db");
+                let db = format!("{}/member/snap/db", cluster.flavor.data_dir);
                 let started = Instant::now();
                 let copied = cluster.docker.read_file(&container, &db).await;
                 cluster.record(
@@ -164,19 +165,58 @@ impl SnapshotRestore {
     }
 }
 
-fn tool_spec(
+/// A one-off container of the cluster's image running its snapshot tool (`etcdutl`, or
+/// `etcdctl` on 3.4) with `args`, as the image's user.
+fn snapshot_tool_spec(
     cluster: &crate::cluster::Cluster,
     name: String,
-    cmd: Vec<String>,
+    args: Vec<String>,
     volumes: Vec<(String, String)>,
-) -> ContainerSpec {
-    ContainerSpec {
+) -> Result<ContainerSpec> {
+    let tools = cluster.tools.as_ref().ok_or_else(|| Error::Procedure {
+        step: "snapshot restore".into(),
+        message: format!("the tools of {} were not probed", cluster.image),
+    })?;
+    Ok(tool_container(
+        &cluster.image,
+        &cluster.flavor,
         name,
-        image: cluster.image.clone(),
-        cmd,
-        labels: vec![(ROLE_LABEL.into(), "tool".into())],
+        tools.snapshot_tool.binary(),
+        args,
         volumes,
-        ..ContainerSpec::default()
+    ))
+}
+
+/// The runbooks' check before starting restored members that run as a non-root uid: each
+/// restored data dir must belong to that uid (the restore ran as it), or etcd cannot open it.
+async fn check_owner(cluster: &mut crate::cluster::Cluster, specs: &[ContainerSpec], user: &str) -> Result<()> {
+    let started = Instant::now();
+    let data_dir = cluster.flavor.data_dir;
+    let uid: u64 = user.split(':').next().unwrap_or(user).parse().unwrap_or(u64::MAX);
+    let owners = join_all(specs.iter().map(|s| cluster.docker.owner_of(&s.name, data_dir))).await;
+    let mut wrong = Vec::new();
+    for (spec, owner) in specs.iter().zip(owners) {
+        let owner = owner?;
+        if owner != uid {
+            wrong.push(format!("{} is owned by uid {owner}", spec.name));
+        }
+    }
+    cluster.record(
+        format!("check that the restored data dirs belong to uid {uid}"),
+        format!(
+            "for c in {}; do docker cp $c:{data_dir} - | tar -tvf - | head -n 1; done   # owner: uid {uid}",
+            specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" ")
+        ),
+        started,
+        wrong.is_empty(),
+    );
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Procedure {
+            step: format!("check the owner of {data_dir}"),
+            message: format!("{}; chown -R {user} the data dirs before starting", wrong.join(", ")),
+        })
     }
 }
 
@@ -206,21 +246,19 @@ impl Procedure for SnapshotRestore {
             // A db file copied out of a data dir has no integrity hash: show that a plain
             // restore refuses it, as the runbooks warn, before restoring with the flag.
             let refused_without_skip_hash_check = if obtained.skip_hash_check {
-                let spec = ContainerSpec {
-                    isolated: true,
-                    ..tool_spec(
-                        cluster,
-                        format!("etcd-drill-{}-restore-without-skip", cluster.run_id),
-                        vec![
-                            ETCDUTL_BIN.to_string(),
-                            "snapshot".into(),
-                            "restore".into(),
-                            SNAPSHOT_IN_CONTAINER.into(),
-                            "--data-dir=/restore-check".into(),
-                        ],
-                        vec![],
-                    )
-                };
+                let spec = snapshot_tool_spec(
+                    cluster,
+                    format!("etcd-drill-{}-restore-without-skip", cluster.run_id),
+                    vec![
+                        "snapshot".into(),
+                        "restore".into(),
+                        SNAPSHOT_IN_CONTAINER.into(),
+                        "--data-dir=/restore-check".into(),
+                    ],
+                    vec![],
+                )?;
+                // Its output is thrown away: root may write it wherever the image allows.
+                let spec = ContainerSpec { user: None, ..spec };
                 let started = Instant::now();
                 let output = cluster
                     .docker
@@ -285,22 +323,20 @@ impl Procedure for SnapshotRestore {
             //    once the new cluster takes writes; beside, they stay up until the switch),
             //    and create the new member containers. Nothing starts before the checks pass.
             let docker = cluster.docker.clone();
-            let status_spec = ContainerSpec {
-                isolated: true,
-                ..tool_spec(
-                    cluster,
-                    format!("etcd-drill-{}-snapshot-status", cluster.run_id),
-                    vec![
-                        ETCDUTL_BIN.to_string(),
-                        "snapshot".into(),
-                        "status".into(),
-                        SNAPSHOT_IN_CONTAINER.into(),
-                        "--write-out=json".into(),
-                    ],
-                    vec![],
-                )
-            };
-            let initial_cluster = cluster.topology.initial_cluster();
+            let status_spec = snapshot_tool_spec(
+                cluster,
+                format!("etcd-drill-{}-snapshot-status", cluster.run_id),
+                vec![
+                    "snapshot".into(),
+                    "status".into(),
+                    SNAPSHOT_IN_CONTAINER.into(),
+                    "--write-out=json".into(),
+                ],
+                vec![],
+            )?;
+            let initial_cluster = cluster.initial_cluster();
+            let scheme = cluster.scheme();
+            let (data_dir, data_mount) = (cluster.flavor.data_dir, cluster.flavor.data_mount);
             let restore_specs: Vec<ContainerSpec> = cluster
                 .members
                 .iter()
@@ -308,15 +344,14 @@ impl Procedure for SnapshotRestore {
                 .map(|(m, volume)| {
                     let name = &m.spec.name;
                     let cmd = vec![
-                        ETCDUTL_BIN.to_string(),
                         "snapshot".into(),
                         "restore".into(),
                         SNAPSHOT_IN_CONTAINER.into(),
                         format!("--name={name}"),
                         format!("--initial-cluster={initial_cluster}"),
                         format!("--initial-cluster-token={}", cluster.token),
-                        format!("--initial-advertise-peer-urls={}", m.spec.peer_url()),
-                        format!("--data-dir={DATA_DIR}"),
+                        format!("--initial-advertise-peer-urls={}", m.spec.peer_url_in(scheme)),
+                        format!("--data-dir={data_dir}"),
                     ];
                     let mut cmd = cmd;
                     if obtained.skip_hash_check {
@@ -326,20 +361,20 @@ impl Procedure for SnapshotRestore {
                         cmd.push(format!("--bump-revision={n}"));
                         cmd.push("--mark-compacted".into());
                     }
-                    ContainerSpec {
-                        isolated: true,
-                        // The restore resolves the member's own peer URL; with no network its
-                        // name must still point somewhere, and any address will do.
+                    // The restore resolves the member's own peer URL; with no network its
+                    // name must still point somewhere, and any address will do.
+                    snapshot_tool_spec(
+                        cluster,
+                        format!("etcd-drill-{}-restore-{name}", cluster.run_id),
+                        cmd,
+                        vec![(volume.clone(), data_mount.into())],
+                    )
+                    .map(|spec| ContainerSpec {
                         extra_hosts: vec![format!("{name}:127.0.0.1")],
-                        ..tool_spec(
-                            cluster,
-                            format!("etcd-drill-{}-restore-{name}", cluster.run_id),
-                            cmd,
-                            vec![(volume.clone(), DATA_MOUNT.into())],
-                        )
-                    }
+                        ..spec
+                    })
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             let run_id = cluster.run_id.clone();
             let files = [ToolFile {
                 host_path: file.clone(),
@@ -387,7 +422,7 @@ impl Procedure for SnapshotRestore {
                 parsed.is_some(),
             );
             let (hash, revision, total_keys, total_size) = parsed.ok_or_else(|| Error::Procedure {
-                step: "etcdutl snapshot status".into(),
+                step: "snapshot status".into(),
                 message: format!(
                     "exit code {}: {}{}",
                     status.exit_code,
@@ -424,16 +459,23 @@ impl Procedure for SnapshotRestore {
                 let output = result?;
                 if output.exit_code != 0 {
                     return Err(Error::Procedure {
-                        step: format!("etcdutl snapshot restore for {member}"),
+                        step: format!("snapshot restore for {member}"),
                         message: format!("exit code {}: {}", output.exit_code, output.stderr.trim()),
                     });
                 }
             }
             let specs = created?;
+            if let Some(user) = cluster.flavor.user.clone() {
+                check_owner(cluster, &specs, &user).await?;
+            }
 
             // 4. Start every member on its restored dir, as a new cluster, and wait for a write.
             let started = Instant::now();
             cluster.start_members(&specs, ClusterState::New, started).await?;
+            if self.beside {
+                // New endpoints: with auth on, their clients log in once the members serve.
+                cluster.log_in_clients(super::WRITABLE_TIMEOUT).await?;
+            }
             wait_writable(cluster).await?;
 
             if self.beside {

@@ -25,11 +25,25 @@ pub fn render_runbook(r: &DrillReport) -> String {
     };
     let _ = writeln!(s, "# The drill {verdict}; image {}.", r.image);
     let _ = writeln!(s, "#");
+    // A drill with TLS on ran its members on https URLs.
+    let tls = toml::from_str::<crate::scenario::RawScenario>(&r.scenario.definition)
+        .ok()
+        .and_then(|raw| raw.security)
+        .and_then(|security| security.tls)
+        .unwrap_or(false);
+    let scheme = if tls { "https" } else { "http" };
     let _ = writeln!(s, "# Members (name  host  client URL  peer URL):");
     for m in &r.topology.members {
-        let _ = writeln!(s, "#   {}  {}  {}  {}", m.name, m.host, m.client_url(), m.peer_url());
+        let _ = writeln!(
+            s,
+            "#   {}  {}  {}  {}",
+            m.name,
+            m.host,
+            m.client_url_in(scheme),
+            m.peer_url_in(scheme)
+        );
     }
-    let _ = writeln!(s, "# --initial-cluster {}", r.topology.initial_cluster());
+    let _ = writeln!(s, "# --initial-cluster {}", r.topology.initial_cluster_in(scheme));
     if let (Some(started), Some(finished)) = (r.recovery.started_at_ms, r.recovery.finished_at_ms) {
         let _ = writeln!(
             s,

@@ -16,6 +16,7 @@ use crate::scenario::{self, Scenario};
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteRun {
     pub scenario: String,
+    pub image: String,
     pub run_id: String,
     pub outcome: Outcome,
     pub error: Option<String>,
@@ -81,10 +82,21 @@ pub fn suite_scenarios(dir: &Path) -> Result<Vec<Scenario>> {
     Ok(scenarios)
 }
 
+/// A run's folder in the suite's: the scenario's name, and below it the image's (`/` and
+/// `:` made `-`) when the suite runs on several images.
+pub fn run_folder(scenario: &str, image: &str, several_images: bool) -> String {
+    if several_images {
+        format!("{scenario}/{}", image.replace(['/', ':', '@'], "-"))
+    } else {
+        scenario.to_string()
+    }
+}
+
 impl SuiteRun {
     pub fn from_report(r: &DrillReport, folder: &str) -> SuiteRun {
         SuiteRun {
             scenario: r.scenario.name.clone(),
+            image: r.image.clone(),
             run_id: r.run_id.clone(),
             outcome: r.outcome,
             error: r.error.clone(),
@@ -149,9 +161,12 @@ pub fn render_suite_markdown(suite: &SuiteReport) -> String {
         suite.image,
         suite.started_at
     );
+    // Several images: the same drills side by side, with a column naming the image.
+    let several_images = suite.runs.iter().any(|r| r.image != suite.runs[0].image);
+    let (image_head, image_rule) = if several_images { (" image |", "---|") } else { ("", "") };
     let _ = writeln!(
         s,
-        "| scenario | verdict | RTO | procedure → first write | lost acked writes | throughput | failed checks | report |\n|---|---|---|---|---|---|---|---|"
+        "| scenario |{image_head} verdict | RTO | procedure → first write | lost acked writes | throughput | failed checks | report |\n|---|{image_rule}---|---|---|---|---|---|---|"
     );
     let ms = super::markdown::ms;
     for r in &suite.runs {
@@ -164,9 +179,14 @@ pub fn render_suite_markdown(suite: &SuiteReport) -> String {
         if let Some(e) = &r.error {
             failed = format!("broke down: {e}");
         }
+        let image = if several_images {
+            format!(" `{}` |", r.image)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "| {} | {verdict} | {} | {} | {} of {} | {} | {} | [{}/report.html]({}/report.html) |",
+            "| {} |{image} {verdict} | {} | {} | {} of {} | {} | {} | [{}/report.html]({}/report.html) |",
             r.scenario,
             ms(r.rto_ms),
             ms(r.procedure_ms),

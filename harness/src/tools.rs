@@ -1,0 +1,181 @@
+//! What an image's etcd tools can do, read from their own help output (never guessed from
+//! the tag): which tool restores and inspects snapshots (`etcdutl` from 3.5; `etcdctl` in
+//! 3.4, whose 3.6 successor no longer has `snapshot restore/status`), and whether the
+//! restore knows `--bump-revision`. Probed once per image per run.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::flavor::Flavor;
+use crate::runtime::{ContainerSpec, DockerRuntime, ToolOutput, ROLE_LABEL};
+use crate::scenario::Recovery;
+
+/// The tool that restores and inspects snapshot files offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotTool {
+    Etcdutl,
+    Etcdctl,
+}
+
+impl SnapshotTool {
+    pub fn binary(self) -> &'static str {
+        match self {
+            SnapshotTool::Etcdutl => "etcdutl",
+            SnapshotTool::Etcdctl => "etcdctl",
+        }
+    }
+}
+
+/// What the image's tools support.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageTools {
+    pub snapshot_tool: SnapshotTool,
+    /// `snapshot restore --bump-revision N --mark-compacted` (3.5.10 / 3.4.27 on).
+    pub bump_revision: bool,
+    /// `etcd --version` of the server binary.
+    pub version: String,
+}
+
+/// Whether `snapshot restore --help` output describes a working restore command.
+fn describes_restore(output: &ToolOutput) -> bool {
+    output.exit_code == 0 && (output.stdout.contains("--data-dir") || output.stderr.contains("--data-dir"))
+}
+
+fn mentions(output: &ToolOutput, flag: &str) -> bool {
+    output.stdout.contains(flag) || output.stderr.contains(flag)
+}
+
+/// Reads the tools' capabilities from the help of `snapshot restore` of etcdutl, then of
+/// etcdctl, in one-off containers of `image`.
+pub async fn probe(docker: &DockerRuntime, image: &str, flavor: &Flavor, run_id: &str) -> Result<ImageTools> {
+    let run = |tool: &'static str, args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (entrypoint, cmd) = flavor.tool_invocation(tool, &args);
+        async move { docker.image_command(image, run_id, entrypoint, cmd).await }
+    };
+    let help = ["snapshot", "restore", "--help"];
+    let mut found = None;
+    for tool in [SnapshotTool::Etcdutl, SnapshotTool::Etcdctl] {
+        // A missing binary makes the container fail to start, which is an answer too.
+        match run(tool.binary(), &help).await {
+            Ok(output) if describes_restore(&output) => {
+                found = Some((tool, mentions(&output, "--bump-revision")));
+                break;
+            }
+            Ok(_) | Err(Error::Docker { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let Some((snapshot_tool, bump_revision)) = found else {
+        return Err(Error::ImageUnusable {
+            image: image.to_string(),
+            message: format!(
+                "neither {} nor {} answers `snapshot restore --help`; is this an etcd image of the {} layout (try --flavor)?",
+                flavor.bin("etcdutl"),
+                flavor.bin("etcdctl"),
+                flavor.kind.as_str()
+            ),
+        });
+    };
+    let version = run("etcd", &["--version"]).await?;
+    let version = crate::image::parse_etcd_version(&version.stdout).unwrap_or_else(|| "unknown".into());
+    Ok(ImageTools {
+        snapshot_tool,
+        bump_revision,
+        version,
+    })
+}
+
+/// Why this image cannot run `recovery`, if it cannot: a restore flag its tools lack.
+pub fn unsupported(recovery: &Recovery, tools: &ImageTools, image: &str) -> Option<String> {
+    if recovery.bump_revision.is_none() || tools.bump_revision {
+        return None;
+    }
+    Some(format!(
+        "unsupported by this etcd version: `{} snapshot restore` of {image} has no --bump-revision (etcd {}; the flag exists from 3.5.10 and 3.4.27)",
+        tools.snapshot_tool.binary(),
+        tools.version
+    ))
+}
+
+/// A one-off tool container of `image`: `tool args...`, run as the flavor's user, without
+/// a network unless the caller gives it one.
+pub fn tool_container(
+    image: &str,
+    flavor: &Flavor,
+    name: String,
+    tool: &str,
+    args: Vec<String>,
+    volumes: Vec<(String, String)>,
+) -> ContainerSpec {
+    let (entrypoint, cmd) = flavor.tool_invocation(tool, &args);
+    ContainerSpec {
+        name,
+        image: image.to_string(),
+        user: flavor.user.clone(),
+        entrypoint,
+        cmd,
+        labels: vec![(ROLE_LABEL.into(), "tool".into())],
+        volumes,
+        isolated: true,
+        ..ContainerSpec::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{ProcedureSpec, SnapshotSource};
+
+    fn output(exit_code: i64, stdout: &str) -> ToolOutput {
+        ToolOutput {
+            exit_code,
+            elapsed_ms: 0,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_restore_is_recognised_from_its_help() {
+        assert!(describes_restore(&output(
+            0,
+            "      --data-dir=\"\"  Path to the data directory"
+        )));
+        assert!(!describes_restore(&output(1, "Error: unknown command \"restore\"")));
+        assert!(!describes_restore(&output(0, "Usage: etcdctl snapshot save")));
+    }
+
+    #[test]
+    fn bump_revision_is_unsupported_only_when_asked_for_and_missing() {
+        let mut recovery = Recovery {
+            procedure: ProcedureSpec::SnapshotRestore {
+                source: SnapshotSource::Member { from: "etcd1".into() },
+            },
+            delay_ms: 0,
+            bump_revision: Some(1_000_000),
+        };
+        let tools = ImageTools {
+            snapshot_tool: SnapshotTool::Etcdctl,
+            bump_revision: false,
+            version: "3.4.23".into(),
+        };
+        let reason = unsupported(&recovery, &tools, "etcd-drill/etcd:3.4.23").unwrap();
+        assert!(
+            reason.contains("etcdctl snapshot restore") && reason.contains("3.4.23"),
+            "{reason}"
+        );
+        assert!(unsupported(
+            &recovery,
+            &ImageTools {
+                bump_revision: true,
+                ..tools.clone()
+            },
+            "x"
+        )
+        .is_none());
+        recovery.bump_revision = None;
+        assert!(unsupported(&recovery, &tools, "x").is_none());
+    }
+}
