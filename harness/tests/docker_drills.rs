@@ -1159,6 +1159,10 @@ fn main() {
             "a_wrong_password_is_refused_quickly",
             images::a_wrong_password_is_refused_quickly,
         ),
+        Trial::test(
+            "a_wrong_flavor_is_an_environment_error",
+            images::a_wrong_flavor_is_an_environment_error,
+        ),
         Trial::test("minority_partition", minority_partition),
         Trial::test("majority_partition", majority_partition),
         Trial::test("leader_pause", leader_pause),
