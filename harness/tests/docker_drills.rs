@@ -2,9 +2,10 @@
 //! checker catching a key removed behind its back, cleanup after a panic, a SIGTERM and
 //! `--keep`, the CLI's exit codes, `report compare` flagging a slower recovery between two
 //! real runs, and short `perf` runs against a one-member cluster (rate limit, key and value
-//! sizes, cleanup, each verdict rule, the CLI). Every report a drill writes is checked
-//! against the JSON Schema; the `server-b-loss` run's five files are checked in full, its
-//! HTML in headless Chromium. Tests run one at a time (a 5-member cluster already fills a
+//! sizes, cleanup, each verdict rule, the CLI); in `images/`, drills on etcd 3.4.23, as
+//! uid 1001, on two images side by side, and with auth and TLS. Every report a drill
+//! writes is checked against the JSON Schema; the `server-b-loss` run's five files are
+//! checked in full, its HTML in headless Chromium. Tests run one at a time (a 5-member cluster already fills a
 //! 2-core machine), and after the last one the suite fails if any Docker object labelled
 //! `io.etcd-drill.run` is left.
 
@@ -1292,6 +1293,10 @@ fn main() {
         Trial::test(
             "a_wrong_password_is_refused_quickly",
             images::a_wrong_password_is_refused_quickly,
+        ),
+        Trial::test(
+            "a_wrong_flavor_is_an_environment_error",
+            images::a_wrong_flavor_is_an_environment_error,
         ),
         Trial::test("minority_partition", minority_partition),
         Trial::test("majority_partition", majority_partition),

@@ -319,3 +319,21 @@ pub fn server_b_loss_with_auth_and_tls() -> TestResult {
     }
     Ok(())
 }
+
+/// The Bitnami layout forced onto the local image: its tools are not where the flavor says,
+/// which is a clear environment error (exit 3) before any cluster starts.
+pub fn a_wrong_flavor_is_an_environment_error() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let output = binary()
+        .args(["run", "minority-kill", "--flavor", "bitnami", "--out"])
+        .arg(dir.path().join("out"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure(output.status.code() == Some(3), || {
+        format!("exit {:?}: {stderr}", output.status)
+    })?;
+    ensure(
+        stderr.contains("/opt/bitnami/etcd/bin/etcdutl") && stderr.contains("--flavor"),
+        || format!("the error does not explain: {stderr}"),
+    )
+}
