@@ -90,9 +90,10 @@ enum ReportCommand {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Scenario file (path to .toml) or name.
+    /// Scenario file (path to .toml) or name. Several run one after the other and are
+    /// reported side by side (e.g. two procedures for the same fault).
     #[arg(required_unless_present = "all", conflicts_with = "all")]
-    scenario: Option<String>,
+    scenarios: Vec<String>,
     /// Run every scenario in --scenarios-dir, one after the other, and write one combined
     /// report (suite.json, report.md, junit.xml) beside the runs' folders.
     #[arg(long, conflicts_with = "keep")]
@@ -311,7 +312,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<u8> {
     match command {
-        Command::Run(args) if args.all || args.images.len() > 1 => run_suite(args).await,
+        Command::Run(args) if args.all || args.images.len() > 1 || args.scenarios.len() > 1 => run_suite(args).await,
         Command::Run(args) => run(args).await,
         Command::Report {
             command: ReportCommand::Compare { old, new, budgets, out },
@@ -478,9 +479,19 @@ fn compare(
 /// `<out>/<scenario>/` (`<out>/<scenario>/<image>/` with several images), then writes the
 /// combined report. A run that fails does not stop the suite; an unusable environment does.
 async fn run_suite(args: RunArgs) -> Result<u8> {
-    let scenarios = match (&args.scenario, args.all) {
-        (Some(name), false) => vec![scenario::load(name)?],
-        _ => suite::suite_scenarios(&args.scenarios_dir)?,
+    if args.keep {
+        return Err(Error::InvalidArgument {
+            argument: "--keep".into(),
+            message: "keeps the cluster of a single run; give one scenario and one --image".into(),
+        });
+    }
+    let scenarios = match args.all {
+        false => args
+            .scenarios
+            .iter()
+            .map(|name| scenario::load(name))
+            .collect::<Result<Vec<_>>>()?,
+        true => suite::suite_scenarios(&args.scenarios_dir)?,
     };
     // A scenario that turns auth on and has no password stops the suite before it starts.
     let password = etcd_drill::security::load_root_password(args.root_password_file.as_deref())?;
@@ -488,8 +499,8 @@ async fn run_suite(args: RunArgs) -> Result<u8> {
         etcd_drill::security::password_for(&s.name, s.security.auth, password.clone())?;
     }
     let suite_id = runner::new_run_id();
-    let default_name = match (&args.scenario, args.all) {
-        (Some(_), false) => format!("{}-images-{suite_id}", scenarios[0].name),
+    let default_name = match scenarios.len() {
+        1 => format!("{}-images-{suite_id}", scenarios[0].name),
         _ => format!("suite-{suite_id}"),
     };
     let out = args
@@ -527,7 +538,7 @@ async fn run_suite(args: RunArgs) -> Result<u8> {
 }
 
 async fn run(args: RunArgs) -> Result<u8> {
-    let name = args.scenario.clone().ok_or_else(|| Error::InvalidArgument {
+    let name = args.scenarios.first().cloned().ok_or_else(|| Error::InvalidArgument {
         argument: "SCENARIO".into(),
         message: "give a scenario name or file, or --all".into(),
     })?;

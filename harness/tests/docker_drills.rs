@@ -959,6 +959,18 @@ fn exit_codes_for_bad_input_and_missing_image() -> TestResult {
     ensure(out.status.code() == Some(2), || {
         format!("unknown scenario gave {:?}", out.status)
     })?;
+    // Several scenarios: every name is checked before any cluster starts, and --keep,
+    // which keeps one run's cluster, is refused.
+    let out = binary().args(["run", "minority-kill", "no-such-scenario"]).output()?;
+    ensure(out.status.code() == Some(2), || {
+        format!("an unknown second scenario gave {:?}", out.status)
+    })?;
+    let out = binary()
+        .args(["run", "minority-kill", "leader-pause", "--keep"])
+        .output()?;
+    ensure(out.status.code() == Some(2), || {
+        format!("--keep with two scenarios gave {:?}", out.status)
+    })?;
 
     // A registry on loopback that refuses connections: the pull fails at once.
     let out = binary()
