@@ -13,6 +13,7 @@ pub mod etcd;
 pub mod event;
 pub mod fault;
 pub mod image;
+pub mod incremental;
 pub mod perf;
 pub mod procedure;
 pub mod report;

@@ -34,6 +34,10 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "member-corruption",
     "restore-revision-hazard",
     "bump-revision-restore",
+    "incremental-restore",
+    "full-only-restore",
+    "broken-delta-chain",
+    "agent-survives-member-loss",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -53,6 +57,9 @@ pub struct RawScenario {
     pub regression: Option<RawRegression>,
     pub backup: Option<RawBackup>,
     pub seed: Option<RawSeed>,
+    /// The incremental backup agent the drill runs beside the cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::incremental::config::RawDrillAgent>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -125,6 +132,12 @@ pub struct RawRecovery {
     /// snapshot-restore: `--bump-revision N --mark-compacted`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bump_revision: Option<i64>,
+    /// incremental-restore: replay up to the last good delta instead of refusing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at_last_good: Option<bool>,
+    /// incremental-restore: `remove-delta` or `corrupt-delta` before the restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_chain: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -180,6 +193,8 @@ pub struct Scenario {
     /// Periodic `snapshot save` backups while the drill runs.
     pub backup: Option<BackupPlan>,
     pub seed: Option<SeedPlan>,
+    /// The incremental backup agent beside the cluster.
+    pub agent: Option<crate::incremental::config::DrillAgent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -235,10 +250,32 @@ pub enum ProcedureSpec {
     PurgeMember { members: Vec<String> },
     /// Make `from` a one-member cluster with its data, then add the others back.
     ForceNewCluster { from: String },
+    /// Restore from the backup agent's newest full snapshot and its deltas.
+    IncrementalRestore {
+        stop_at_last_good: bool,
+        damage: Option<ChainDamage>,
+    },
+}
+
+/// How an `incremental-restore` drill breaks the delta chain before restoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChainDamage {
+    RemoveDelta,
+    CorruptDelta,
+}
+
+impl ChainDamage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainDamage::RemoveDelta => "remove-delta",
+            ChainDamage::CorruptDelta => "corrupt-delta",
+        }
+    }
 }
 
 impl ProcedureSpec {
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "restart",
         "snapshot-restore",
         "repair",
@@ -246,6 +283,7 @@ impl ProcedureSpec {
         "maintenance",
         "force-new-cluster",
         "purge-member",
+        "incremental-restore",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -257,6 +295,7 @@ impl ProcedureSpec {
             ProcedureSpec::Maintenance => "maintenance",
             ProcedureSpec::ForceNewCluster { .. } => "force-new-cluster",
             ProcedureSpec::PurgeMember { .. } => "purge-member",
+            ProcedureSpec::IncrementalRestore { .. } => "incremental-restore",
         }
     }
 }
@@ -676,6 +715,17 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             format!("`members` does not apply to {}", r.procedure),
         ));
     }
+    let agent = raw
+        .agent
+        .as_ref()
+        .map(|a| a.compile(path, &topology.names()))
+        .transpose()?;
+    if (r.stop_at_last_good.is_some() || r.break_chain.is_some()) && r.procedure != "incremental-restore" {
+        return Err(c.err(
+            "recovery.stop_at_last_good",
+            format!("`stop_at_last_good` and `break_chain` do not apply to {}", r.procedure),
+        ));
+    }
     let procedure = match r.procedure.as_str() {
         "restart" => ProcedureSpec::Restart,
         "repair" => ProcedureSpec::Repair,
@@ -712,6 +762,38 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         "force-new-cluster" => ProcedureSpec::ForceNewCluster {
             from: from("force-new-cluster")?,
         },
+        "incremental-restore" => {
+            let damage = match r.break_chain.as_deref() {
+                None => None,
+                Some("remove-delta") => Some(ChainDamage::RemoveDelta),
+                Some("corrupt-delta") => Some(ChainDamage::CorruptDelta),
+                Some(other) => {
+                    return Err(c.err(
+                        "recovery.break_chain",
+                        format!("unknown damage `{other}`; use remove-delta or corrupt-delta"),
+                    ))
+                }
+            };
+            match &agent {
+                None => {
+                    return Err(c.err(
+                        "recovery.procedure",
+                        "incremental-restore needs an [agent] table: the backup agent it restores from",
+                    ))
+                }
+                Some(a) if damage.is_some() && a.config.delta_period_ms.is_none() => {
+                    return Err(c.err(
+                        "recovery.break_chain",
+                        "there is no delta chain to break: [agent] has delta_period_ms = 0",
+                    ))
+                }
+                Some(_) => {}
+            }
+            ProcedureSpec::IncrementalRestore {
+                stop_at_last_good: r.stop_at_last_good.unwrap_or(false),
+                damage,
+            }
+        }
         "member-replace" | "purge-member" => {
             let members = r.members.clone().unwrap_or_default();
             for m in &members {
@@ -785,6 +867,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         backup,
         seed,
         regression,
+        agent,
     })
 }
 
@@ -865,6 +948,14 @@ impl Scenario {
                 },
                 delay_ms: i(self.recovery.delay_ms),
                 bump_revision: self.recovery.bump_revision.map(|n| n as i64),
+                stop_at_last_good: match &self.recovery.procedure {
+                    ProcedureSpec::IncrementalRestore { stop_at_last_good, .. } => Some(*stop_at_last_good),
+                    _ => None,
+                },
+                break_chain: match &self.recovery.procedure {
+                    ProcedureSpec::IncrementalRestore { damage, .. } => damage.map(|d| d.as_str().to_string()),
+                    _ => None,
+                },
             }),
             expect: Some(RawExpect {
                 quorum_lost: self.expect.quorum_lost,
@@ -884,6 +975,7 @@ impl Scenario {
                 keys: seed.keys as i64,
             }),
             regression: Some(self.regression.to_raw()),
+            agent: self.agent.as_ref().map(|a| a.to_raw()),
         }
     }
 
@@ -1097,6 +1189,7 @@ mod tests {
                             allow_new_data_loss,
                             noise_ms,
                         },
+                        agent: None,
                     }
                 },
             )
