@@ -469,8 +469,10 @@ impl Worker {
             let v = &self.verifier;
             let status =
                 crate::procedure::snapshot_status(&v.docker, &v.image, &v.run_id, "agent-full-status", &path).await?;
+            // A key space that never held a key reports revision 0; etcd counts it as 1.
+            let revision = status.revision.max(1);
             let name = FullName {
-                revision: status.revision,
+                revision,
                 taken_unix_ms: unix_ms(),
                 compression: self.config.compression,
             };
@@ -481,7 +483,7 @@ impl Worker {
             let record = FullRecord {
                 file: name.file(),
                 from: member.name.clone(),
-                revision: status.revision,
+                revision,
                 total_keys: status.total_keys,
                 size,
                 stored_bytes,
@@ -491,7 +493,7 @@ impl Worker {
             tracing::info!(file = %record.file, keys = record.total_keys, "backup agent: full snapshot saved");
             self.note(|f| f.fulls.push(record));
             self.apply_retention().await;
-            return Ok(status.revision);
+            return Ok(revision);
         }
         Err(Error::Procedure {
             step: "full snapshot".into(),

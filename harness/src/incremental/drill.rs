@@ -107,7 +107,12 @@ impl DrillAgentRun {
 
     /// Checks the chain the agent left in its store, from the oldest full snapshot.
     pub async fn check_chain(&mut self) {
-        let oldest = self.store.catalog().await.ok().and_then(|c| c.fulls.first().map(|f| f.revision));
+        let oldest = self
+            .store
+            .catalog()
+            .await
+            .ok()
+            .and_then(|c| c.fulls.first().map(|f| f.revision));
         match replay::prepare(&self.store, oldest, false).await {
             Ok(p) => {
                 self.report.chain_error = None;
@@ -183,8 +188,15 @@ impl DrillAgentRun {
                 format!("{kept} back, {missing_saved} missing; {lost_after} lost after revision {reached}"),
             ));
             if let Some(damaged) = &info.damaged {
-                let file = damaged.split(": ").nth(1).and_then(|d| d.split(' ').next()).unwrap_or("");
-                let named = info.refusal.as_deref().is_some_and(|e| !file.is_empty() && e.contains(file));
+                let file = damaged
+                    .split(": ")
+                    .nth(1)
+                    .and_then(|d| d.split(' ').next())
+                    .unwrap_or("");
+                let named = info
+                    .refusal
+                    .as_deref()
+                    .is_some_and(|e| !file.is_empty() && e.contains(file));
                 checks.push(CheckResult::new(
                     "broken_chain_refused",
                     named,
@@ -199,7 +211,10 @@ impl DrillAgentRun {
                         "revision {} of the agent's {}: {}",
                         reached,
                         info.replay.head.map(|h| h.to_string()).unwrap_or_else(|| "?".into()),
-                        info.replay.stopped_early.clone().unwrap_or_else(|| "did not stop early".into())
+                        info.replay
+                            .stopped_early
+                            .clone()
+                            .unwrap_or_else(|| "did not stop early".into())
                     ),
                 ));
             }

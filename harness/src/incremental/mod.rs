@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod chain;
+pub mod command;
 pub mod config;
 pub mod drill;
 pub mod naming;

@@ -62,15 +62,13 @@ impl IncrementalRestore {
                 let at = bytes.len() / 2;
                 bytes[at] ^= 0xff;
                 store.put(&file, bytes).await?;
-                format!("printf '\\xff' | dd of={AGENT_STORE_DIR}/{file} bs=1 seek={at} conv=notrunc   # one byte flipped")
+                format!(
+                    "printf '\\xff' | dd of={AGENT_STORE_DIR}/{file} bs=1 seek={at} conv=notrunc   # one byte flipped"
+                )
             }
         };
-        cx.cluster.record(
-            format!("{} {file}", damage.as_str()),
-            command,
-            started,
-            true,
-        );
+        cx.cluster
+            .record(format!("{} {file}", damage.as_str()), command, started, true);
         Ok(victim.describe())
     }
 }
@@ -88,7 +86,11 @@ impl Procedure for IncrementalRestore {
 
             // A damaged chain must be refused, with the file named.
             if let Some(damage) = self.damage {
-                info.damaged = Some(format!("{}: {}", damage.as_str(), self.damage(&store, damage, cx).await?));
+                info.damaged = Some(format!(
+                    "{}: {}",
+                    damage.as_str(),
+                    self.damage(&store, damage, cx).await?
+                ));
                 let started = Instant::now();
                 let strict = replay::prepare(&store, None, false).await;
                 info.refusal = strict.err().map(|e| e.to_string());
@@ -96,7 +98,8 @@ impl Procedure for IncrementalRestore {
                     Some(e) => format!("{line}   # refused: {e}"),
                     None => format!("{line}   # NOT refused"),
                 };
-                cx.cluster.record("restore the damaged chain (must be refused)", note, started, true);
+                cx.cluster
+                    .record("restore the damaged chain (must be refused)", note, started, true);
             }
 
             // 1. Check the chain and read it.
