@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::config::AgentConfig;
 use super::naming::{DeltaName, FullName};
-use super::record::{encode, DeltaEvent};
+use super::record::DeltaEvent;
 use super::retention;
 use super::store::BackupStore;
 use crate::clock::Clock;
@@ -419,24 +419,19 @@ impl Worker {
             last: last.revision,
             compression: self.config.compression,
         };
-        let encoded = encode(&self.buffer);
-        let stored = self.config.compression.compress(&encoded);
-        let stored_len = stored.len() as u64;
-        let saved = async {
-            self.store.put_with_hash(&name.file(), stored).await?;
-            self.store.set_head(name.last).await
-        }
-        .await;
-        if let Err(e) = saved {
-            self.error(format!("write {}: {e}", name.file()));
-            return;
-        }
+        let (encoded_len, stored_len) = match self.store.put_delta(&name, &self.buffer).await {
+            Ok(sizes) => sizes,
+            Err(e) => {
+                self.error(format!("write {}: {e}", name.file()));
+                return;
+            }
+        };
         let events = self.buffer.len() as u64;
         let now = self.clock.now_ms();
         self.note(|f| {
             f.deltas += 1;
             f.delta_events += events;
-            f.delta_bytes += encoded.len() as u64;
+            f.delta_bytes += encoded_len;
             f.delta_stored_bytes += stored_len;
             f.flushes_by_memory += by_memory as u64;
             f.last_saved_revision = name.last;

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::chain::{check_hash, ChainError};
 use super::naming::{hash_file, DeltaName, FullName, StoredName};
+use super::record::{encode, DeltaEvent};
 use crate::error::{Error, Result};
 
 /// The file that records the last revision saved.
@@ -167,6 +168,17 @@ impl BackupStore {
         self.put(&hash_file(name), format!("{digest}  {name}\n").into_bytes())
             .await?;
         Ok(digest)
+    }
+
+    /// Encodes, compresses and writes one delta with its sidecar, then moves the head to
+    /// its last revision; returns (encoded bytes, stored bytes).
+    pub async fn put_delta(&self, name: &DeltaName, events: &[DeltaEvent]) -> Result<(u64, u64)> {
+        let encoded = encode(events);
+        let stored = name.compression.compress(&encoded);
+        let sizes = (encoded.len() as u64, stored.len() as u64);
+        self.put_with_hash(&name.file(), stored).await?;
+        self.set_head(name.last).await?;
+        Ok(sizes)
     }
 
     pub async fn get(&self, name: &str) -> Result<Vec<u8>> {
