@@ -34,17 +34,23 @@ fn free_port() -> u16 {
 
 /// Starts moto's S3 server, or None when it is not installed.
 fn start_moto() -> Option<(Moto, u16)> {
+    // Through the interpreter, so that a `pip install --user` outside PATH works too.
+    let installed = Command::new("python3")
+        .args(["-c", "import moto.server"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        return None;
+    }
     let port = free_port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(c) => Moto(c),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => panic!("moto_server is installed but did not start: {e}"),
-    };
+        .spawn()
+        .expect("moto is installed but its server did not start");
+    let child = Moto(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "moto_server did not listen on {port} within 30 s");
@@ -90,7 +96,7 @@ fn delta(first: i64, last: i64) -> DeltaName {
 fn the_backup_store_works_against_an_s3_compatible_server() {
     let Some((_moto, port)) = start_moto() else {
         eprintln!(
-            "SKIPPED: moto_server is not installed, so the S3 path was not tested. Install it with \
+            "SKIPPED: moto (python3 -m moto.server) is not installed, so the S3 path was not tested. Install it with \
              `pip install 'moto[server]'` (scripts/prepare does)."
         );
         return;
