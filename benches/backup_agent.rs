@@ -34,13 +34,18 @@ fn persist(c: &mut Criterion) {
         "buffer memory for {EVENTS} events: {footprint} bytes ({} per event)",
         footprint / EVENTS as usize
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = BackupStore::open(StoreLocation::Local(dir.path().to_path_buf())).unwrap();
     let mut group = c.benchmark_group("backup_agent");
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.sample_size(20);
-    group.bench_function("encode 10k events", |b| b.iter(|| black_box(encode(black_box(&events)))));
+    group.bench_function("encode 10k events", |b| {
+        b.iter(|| black_box(encode(black_box(&events))))
+    });
     for compression in [Compression::None, Compression::Gzip] {
         let name = DeltaName {
             first: 1,

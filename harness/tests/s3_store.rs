@@ -53,7 +53,10 @@ fn start_moto() -> Option<(Moto, u16)> {
     let child = Moto(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not listen on {port} within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen on {port} within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Some((child, port))
@@ -108,7 +111,10 @@ fn the_backup_store_works_against_an_s3_compatible_server() {
     let endpoint = format!("http://127.0.0.1:{port}");
     let location = StoreLocation::parse("s3://backups/cluster-a/etcd", Some(&endpoint), None).unwrap();
     let store = BackupStore::open(location).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         // A full snapshot at revision 10 (a `snapshot save` file ends with its SHA-256).
         let mut snapshot = b"pretend bbolt pages".repeat(100);
@@ -165,7 +171,13 @@ fn the_backup_store_works_against_an_s3_compatible_server() {
         store.delete_with_hash(&first.file()).await.unwrap();
         let e = prepare(&store, None, false).await.err().expect("a gap is refused");
         assert!(
-            matches!(&e, Error::BackupChain { source: ChainError::Gap { end: 10, start: 13, .. }, .. }),
+            matches!(
+                &e,
+                Error::BackupChain {
+                    source: ChainError::Gap { end: 10, start: 13, .. },
+                    ..
+                }
+            ),
             "{e}"
         );
     });

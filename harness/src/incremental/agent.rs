@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
 use crate::runtime::DockerRuntime;
 
+/// The largest watch message the agent accepts (etcd sends a revision's events together).
+pub const MAX_WATCH_MESSAGE: usize = 1 << 31;
+
 /// A full snapshot the agent saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FullRecord {
@@ -60,6 +63,8 @@ pub struct AgentFigures {
     /// Times the watch was opened again (after a break), and on a different member.
     pub watch_restarts: u64,
     pub endpoint_switches: u64,
+    /// Why the watch broke, the first 20 times.
+    pub watch_breaks: Vec<String>,
     /// The members the watch ran on, in order (a member once per stretch).
     pub watched: Vec<String>,
     pub defrags: u64,
@@ -191,8 +196,8 @@ impl Drop for Agent {
 /// How one watch stretch ended.
 enum WatchEnd {
     Stopped,
-    /// The stream broke or the member is gone: try the next member.
-    Broken,
+    /// The stream broke or the member is gone (why): try the next member.
+    Broken(String),
     /// The revision the watch needs was compacted.
     Compacted(i64),
 }
@@ -262,7 +267,12 @@ impl Worker {
                 .await;
             match end {
                 WatchEnd::Stopped => break,
-                WatchEnd::Broken => {
+                WatchEnd::Broken(why) => {
+                    self.note(|f| {
+                        if f.watch_breaks.len() < 20 {
+                            f.watch_breaks.push(why)
+                        }
+                    });
                     self.cursor += 1;
                     self.stopped_for(Duration::from_millis(100)).await;
                 }
@@ -330,13 +340,20 @@ impl Worker {
         next_defrag: &mut Option<Instant>,
     ) -> WatchEnd {
         let member = self.members[index].clone();
-        let mut client = member.raw_client();
+        // One revision's events come in one message: a delete of many keys can be far
+        // larger than gRPC's default 4 MiB limit, and would break the watch at every try.
+        let mut client = member
+            .raw_client()
+            .watch_client()
+            .max_decoding_message_size(MAX_WATCH_MESSAGE);
         let options = WatchOptions::new()
             .with_all_keys()
             .with_start_revision(self.last_revision + 1);
         let opened = tokio::time::timeout(Duration::from_secs(1), client.watch(vec![0u8], Some(options))).await;
-        let Ok(Ok(mut stream)) = opened else {
-            return WatchEnd::Broken;
+        let mut stream = match opened {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return WatchEnd::Broken(format!("watch on {}: {e}", member.name)),
+            Err(_) => return WatchEnd::Broken(format!("watch on {}: no answer within 1 s", member.name)),
         };
         self.note(|f| {
             if f.watched.last() != Some(&member.name) {
@@ -369,21 +386,26 @@ impl Worker {
                 Err(_) => {
                     if last_heard.elapsed() > silence_limit {
                         if self.members.len() > 1 && !member.is_healthy(Duration::from_millis(500)).await {
-                            return WatchEnd::Broken;
+                            return WatchEnd::Broken(format!("{} is silent and does not serve", member.name));
                         }
                         last_heard = Instant::now();
                     }
                     continue;
                 }
                 Ok(Ok(Some(message))) => message,
-                Ok(_) => return WatchEnd::Broken,
+                Ok(Ok(None)) => return WatchEnd::Broken(format!("{} ended the watch stream", member.name)),
+                Ok(Err(e)) => return WatchEnd::Broken(format!("watch on {}: {e}", member.name)),
             };
             last_heard = Instant::now();
             if message.compact_revision() > 0 {
                 return WatchEnd::Compacted(message.compact_revision());
             }
             if message.canceled() {
-                return WatchEnd::Broken;
+                return WatchEnd::Broken(format!(
+                    "{} cancelled the watch: {}",
+                    member.name,
+                    message.cancel_reason()
+                ));
             }
             for event in message.events() {
                 let Some(e) = DeltaEvent::from_watch(event) else {

@@ -446,6 +446,9 @@ pub async fn dispatch_backup(request: BackupRequest) -> Result<u8> {
             for e in f.errors.iter().take(5) {
                 println!("  error: {e}");
             }
+            for why in f.watch_breaks.iter().take(5) {
+                println!("  watch break: {why}");
+            }
             Ok(0)
         }
         BackupRequest::Compact { store, full, image } => {
