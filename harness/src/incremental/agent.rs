@@ -412,7 +412,7 @@ impl Worker {
                     continue;
                 };
                 // Never twice: a resumed watch starts after the last revision held.
-                if e.revision <= self.last_revision && !self.buffer.last().is_some_and(|b| b.revision == e.revision) {
+                if e.revision <= self.last_revision && self.buffer.last().is_none_or(|b| b.revision != e.revision) {
                     continue;
                 }
                 self.last_revision = e.revision;

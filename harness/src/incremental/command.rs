@@ -9,14 +9,14 @@ use std::time::Duration;
 use super::agent::{unix_ms, Agent, AgentFigures, Verifier};
 use super::config::RawAgentConfig;
 use super::naming::FullName;
-use super::replay::{self, Prepared, ReplayPlace, ReplayReport};
+use super::replay::{self, restore_into_volume, Prepared, ReplayPlace, ReplayReport, RestoredMember};
 use super::store::{BackupStore, StoreLocation};
 use crate::clock::Clock;
 use crate::cluster::{DATA_DIR, DATA_MOUNT, ETCDUTL_BIN};
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
 use crate::image::DEFAULT_IMAGE;
-use crate::runtime::{ContainerSpec, DockerRuntime, RunGuard, ToolFile, ROLE_LABEL};
+use crate::runtime::{ContainerSpec, DockerRuntime, RunGuard, ROLE_LABEL};
 
 /// Where a store is, as the flags give it.
 #[derive(Debug, Clone, Default)]
@@ -194,6 +194,17 @@ pub struct RestoreRequest {
     pub image: Option<String>,
 }
 
+impl RestoreRequest {
+    /// The `--initial-cluster` value of the new cluster.
+    pub fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|(n, u)| format!("{n}={u}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// What `restore-backup` did.
 #[derive(Debug, Clone)]
 pub struct RestoreResult {
@@ -226,12 +237,7 @@ pub async fn restore_backup(request: &RestoreRequest) -> Result<RestoreResult> {
     let done = async {
         let report = replay_with(&tools, &store, &prepared, &request.out).await?;
         let snapshot = PathBuf::from(&report.snapshot);
-        let initial_cluster = request
-            .members
-            .iter()
-            .map(|(n, u)| format!("{n}={u}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial_cluster = request.initial_cluster();
         for (name, peer_url) in &request.members {
             let dir = request.out.join(name);
             restore_data_dir(&tools, &snapshot, name, peer_url, &initial_cluster, &token, &dir).await?;
@@ -280,45 +286,23 @@ async fn restore_data_dir(
     }
     let volume = format!("etcd-drill-{}-{name}-restored", tools.run_id);
     tools.docker.create_volume(&volume, &tools.run_id, name).await?;
-    let host = peer_url
-        .split("://")
-        .nth(1)
-        .and_then(|h| h.split(':').next())
-        .unwrap_or(name);
-    let spec = ContainerSpec {
-        name: format!("etcd-drill-{}-restore-{name}", tools.run_id),
-        image: tools.image.clone(),
-        cmd: vec![
-            ETCDUTL_BIN.into(),
-            "snapshot".into(),
-            "restore".into(),
-            "/snapshot.db".into(),
-            format!("--name={name}"),
-            format!("--initial-cluster={initial_cluster}"),
-            format!("--initial-cluster-token={token}"),
-            format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--data-dir={DATA_DIR}"),
-        ],
-        labels: vec![(ROLE_LABEL.into(), "tool".into())],
-        volumes: vec![(volume.clone(), DATA_MOUNT.into())],
-        extra_hosts: vec![format!("{host}:127.0.0.1")],
-        isolated: true,
-        ..ContainerSpec::default()
+    let member = RestoredMember {
+        name,
+        peer_url,
+        initial_cluster,
+        token: Some(token),
     };
-    let files = [ToolFile {
-        host_path: snapshot.to_path_buf(),
-        container_path: "/snapshot.db".into(),
-    }];
-    let output = tools
-        .docker
-        .run_tool(&spec, &tools.run_id, &files, Duration::from_secs(120))
-        .await?;
-    if output.exit_code != 0 {
-        return Err(Error::Procedure {
-            step: format!("etcdutl snapshot restore for {name}"),
-            message: format!("exit code {}: {}", output.exit_code, output.stderr.trim()),
-        });
-    }
+    let container = format!("etcd-drill-{}-restore-{name}", tools.run_id);
+    restore_into_volume(
+        &tools.docker,
+        &tools.image,
+        &tools.run_id,
+        &container,
+        snapshot,
+        &volume,
+        &member,
+    )
+    .await?;
     // A stopped container on the volume, to copy the data dir out of.
     let holder = ContainerSpec {
         name: format!("etcd-drill-{}-export-{name}", tools.run_id),
@@ -484,12 +468,7 @@ pub async fn print_restore(request: &RestoreRequest) -> Result<u8> {
         r.replay_ms
     );
     println!("snapshot: {}", r.snapshot);
-    let initial_cluster = request
-        .members
-        .iter()
-        .map(|(n, u)| format!("{n}={u}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let initial_cluster = request.initial_cluster();
     for (name, dir) in &result.data_dirs {
         let url = request
             .members

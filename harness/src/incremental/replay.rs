@@ -311,37 +311,22 @@ impl TemporaryEtcd {
         let volume = format!("{name}-data");
         let peer = "http://localhost:2380";
         docker.create_volume(&volume, place.run_id, "replay").await?;
-        let restore = ContainerSpec {
-            name: format!("{name}-restore"),
-            image: place.image.to_string(),
-            cmd: vec![
-                ETCDUTL_BIN.into(),
-                "snapshot".into(),
-                "restore".into(),
-                "/snapshot.db".into(),
-                "--name=replay".into(),
-                format!("--initial-cluster=replay={peer}"),
-                format!("--initial-advertise-peer-urls={peer}"),
-                format!("--data-dir={DATA_DIR}"),
-            ],
-            labels: vec![(ROLE_LABEL.into(), "tool".into())],
-            volumes: vec![(volume.clone(), DATA_MOUNT.into())],
-            isolated: true,
-            ..ContainerSpec::default()
+        let member = RestoredMember {
+            name: "replay",
+            peer_url: peer,
+            initial_cluster: &format!("replay={peer}"),
+            token: None,
         };
-        let files = [ToolFile {
-            host_path: snapshot.to_path_buf(),
-            container_path: "/snapshot.db".into(),
-        }];
-        let output = docker
-            .run_tool(&restore, place.run_id, &files, Duration::from_secs(120))
-            .await?;
-        if output.exit_code != 0 {
-            return Err(Error::Procedure {
-                step: "etcdutl snapshot restore (temporary etcd)".into(),
-                message: format!("exit code {}: {}", output.exit_code, output.stderr.trim()),
-            });
-        }
+        restore_into_volume(
+            docker,
+            place.image,
+            place.run_id,
+            &format!("{name}-restore"),
+            snapshot,
+            &volume,
+            &member,
+        )
+        .await?;
         let port = free_local_port()?;
         let env = [
             ("ETCD_NAME", "replay".to_string()),
@@ -402,6 +387,69 @@ impl TemporaryEtcd {
             tracing::warn!("removing {}: {e}", self.volume);
         }
     }
+}
+
+/// One member of a restored cluster, as `etcdutl snapshot restore` needs it.
+pub(crate) struct RestoredMember<'a> {
+    pub name: &'a str,
+    pub peer_url: &'a str,
+    pub initial_cluster: &'a str,
+    pub token: Option<&'a str>,
+}
+
+/// `etcdutl snapshot restore` of a local snapshot file into `volume` (its data dir at
+/// [`DATA_DIR`]), in a one-off container of `image` without a network.
+pub(crate) async fn restore_into_volume(
+    docker: &DockerRuntime,
+    image: &str,
+    run_id: &str,
+    container: &str,
+    snapshot: &Path,
+    volume: &str,
+    member: &RestoredMember<'_>,
+) -> Result<()> {
+    let mut cmd = vec![
+        ETCDUTL_BIN.to_string(),
+        "snapshot".into(),
+        "restore".into(),
+        "/snapshot.db".into(),
+        format!("--name={}", member.name),
+        format!("--initial-cluster={}", member.initial_cluster),
+        format!("--initial-advertise-peer-urls={}", member.peer_url),
+        format!("--data-dir={DATA_DIR}"),
+    ];
+    if let Some(token) = member.token {
+        cmd.push(format!("--initial-cluster-token={token}"));
+    }
+    // The restore resolves the member's own peer URL; with no network any address will do.
+    let host = member
+        .peer_url
+        .split("://")
+        .nth(1)
+        .and_then(|h| h.split(':').next())
+        .unwrap_or(member.name);
+    let spec = ContainerSpec {
+        name: container.to_string(),
+        image: image.to_string(),
+        cmd,
+        labels: vec![(ROLE_LABEL.into(), "tool".into())],
+        volumes: vec![(volume.to_string(), DATA_MOUNT.into())],
+        extra_hosts: vec![format!("{host}:127.0.0.1")],
+        isolated: true,
+        ..ContainerSpec::default()
+    };
+    let files = [ToolFile {
+        host_path: snapshot.to_path_buf(),
+        container_path: "/snapshot.db".into(),
+    }];
+    let output = docker.run_tool(&spec, run_id, &files, Duration::from_secs(120)).await?;
+    if output.exit_code != 0 {
+        return Err(Error::Procedure {
+            step: format!("etcdutl snapshot restore for {}", member.name),
+            message: format!("exit code {}: {}", output.exit_code, output.stderr.trim()),
+        });
+    }
+    Ok(())
 }
 
 /// Where a restore writes its files by default.

@@ -37,11 +37,8 @@ pub fn fulls_to_delete(policy: RetentionPolicy, fulls: &[FullName], now_unix_ms:
                     None => {}
                     Some(("gone", _)) => delete.push(f),
                     // Newest first: the first full seen in a bucket is the one it keeps.
-                    Some(key) => {
-                        if !seen_buckets.insert(key) {
-                            delete.push(f);
-                        }
-                    }
+                    Some(key) if !seen_buckets.insert(key) => delete.push(f),
+                    Some(_) => {}
                 }
             }
             delete
