@@ -88,6 +88,16 @@ pub enum Error {
     #[error("prefix `{prefix}` already holds keys on {endpoint}; delete them first (`etcdctl del --prefix {prefix}`) or choose another --prefix")]
     PrefixNotEmpty { prefix: String, endpoint: String },
 
+    #[error("backup store {location}: {message}")]
+    BackupStore { location: String, message: String },
+
+    #[error("backup chain in {store} cannot be restored: {source}")]
+    BackupChain {
+        store: String,
+        #[source]
+        source: crate::incremental::ChainError,
+    },
+
     #[error("interrupted by {signal}; the run's containers, networks and volumes were removed")]
     Interrupted { signal: &'static str },
 }
@@ -111,7 +121,9 @@ impl Error {
             | Error::Procedure { .. }
             | Error::Timeout { .. }
             | Error::Io { .. }
+            | Error::BackupChain { .. }
             | Error::Interrupted { .. } => ExitClass::DrillFailed,
+            Error::BackupStore { .. } => ExitClass::Environment,
         }
     }
 

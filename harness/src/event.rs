@@ -67,6 +67,9 @@ pub struct RecoveryFigures {
     /// The drill's periodic backups (scenarios with a [backup] table).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<crate::backup::BackupRecord>,
+    /// The incremental backup agent (scenarios with an [agent] table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::incremental::drill::DrillAgentReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -15,6 +15,7 @@ pub mod event;
 pub mod fault;
 pub mod flavor;
 pub mod image;
+pub mod incremental;
 pub mod perf;
 pub mod procedure;
 pub mod report;

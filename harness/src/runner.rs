@@ -19,9 +19,10 @@ use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
 use crate::fault::{ClusterView, FaultAction, Target};
 use crate::flavor::FlavorKind;
 use crate::image::DEFAULT_IMAGE;
+use crate::incremental::drill::DrillAgentRun;
 use crate::procedure::{self, RecoveryContext};
 use crate::runtime::{DockerRuntime, RunGuard};
-use crate::scenario::Scenario;
+use crate::scenario::{ProcedureSpec, Scenario};
 use crate::security::RootPassword;
 use crate::series::WorkloadSeries;
 use crate::watcher::{WatchFigures, WatchFollower};
@@ -113,18 +114,13 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
 
     // How to run the image, and what its tools can do, read from the image itself. A
     // drill this image cannot do is skipped, with the reason, before any cluster starts.
-    let image = async {
-        let flavor = crate::flavor::resolve(&docker, &options.image, options.flavor, options.user.clone()).await?;
-        let tools = crate::tools::probe(&docker, &options.image, &flavor, &run_id).await?;
-        Ok::<_, Error>(ClusterImage {
-            name: options.image.clone(),
-            flavor,
-            tools: Some(tools),
+    let image = ClusterImage::inspect(&docker, &options.image, options.flavor, options.user.clone(), &run_id)
+        .await
+        .map(|image| ClusterImage {
             root_password,
             tls: scenario.security.tls,
-        })
-    }
-    .await;
+            ..image
+        });
     let image = match image {
         Ok(image) => image,
         Err(e) => {
@@ -280,6 +276,23 @@ impl Drill<'_, '_> {
             );
         }
 
+        let mut agent = match &scenario.agent {
+            Some(plan) => {
+                let started = DrillAgentRun::start(plan, self.cluster_ref(), &self.options.out_dir).await?;
+                self.phase(
+                    "agent-started",
+                    format!(
+                        "backup agent: first full snapshot saved; deltas {}",
+                        match plan.config.delta_period_ms {
+                            Some(ms) => format!("every {ms} ms"),
+                            None => "off".into(),
+                        }
+                    ),
+                );
+                Some(started)
+            }
+            None => None,
+        };
         let prefix = format!("/etcd-drill/{}/", self.run_id);
         let clients = self.cluster_ref().clients();
         let backups = scenario.backup.as_ref().map(|plan| {
@@ -308,9 +321,14 @@ impl Drill<'_, '_> {
         );
         // Whatever happens from here on, the writers are stopped and the ledger kept.
         let outcome = self
-            .fault_and_recover(&mut rng, workload_started, backups, &app_clients)
+            .fault_and_recover(&mut rng, workload_started, backups, &app_clients, agent.as_mut())
             .await;
         let ledger = workload.stop().await;
+        if let Some(agent) = agent.as_mut() {
+            let newest = ledger.acked.iter().map(|w| w.revision).max().unwrap_or(0);
+            agent.stop(newest, "stopped at the end").await;
+            agent.check_chain().await;
+        }
         let watch_log = match follower {
             Some(follower) => Some(follower.stop().await),
             None => None,
@@ -364,6 +382,21 @@ impl Drill<'_, '_> {
         self.phase("checking", "reading every acknowledged key back");
         let present = check::read_back(self.cluster_ref(), &ledger.prefix).await?;
         let mut data = check::account_data_loss(&ledger, &present);
+        let agent_checks = match &agent {
+            Some(agent) => {
+                figures.agent = Some(agent.report.clone());
+                let faulted: Vec<String> = scenario
+                    .faults
+                    .iter()
+                    .flat_map(|f| match &f.target {
+                        crate::fault::Target::Members(m) => m.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                agent.checks(&ledger, &present, &figures, &faulted)
+            }
+            None => Vec::new(),
+        };
         if let Some(seed) = &scenario.seed {
             let app_keys = check::read_back(self.cluster_ref(), &seed.prefix).await?;
             (data.app_keys_expected, data.app_keys_missing) = check::account_seed(seed, &app_keys);
@@ -380,6 +413,9 @@ impl Drill<'_, '_> {
             consistency: Some(Box::new(consistency.clone())),
         });
         for result in check::judge(&scenario.expect, &scenario.topology, &figures, &data, &consistency) {
+            self.check(result);
+        }
+        for result in agent_checks {
             self.check(result);
         }
         Ok(())
@@ -401,6 +437,7 @@ impl Drill<'_, '_> {
         workload_started: u64,
         backups: Option<BackupSchedule>,
         app_clients: &ClientSet,
+        mut agent: Option<&mut DrillAgentRun>,
     ) -> Result<RecoveryFigures> {
         let scenario = self.scenario;
         tokio::time::sleep(Duration::from_millis(scenario.workload.warmup_ms)).await;
@@ -433,6 +470,13 @@ impl Drill<'_, '_> {
                 step: format!("{} {}", fault.action.as_str(), fault.target.describe()),
                 message: e.to_string(),
             })?;
+            if fault.action.takes_members_down() {
+                if let Some(agent) = agent.as_mut().filter(|a| a.plan.lost_at_fault && a.running()) {
+                    // The agent's machine fails with the hosts: its buffer is lost.
+                    agent.lose().await;
+                    self.phase("agent-lost", "the backup agent died with the fault");
+                }
+            }
             let began_ms = self.clock.now_ms();
             let cluster = self.cluster_mut();
             if fault.together {
@@ -523,6 +567,12 @@ impl Drill<'_, '_> {
                 "backups",
                 format!("{worked} of {} periodic backups worked", figures.backups.len()),
             );
+        }
+        if let Some(agent) = agent.as_mut().filter(|a| a.running()) {
+            if matches!(scenario.recovery.procedure, ProcedureSpec::IncrementalRestore { .. }) {
+                // The restore reads what the agent saved: it writes out what it holds first.
+                agent.stop(0, "stopped before the recovery").await;
+            }
         }
         let procedure = procedure::for_recovery(&scenario.recovery);
         let started = self.clock.now_ms();

@@ -39,6 +39,10 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "bump-revision-restore",
     "server-b-loss-auth",
     "server-b-loss-secure",
+    "incremental-restore",
+    "full-only-restore",
+    "broken-delta-chain",
+    "agent-survives-member-loss",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -61,6 +65,9 @@ pub struct RawScenario {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<RawSecurity>,
     pub etcd: Option<RawEtcd>,
+    /// The incremental backup agent the drill runs beside the cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::incremental::config::RawDrillAgent>,
 }
 
 /// `[security]`: authentication (a root password) and TLS on the cluster.
@@ -154,6 +161,12 @@ pub struct RawRecovery {
     /// snapshot-restore: `--bump-revision N --mark-compacted`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bump_revision: Option<i64>,
+    /// incremental-restore: replay up to the last good delta instead of refusing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_at_last_good: Option<bool>,
+    /// incremental-restore: `remove-delta` or `corrupt-delta` before the restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_chain: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -214,6 +227,8 @@ pub struct Scenario {
     pub security: Security,
     /// Server settings every member runs with.
     pub etcd: ServerSettings,
+    /// The incremental backup agent beside the cluster.
+    pub agent: Option<crate::incremental::config::DrillAgent>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -280,10 +295,32 @@ pub enum ProcedureSpec {
     PurgeMember { members: Vec<String> },
     /// Make `from` a one-member cluster with its data, then add the others back.
     ForceNewCluster { from: String },
+    /// Restore from the backup agent's newest full snapshot and its deltas.
+    IncrementalRestore {
+        stop_at_last_good: bool,
+        damage: Option<ChainDamage>,
+    },
+}
+
+/// How an `incremental-restore` drill breaks the delta chain before restoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChainDamage {
+    RemoveDelta,
+    CorruptDelta,
+}
+
+impl ChainDamage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainDamage::RemoveDelta => "remove-delta",
+            ChainDamage::CorruptDelta => "corrupt-delta",
+        }
+    }
 }
 
 impl ProcedureSpec {
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "restart",
         "snapshot-restore",
         "restore-beside",
@@ -292,6 +329,7 @@ impl ProcedureSpec {
         "maintenance",
         "force-new-cluster",
         "purge-member",
+        "incremental-restore",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -304,6 +342,7 @@ impl ProcedureSpec {
             ProcedureSpec::Maintenance => "maintenance",
             ProcedureSpec::ForceNewCluster { .. } => "force-new-cluster",
             ProcedureSpec::PurgeMember { .. } => "purge-member",
+            ProcedureSpec::IncrementalRestore { .. } => "incremental-restore",
         }
     }
 }
@@ -729,6 +768,17 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             format!("`members` does not apply to {}", r.procedure),
         ));
     }
+    let agent = raw
+        .agent
+        .as_ref()
+        .map(|a| a.compile(path, &topology.names()))
+        .transpose()?;
+    if (r.stop_at_last_good.is_some() || r.break_chain.is_some()) && r.procedure != "incremental-restore" {
+        return Err(c.err(
+            "recovery.stop_at_last_good",
+            format!("`stop_at_last_good` and `break_chain` do not apply to {}", r.procedure),
+        ));
+    }
     let procedure = match r.procedure.as_str() {
         "restart" => ProcedureSpec::Restart,
         "repair" => ProcedureSpec::Repair,
@@ -769,6 +819,38 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         "force-new-cluster" => ProcedureSpec::ForceNewCluster {
             from: from("force-new-cluster")?,
         },
+        "incremental-restore" => {
+            let damage = match r.break_chain.as_deref() {
+                None => None,
+                Some("remove-delta") => Some(ChainDamage::RemoveDelta),
+                Some("corrupt-delta") => Some(ChainDamage::CorruptDelta),
+                Some(other) => {
+                    return Err(c.err(
+                        "recovery.break_chain",
+                        format!("unknown damage `{other}`; use remove-delta or corrupt-delta"),
+                    ))
+                }
+            };
+            match &agent {
+                None => {
+                    return Err(c.err(
+                        "recovery.procedure",
+                        "incremental-restore needs an [agent] table: the backup agent it restores from",
+                    ))
+                }
+                Some(a) if damage.is_some() && a.config.delta_period_ms.is_none() => {
+                    return Err(c.err(
+                        "recovery.break_chain",
+                        "there is no delta chain to break: [agent] has delta_period_ms = 0",
+                    ))
+                }
+                Some(_) => {}
+            }
+            ProcedureSpec::IncrementalRestore {
+                stop_at_last_good: r.stop_at_last_good.unwrap_or(false),
+                damage,
+            }
+        }
         "member-replace" | "purge-member" => {
             let members = r.members.clone().unwrap_or_default();
             for m in &members {
@@ -856,6 +938,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             tls: raw.security.as_ref().and_then(|s| s.tls).unwrap_or(false),
         },
         etcd,
+        agent,
     })
 }
 
@@ -940,6 +1023,14 @@ impl Scenario {
                 },
                 delay_ms: i(self.recovery.delay_ms),
                 bump_revision: self.recovery.bump_revision.map(|n| n as i64),
+                stop_at_last_good: match &self.recovery.procedure {
+                    ProcedureSpec::IncrementalRestore { stop_at_last_good, .. } => Some(*stop_at_last_good),
+                    _ => None,
+                },
+                break_chain: match &self.recovery.procedure {
+                    ProcedureSpec::IncrementalRestore { damage, .. } => damage.map(|d| d.as_str().to_string()),
+                    _ => None,
+                },
             }),
             expect: Some(RawExpect {
                 quorum_lost: self.expect.quorum_lost,
@@ -966,6 +1057,7 @@ impl Scenario {
             etcd: (self.etcd != ServerSettings::default()).then(|| RawEtcd {
                 snapshot_count: self.etcd.snapshot_count.map(|n| n as i64),
             }),
+            agent: self.agent.as_ref().map(|a| a.to_raw()),
         }
     }
 
@@ -1192,6 +1284,7 @@ mod tests {
                             auth: allow_new_data_loss,
                             tls: hashkv_equal,
                         },
+                        agent: None,
                     }
                 },
             )

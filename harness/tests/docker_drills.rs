@@ -1250,6 +1250,154 @@ fn perf_cli_exit_codes_and_report() -> TestResult {
     )
 }
 
+/// The check named `name` ran and passed.
+fn check_passed(report: &DrillReport, name: &str) -> TestResult {
+    let check = report.checks.iter().find(|c| c.name == name);
+    ensure(check.is_some_and(|c| c.passed), || {
+        format!("check {name}: {check:?}\n{}", explain(report))
+    })
+}
+
+fn incremental_info(report: &DrillReport) -> Result<etcd_drill::procedure::IncrementalRestoreInfo, Failed> {
+    report
+        .recovery
+        .outcome
+        .as_ref()
+        .and_then(|o| o.incremental.clone())
+        .ok_or_else(|| "no incremental restore in the report".into())
+}
+
+fn incremental_restore() -> TestResult {
+    let (report, out) = run_scenario("incremental-restore", 41)?;
+    common_assertions(&report, out.path())?;
+    check_passed(&report, "agent_chain_whole")?;
+    check_passed(&report, "restore_kept_saved_writes")?;
+    check_passed(&report, "rpo")?;
+    let info = incremental_info(&report)?;
+    let agent = report.recovery.agent.clone().ok_or("no agent in the report")?;
+    ensure(
+        info.replay.deltas_replayed.len() >= 3 && info.replay.revision > info.replay.full_revision,
+        || format!("{:?}", info.replay),
+    )?;
+    ensure(agent.rpo_bound_ms == 1000 && agent.ended == "lost at the fault", || {
+        format!("{agent:?}")
+    })?;
+    // The writes lost were all sent after (or just before) the agent's last delta.
+    if let Some((earliest_lost_sent, _)) = report.data.lost_span {
+        ensure(earliest_lost_sent + 600 >= agent.figures.last_saved_ms, || {
+            format!(
+                "a write sent at {earliest_lost_sent} ms is lost though the last delta was written at {} ms",
+                agent.figures.last_saved_ms
+            )
+        })?;
+    }
+
+    // The CLI on the same store: the chain checks, a restore into data dirs, compact.
+    let store = out.path().join("agent-store");
+    let store_arg = store.to_str().ok_or("path")?;
+    let restored = tempfile::tempdir()?;
+    let restored_out = restored.path().join("out");
+    let run = binary()
+        .args(["restore-backup", "--store", store_arg, "--out"])
+        .arg(&restored_out)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    ensure(run.status.code() == Some(0), || {
+        format!("{stdout}{}", String::from_utf8_lossy(&run.stderr))
+    })?;
+    ensure(
+        stdout.contains(&format!("-> {}", info.replay.revision)) && restored_out.join("etcd3/member/snap/db").is_file(),
+        || format!("{stdout}"),
+    )?;
+    let run = binary().args(["backup", "compact", "--store", store_arg]).output()?;
+    ensure(run.status.code() == Some(0), || {
+        String::from_utf8_lossy(&run.stderr).into()
+    })?;
+    let run = binary()
+        .args(["restore-backup", "--check-only", "--store", store_arg])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    ensure(
+        stdout.contains(&format!("up to revision {}", info.replay.revision)),
+        || format!("{stdout}"),
+    )?;
+
+    // A delta removed from the middle: refused with a gap that names the next file.
+    let copy = restored.path().join("store");
+    std::fs::create_dir_all(&copy)?;
+    let mut deltas: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(&store)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        std::fs::copy(store.join(&name), copy.join(&name))?;
+        if name.starts_with("delta-") && !name.ends_with(".sha256") {
+            deltas.push(name);
+        }
+    }
+    deltas.sort();
+    let victim = &deltas[deltas.len() / 2];
+    std::fs::remove_file(copy.join(victim))?;
+    let copy_arg = copy.to_str().ok_or("path")?;
+    // From the drill's full snapshot (the compacted one needs no deltas).
+    let full = info.replay.full_revision.to_string();
+    let run = binary()
+        .args(["restore-backup", "--check-only", "--full", &full, "--store", copy_arg])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    ensure(
+        run.status.code() == Some(1) && stderr.contains("gap") && stderr.contains(&deltas[deltas.len() / 2 + 1]),
+        || format!("{:?} {stderr}", run.status.code()),
+    )?;
+    let run = binary()
+        .args([
+            "restore-backup",
+            "--check-only",
+            "--stop-at-last-good",
+            "--full",
+            &full,
+            "--store",
+            copy_arg,
+        ])
+        .output()?;
+    ensure(
+        run.status.code() == Some(0) && String::from_utf8_lossy(&run.stdout).contains("stopped at the last good point"),
+        || String::from_utf8_lossy(&run.stdout).into(),
+    )
+}
+
+fn full_only_restore() -> TestResult {
+    let (report, out) = run_scenario("full-only-restore", 42)?;
+    common_assertions(&report, out.path())?;
+    check_passed(&report, "restore_kept_saved_writes")?;
+    let info = incremental_info(&report)?;
+    let agent = report.recovery.agent.clone().ok_or("no agent in the report")?;
+    ensure(agent.figures.deltas == 0 && agent.figures.fulls.len() >= 2, || {
+        format!("{agent:?}")
+    })?;
+    ensure(info.replay.deltas_replayed.is_empty(), || format!("{:?}", info.replay))
+}
+
+fn broken_delta_chain() -> TestResult {
+    let (report, _out) = run_scenario("broken-delta-chain", 43)?;
+    ensure(report.outcome == Outcome::Pass, || explain(&report))?;
+    check_passed(&report, "broken_chain_refused")?;
+    check_passed(&report, "stopped_at_last_good")?;
+    check_passed(&report, "restore_kept_saved_writes")?;
+    check_passed(&report, "app_keys_intact")?;
+    let info = incremental_info(&report)?;
+    ensure(
+        info.refusal.as_deref().is_some_and(|e| e.contains("bad hash")) && report.data.lost_acked_writes > 0,
+        || format!("{info:?}"),
+    )
+}
+
+fn agent_survives_member_loss() -> TestResult {
+    let (report, out) = run_scenario("agent-survives-member-loss", 44)?;
+    common_assertions(&report, out.path())?;
+    check_passed(&report, "agent_chain_whole")?;
+    check_passed(&report, "agent_moved_on")?;
+    check_passed(&report, "agent_saved_every_write")
+}
+
 fn main() {
     let args = Arguments::from_args();
     // The drills need the local image; build it once if this machine does not have it.
@@ -1321,6 +1469,10 @@ fn main() {
         Trial::test("quorum_loss_from_backup", quorum_loss_from_backup),
         Trial::test("restore_copied_db", restore_copied_db),
         Trial::test("restore_beside", restore_beside),
+        Trial::test("incremental_restore", incremental_restore),
+        Trial::test("full_only_restore", full_only_restore),
+        Trial::test("broken_delta_chain", broken_delta_chain),
+        Trial::test("agent_survives_member_loss", agent_survives_member_loss),
         Trial::test("member_corruption", member_corruption),
         Trial::test("member_snap_corruption", member_snap_corruption),
         Trial::test("restore_revision_hazard", restore_revision_hazard),

@@ -128,6 +128,7 @@ fn drill_events(run_id: &str, out_dir: &Path, slowdown_ms: u64, lost: u64, faili
                 fault_done_ms: fault_at + 200,
                 backups: Vec::new(),
                 watch: None,
+                agent: None,
             }),
             data: Box::new(DataLoss {
                 acked_writes: ledger.acked.len() as u64,

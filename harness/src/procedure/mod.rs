@@ -3,6 +3,7 @@
 //! would type. [`Procedure`] is the seam where drills differ.
 
 mod force_new_cluster;
+mod incremental_restore;
 mod maintenance;
 mod member_replace;
 mod purge_member;
@@ -17,12 +18,13 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 pub use force_new_cluster::ForceNewCluster;
+pub use incremental_restore::{IncrementalRestore, IncrementalRestoreInfo, AGENT_STORE_DIR};
 pub use maintenance::Maintenance;
 pub use member_replace::MemberReplace;
 pub use purge_member::PurgeMember;
 pub use repair::Repair;
 pub use restart::Restart;
-pub use snapshot_restore::{SnapshotInfo, SnapshotRestore};
+pub use snapshot_restore::{snapshot_status, SnapshotInfo, SnapshotRestore, SnapshotStatus};
 
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -39,6 +41,9 @@ pub struct ProcedureOutcome {
     /// Each member's DB size in bytes before and after, where the procedure changes it.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub db_sizes: std::collections::BTreeMap<String, [i64; 2]>,
+    /// What a restore from the backup agent's store replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalRestoreInfo>,
 }
 
 /// Everything a procedure may touch.
@@ -71,11 +76,13 @@ pub fn for_recovery(recovery: &Recovery) -> Box<dyn Procedure> {
             source: source.clone(),
             bump_revision: recovery.bump_revision,
             beside: false,
+            prepared: None,
         }),
         ProcedureSpec::RestoreBeside { source } => Box::new(SnapshotRestore {
             source: source.clone(),
             bump_revision: recovery.bump_revision,
             beside: true,
+            prepared: None,
         }),
         ProcedureSpec::Repair => Box::new(Repair),
         ProcedureSpec::MemberReplace { members } => Box::new(MemberReplace {
@@ -86,6 +93,13 @@ pub fn for_recovery(recovery: &Recovery) -> Box<dyn Procedure> {
             members: members.clone(),
         }),
         ProcedureSpec::ForceNewCluster { from } => Box::new(ForceNewCluster { from: from.clone() }),
+        ProcedureSpec::IncrementalRestore {
+            stop_at_last_good,
+            damage,
+        } => Box::new(IncrementalRestore {
+            stop_at_last_good: *stop_at_last_good,
+            damage: *damage,
+        }),
     }
 }
 

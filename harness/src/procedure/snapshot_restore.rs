@@ -67,27 +67,88 @@ pub fn parse_snapshot_status(stdout: &str) -> Option<(u64, i64, u64, u64)> {
     Some((s.hash, s.revision, s.total_key, s.total_size))
 }
 
+/// What `etcdutl snapshot status` says about a snapshot file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotStatus {
+    pub hash: u64,
+    pub revision: i64,
+    pub total_keys: u64,
+    pub total_size: u64,
+}
+
+/// Runs `snapshot status` (etcdutl, or etcdctl on 3.4) on a local snapshot file in a
+/// one-off container of `image` (so the tool matches the server), and parses its answer.
+pub async fn snapshot_status(
+    docker: &crate::runtime::DockerRuntime,
+    image: &crate::cluster::ClusterImage,
+    run_id: &str,
+    label: &str,
+    path: &std::path::Path,
+) -> Result<SnapshotStatus> {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let spec = image.snapshot_tool_container(
+        format!("etcd-drill-{run_id}-{label}-{n}"),
+        vec![
+            "snapshot".into(),
+            "status".into(),
+            SNAPSHOT_IN_CONTAINER.into(),
+            "--write-out=json".into(),
+        ],
+        vec![],
+    );
+    let files = [ToolFile {
+        host_path: path.to_path_buf(),
+        container_path: SNAPSHOT_IN_CONTAINER.into(),
+    }];
+    let output = docker.run_tool(&spec, run_id, &files, Duration::from_secs(120)).await?;
+    let parsed = parse_snapshot_status(&output.stdout).filter(|_| output.exit_code == 0);
+    let (hash, revision, total_keys, total_size) = parsed.ok_or_else(|| Error::Procedure {
+        step: format!("{} snapshot status {}", image.snapshot_tool().binary(), path.display()),
+        message: format!(
+            "exit code {}: {}{}",
+            output.exit_code,
+            output.stdout.trim(),
+            output.stderr.trim()
+        ),
+    })?;
+    Ok(SnapshotStatus {
+        hash,
+        revision,
+        total_keys,
+        total_size,
+    })
+}
+
 pub struct SnapshotRestore {
     pub source: SnapshotSource,
     /// Restore with `--bump-revision N --mark-compacted`.
     pub bump_revision: Option<u64>,
     /// Restore into a new cluster beside the old one, then switch the application over.
     pub beside: bool,
+    /// A snapshot file another procedure already produced (a replayed backup): used
+    /// instead of `source`.
+    pub(crate) prepared: Option<Obtained>,
 }
 
 /// The snapshot file a restore works from, and where it came from.
-struct Obtained {
-    path: std::path::PathBuf,
-    file: String,
-    source: &'static str,
-    from: String,
-    taken_ms: u64,
-    skip_hash_check: bool,
+#[derive(Debug, Clone)]
+pub(crate) struct Obtained {
+    pub(crate) path: std::path::PathBuf,
+    /// Path relative to the run's folder.
+    pub(crate) file: String,
+    pub(crate) source: &'static str,
+    pub(crate) from: String,
+    pub(crate) taken_ms: u64,
+    pub(crate) skip_hash_check: bool,
 }
 
 impl SnapshotRestore {
     /// Step 1: get the snapshot file, recording how.
     async fn obtain(&self, cx: &mut RecoveryContext<'_>) -> Result<Obtained> {
+        if let Some(prepared) = &self.prepared {
+            return Ok(prepared.clone());
+        }
         let cluster = &mut *cx.cluster;
         match &self.source {
             SnapshotSource::Member { from } => {

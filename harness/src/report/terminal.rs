@@ -139,6 +139,9 @@ impl Reporter for TerminalReporter {
                     data.rpo_ms,
                     consistency.as_ref().map(|c| c.hashkv_equal.to_string()).unwrap_or_else(|| "-".into()),
                 ));
+                for (label, value) in crate::incremental::drill::summary(recovery, data.rpo_ms) {
+                    self.say(format!("  {label:<30} {value}"));
+                }
             }
             Event::Check(c) => {
                 self.say(format!(
