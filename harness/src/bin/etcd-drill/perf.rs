@@ -1,0 +1,441 @@
+//! `etcd-drill perf`: the write benchmark, its `--max` search, `sweep` and `datascale`.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use etcd_drill::image::DEFAULT_IMAGE;
+use etcd_drill::perf::profile::{DATASCALE_PREFIX, PERF_PREFIX};
+use etcd_drill::perf::report::{render_header, render_terminal, PerfReport};
+use etcd_drill::perf::search::{find_max, MaxSearch, Trial};
+use etcd_drill::perf::stats::Interval;
+use etcd_drill::perf::sweep::{markdown_table, run_sweep, write_chart, SweepRow};
+use etcd_drill::perf::{parse_duration, parse_endpoints, Bench, Load, RunSettings, Target};
+use etcd_drill::runner::{self};
+use etcd_drill::{Error, Result};
+
+use crate::until_signal;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct PerfArgs {
+    #[command(subcommand)]
+    mode: Option<PerfMode>,
+    #[command(flatten)]
+    run: PerfRunArgs,
+}
+
+#[derive(Subcommand)]
+enum PerfMode {
+    /// Members 1, 3, 5 × loads: a Markdown table and an SVG chart of throughput and p99.
+    Sweep(SweepArgs),
+    /// Like `etcdctl check datascale`: put N keys with no rate limit and report how much the
+    /// first member's resident memory grew (from its /metrics).
+    Datascale(DatascaleArgs),
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Client URLs of an existing cluster, comma-separated (http only). Default: start a
+    /// cluster of --members members and remove it afterwards.
+    #[arg(long, value_delimiter = ',', conflicts_with = "members")]
+    endpoints: Vec<String>,
+    /// Members of the cluster to start: 1, 3 or 5.
+    #[arg(long, default_value_t = 5)]
+    members: usize,
+    /// The etcd image for a cluster the harness starts.
+    #[arg(long, default_value = DEFAULT_IMAGE)]
+    image: String,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// HTTP/2 connections per endpoint; each carries many requests at once.
+    #[arg(long, default_value_t = 1)]
+    connections_per_endpoint: usize,
+    /// Compact at the revision of the cleanup's delete.
+    #[arg(long)]
+    auto_compact: bool,
+    /// Defragment every endpoint after the cleanup.
+    #[arg(long)]
+    auto_defrag: bool,
+    /// Folder for report.json (default: reports/perf-<load>-<run id>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seed of the random keys.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A request slower than this counts as an error (etcdctl waits forever).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    request_timeout: Duration,
+}
+
+#[derive(Args)]
+struct PerfRunArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    load_args: LoadArgs,
+    /// Workload model: s, m, l, xl (or small, medium, large, xLarge).
+    #[arg(long, default_value = "s")]
+    load: Load,
+    /// Shorten (or lengthen) the run; the verdict rules stay the same. Default 60 s.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Override the profile's rate limit (writes/s).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Override the profile's client count (requests in flight at most).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Key prefix; the run refuses to start if it holds keys, and deletes it afterwards.
+    #[arg(long, default_value = PERF_PREFIX)]
+    prefix: String,
+    /// Find the highest rate that still passes every rule (short runs, bisected).
+    #[arg(long)]
+    max: bool,
+    /// Leave the cluster the harness started running and print its endpoints; remove it
+    /// later with `etcd-drill clean --run <id>`.
+    #[arg(long, conflicts_with = "endpoints")]
+    keep: bool,
+    /// With --max: how many runs at most (the first one has no rate limit).
+    #[arg(long, default_value_t = 7)]
+    max_trials: usize,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Cluster sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5")]
+    members: Vec<usize>,
+    /// Loads, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "s,m,l")]
+    loads: Vec<Load>,
+    /// Each run's length.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value = DEFAULT_IMAGE)]
+    image: String,
+    /// Folder for sweep.md, sweep.svg and sweep.json (default: reports/perf-sweep-<run id>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Args)]
+struct DatascaleArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    load_args: LoadArgs,
+    /// Workload model: s (10k keys), m (100k), l (1M), xl (3M).
+    #[arg(long, default_value = "s")]
+    load: Load,
+    /// Override the number of keys.
+    #[arg(long)]
+    keys: Option<u64>,
+    #[arg(long, default_value = DATASCALE_PREFIX)]
+    prefix: String,
+}
+
+fn perf_target(args: &TargetArgs) -> Result<Target> {
+    if args.endpoints.is_empty() {
+        etcd_drill::perf::local_topology(args.members)?;
+        Ok(Target::Members(args.members))
+    } else {
+        Ok(Target::Endpoints(parse_endpoints(&args.endpoints)?))
+    }
+}
+
+fn check_positive(argument: &str, value: f64) -> Result<()> {
+    if value > 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            argument: argument.into(),
+            message: format!("{value}: must be a positive number"),
+        })
+    }
+}
+
+/// `--clients`: concurrent requests in place of the profile's.
+fn apply_clients(settings: &mut RunSettings, clients: Option<usize>) -> Result<()> {
+    if let Some(clients) = clients {
+        check_positive("--clients", clients as f64)?;
+        settings.spec.clients = clients;
+    }
+    Ok(())
+}
+
+fn apply_load_args(settings: &mut RunSettings, args: &LoadArgs, prefix: &str) -> Result<()> {
+    check_positive("--connections-per-endpoint", args.connections_per_endpoint as f64)?;
+    if prefix.is_empty() {
+        return Err(Error::InvalidArgument {
+            argument: "--prefix".into(),
+            message: "an empty prefix would delete every key of the cluster".into(),
+        });
+    }
+    settings.spec.prefix = prefix.to_string();
+    settings.spec.request_timeout = args.request_timeout;
+    settings.connections_per_endpoint = args.connections_per_endpoint;
+    settings.auto_compact = args.auto_compact;
+    settings.auto_defrag = args.auto_defrag;
+    Ok(())
+}
+
+/// Prints one line every `every` seconds of the run.
+fn progress_printer(every: u64) -> impl FnMut(&Interval) {
+    let mut window: Vec<Interval> = Vec::new();
+    move |i: &Interval| {
+        window.push(i.clone());
+        if (i.second + 1) % every == 0 {
+            let ok: u64 = window.iter().map(|w| w.successes).sum();
+            let errors: u64 = window.iter().map(|w| w.errors).sum();
+            let p99 = window.iter().map(|w| w.p99_s).fold(0.0, f64::max);
+            println!(
+                "  {:>4} s  {:>8.0} writes/s  worst p99 of a second {:>7.1} ms  errors {errors}",
+                i.second + 1,
+                ok as f64 / window.len() as f64,
+                p99 * 1e3
+            );
+            window.clear();
+        }
+    }
+}
+
+fn report_dir(out: Option<PathBuf>, name: &str, run_id: &str) -> PathBuf {
+    out.unwrap_or_else(|| PathBuf::from("reports").join(format!("perf-{name}-{run_id}")))
+}
+
+/// Prints the run's figures and verdict, writes report.json; the exit code of the verdict.
+fn finish_report(report: &PerfReport, dir: &Path) -> Result<u8> {
+    print!("{}", render_terminal(report));
+    let path = dir.join("report.json");
+    report.write_json(&path)?;
+    println!("report: {}", path.display());
+    Ok(if report.verdict.pass { 0 } else { 1 })
+}
+
+/// [`until_signal`] for perf work; after a signal against an existing cluster, it also
+/// deletes what the run wrote under `prefix` (best effort).
+async fn interruptible<T>(
+    run_id: &str,
+    target: &Target,
+    prefix: &str,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let result = until_signal(run_id, work).await;
+    if let (Err(Error::Interrupted { .. }), Target::Endpoints(endpoints)) = (&result, target) {
+        if let Some(first) = endpoints.first() {
+            if let Ok(client) = etcd_drill::etcd::MemberClient::connect(first, first).await {
+                let _ = client.delete_prefix(prefix, Duration::from_secs(10)).await;
+            }
+        }
+    }
+    result
+}
+
+async fn perf(args: PerfRunArgs) -> Result<u8> {
+    let target = perf_target(&args.target)?;
+    let run_id = runner::new_run_id();
+    let mut settings = RunSettings::perf(
+        args.load,
+        args.duration,
+        args.load_args.seed.unwrap_or_else(runner::new_seed),
+    );
+    apply_load_args(&mut settings, &args.load_args, &args.prefix)?;
+    if let Some(rate) = args.rate {
+        check_positive("--rate", rate)?;
+        settings.spec.rate = Some(rate);
+    }
+    apply_clients(&mut settings, args.clients)?;
+    let out_dir = report_dir(args.load_args.out.clone(), args.load.name(), &run_id);
+    let seconds = args.duration.unwrap_or(Duration::from_secs(60)).as_secs();
+    let mut progress = progress_printer(if seconds > 20 { 5 } else { 1 });
+    let work = async {
+        let bench = Bench::open(&target, &args.target.image, &run_id).await?;
+        let outcome = async {
+            let header_config = settings.config(bench.target.endpoints.len());
+            println!("{}", render_header(&header_config, &bench.target, &run_id));
+            bench.run(&settings, &mut progress).await
+        }
+        .await;
+        if args.keep && matches!(target, Target::Members(_)) {
+            println!("kept the cluster: --endpoints {}", bench.keep().join(","));
+            println!("remove it with: etcd-drill clean --run {run_id}");
+        } else {
+            bench.close().await?;
+        }
+        outcome
+    };
+    let report = interruptible(&run_id, &target, &settings.spec.prefix, work).await?;
+    finish_report(&report, &out_dir)
+}
+
+fn print_trial(trial: &Trial) {
+    let rate = trial
+        .rate
+        .map(|r| format!("{r:>7.0}"))
+        .unwrap_or_else(|| "no limit".into());
+    println!(
+        "  rate {rate}  throughput {:>8.1}  p99 {:>7.1} ms  slowest {:>7.1} ms  stddev {:>6.1} ms  errors {}  {}",
+        trial.throughput,
+        trial.p99_s * 1e3,
+        trial.slowest_s * 1e3,
+        trial.stddev_s * 1e3,
+        trial.errors,
+        if trial.pass { "PASS" } else { "FAIL" }
+    );
+}
+
+async fn perf_max(args: PerfRunArgs) -> Result<u8> {
+    let target = perf_target(&args.target)?;
+    let run_id = runner::new_run_id();
+    let mut settings = RunSettings::perf(
+        args.load,
+        Some(args.duration.unwrap_or(Duration::from_secs(10))),
+        args.load_args.seed.unwrap_or_else(runner::new_seed),
+    );
+    apply_load_args(&mut settings, &args.load_args, &args.prefix)?;
+    apply_clients(&mut settings, args.clients)?;
+    let out_dir = report_dir(args.load_args.out.clone(), &format!("max-{}", args.load), &run_id);
+    let work = async {
+        let bench = Bench::open(&target, &args.target.image, &run_id).await?;
+        println!(
+            "etcd-drill perf --max | run {run_id} | {} clients, {} s a trial, at most {} trials | {}",
+            settings.spec.clients,
+            args.duration.unwrap_or(Duration::from_secs(10)).as_secs(),
+            args.max_trials,
+            bench.target.endpoints.join(",")
+        );
+        let outcome = find_max(&bench, &settings, args.max_trials, &mut print_trial).await;
+        bench.close().await?;
+        outcome
+    };
+    let search: MaxSearch = interruptible(&run_id, &target, &settings.spec.prefix, work).await?;
+    std::fs::create_dir_all(&out_dir).map_err(Error::io(&out_dir))?;
+    let path = out_dir.join("max.json");
+    let json = serde_json::to_string_pretty(&search).map_err(|e| Error::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&path, json).map_err(Error::io(&path))?;
+    println!("report: {}", path.display());
+    match &search.best {
+        Some(best) => {
+            let rate = best
+                .rate
+                .map(|r| format!("{r:.0} writes/s"))
+                .unwrap_or_else(|| "no rate limit".into());
+            println!(
+                "highest passing rate: {rate} (throughput {:.1} writes/s, p99 {:.1} ms)",
+                best.throughput,
+                best.p99_s * 1e3
+            );
+            Ok(0)
+        }
+        None => {
+            println!("no trial passed the latency rules");
+            Ok(1)
+        }
+    }
+}
+
+async fn perf_sweep(args: SweepArgs) -> Result<u8> {
+    for &m in &args.members {
+        etcd_drill::perf::local_topology(m)?;
+    }
+    let run_id = runner::new_run_id();
+    let out_dir = report_dir(args.out.clone(), "sweep", &run_id);
+    let seed = args.seed.unwrap_or_else(runner::new_seed);
+    println!(
+        "etcd-drill perf sweep | run {run_id} | members {:?} × loads {} | {} s a run",
+        args.members,
+        args.loads.iter().map(|l| l.name()).collect::<Vec<_>>().join(","),
+        args.duration.as_secs()
+    );
+    let mut print_row = |r: &SweepRow| {
+        println!(
+            "  {} members  load {:<2}  throughput {:>8.1}  p99 {:>7.1} ms  slowest {:>7.1} ms  {}",
+            r.members,
+            r.load,
+            r.throughput,
+            r.p99_s * 1e3,
+            r.slowest_s * 1e3,
+            if r.pass { "PASS" } else { "FAIL" }
+        )
+    };
+    let rows = until_signal(
+        &run_id,
+        run_sweep(
+            &args.members,
+            &args.loads,
+            args.duration,
+            &args.image,
+            &run_id,
+            seed,
+            &mut print_row,
+        ),
+    )
+    .await?;
+    std::fs::create_dir_all(&out_dir).map_err(Error::io(&out_dir))?;
+    let table = markdown_table(&rows);
+    let md = out_dir.join("sweep.md");
+    std::fs::write(&md, &table).map_err(Error::io(&md))?;
+    let json = out_dir.join("sweep.json");
+    let text = serde_json::to_string_pretty(&rows).map_err(|e| Error::Io {
+        path: json.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&json, text).map_err(Error::io(&json))?;
+    let svg = out_dir.join("sweep.svg");
+    write_chart(&rows, &svg)?;
+    print!("{table}");
+    println!("reports: {} {} {}", md.display(), svg.display(), json.display());
+    Ok(0)
+}
+
+async fn perf_datascale(args: DatascaleArgs) -> Result<u8> {
+    let target = perf_target(&args.target)?;
+    let run_id = runner::new_run_id();
+    let mut settings = RunSettings::datascale(
+        args.load,
+        args.keys,
+        args.load_args.seed.unwrap_or_else(runner::new_seed),
+    );
+    apply_load_args(&mut settings, &args.load_args, &args.prefix)?;
+    if let Some(keys) = args.keys {
+        check_positive("--keys", keys as f64)?;
+    }
+    let out_dir = report_dir(args.load_args.out.clone(), &format!("datascale-{}", args.load), &run_id);
+    let mut progress = progress_printer(5);
+    let work = async {
+        let bench = Bench::open(&target, &args.target.image, &run_id).await?;
+        let p = args.load.datascale();
+        println!(
+            "etcd-drill perf datascale | run {run_id} | {} keys of {}+{} bytes, {} clients | memory of {}",
+            args.keys.unwrap_or(p.keys),
+            settings.spec.prefix.len() + p.key_bytes,
+            p.value_bytes,
+            p.clients,
+            bench.target.endpoints[0]
+        );
+        let outcome = bench.run(&settings, &mut progress).await;
+        bench.close().await?;
+        outcome
+    };
+    let report = interruptible(&run_id, &target, &settings.spec.prefix, work).await?;
+    finish_report(&report, &out_dir)
+}
+
+/// `perf`, `perf --max`, `perf sweep` and `perf datascale`.
+pub(crate) async fn perf_command(args: PerfArgs) -> Result<u8> {
+    match args.mode {
+        None if args.run.max => perf_max(args.run).await,
+        None => perf(args.run).await,
+        Some(PerfMode::Sweep(sweep)) => perf_sweep(sweep).await,
+        Some(PerfMode::Datascale(datascale)) => perf_datascale(datascale).await,
+    }
+}
