@@ -1398,6 +1398,113 @@ fn agent_survives_member_loss() -> TestResult {
     check_passed(&report, "agent_saved_every_write")
 }
 
+/// The agent resumes from a store whose last revision has since been compacted away: it
+/// must take a new full snapshot and go on from there, and a restore from the older full
+/// must refuse the hole rather than skip it.
+fn agent_takes_a_full_after_compaction() -> TestResult {
+    use etcd_drill::incremental::agent::{Agent, Verifier};
+    use etcd_drill::incremental::{replay, AgentConfig, BackupStore, ChainError, StoreLocation};
+    let run_id = runner::new_run_id();
+    let dir = tempfile::tempdir()?;
+    let result = rt().block_on(async {
+        let docker = DockerRuntime::connect().await?;
+        let topology = etcd_drill::topology::Topology {
+            members: vec![etcd_drill::topology::MemberSpec::new("etcd1", "A")],
+        };
+        let clock = etcd_drill::clock::Clock::start();
+        let cluster =
+            etcd_drill::cluster::Cluster::create(docker.clone(), &run_id, DEFAULT_IMAGE, &topology, clock).await?;
+        let client = cluster.clients()[0].clone();
+        let store = BackupStore::open(StoreLocation::Local(dir.path().join("store")))?;
+        let config = AgentConfig {
+            delta_period_ms: Some(200),
+            ..AgentConfig::default()
+        };
+        let verifier = Verifier {
+            docker: docker.clone(),
+            image: DEFAULT_IMAGE.into(),
+            run_id: run_id.clone(),
+        };
+        let start = || {
+            Agent::start(
+                config.clone(),
+                cluster.clients(),
+                0,
+                store.clone(),
+                verifier.clone(),
+                dir.path().join("scratch"),
+                clock,
+            )
+        };
+        let put = |i: u32| {
+            let client = client.clone();
+            async move {
+                client
+                    .put(format!("/k/{i:04}"), "v".into(), Duration::from_secs(5))
+                    .await
+            }
+        };
+        let agent = start();
+        ensure(agent.wait_first_full(Duration::from_secs(60)).await, || {
+            "no first full".into()
+        })?;
+        let mut last = 0;
+        for i in 0..20 {
+            last = put(i).await?;
+        }
+        let first = agent.stop(last).await;
+        // While no agent runs: more writes, then a compaction past them.
+        for i in 20..60 {
+            last = put(i).await?;
+        }
+        client.compact(last, Duration::from_secs(10)).await?;
+        let agent = start();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !agent.figures().fulls.iter().any(|f| f.reason == "compacted") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for i in 60..70 {
+            last = put(i).await?;
+        }
+        let second = agent.stop(last).await;
+        let catalog = store.catalog().await?;
+        let newest = replay::prepare(&store, None, false).await?;
+        let oldest = catalog.fulls.first().map(|f| f.revision);
+        let from_oldest = replay::prepare(&store, oldest, false).await;
+        Ok::<_, Failed>((first, second, newest.target_revision(), from_oldest.err(), last))
+    });
+    let cleanup = leftovers_removed(&run_id);
+    let (first, second, newest_reaches, from_oldest, last) = result?;
+    cleanup?;
+    ensure(first.last_saved_revision >= 21, || format!("first agent: {first:?}"))?;
+    ensure(second.fulls.iter().any(|f| f.reason == "compacted"), || {
+        format!("no full after the compaction: {second:?}")
+    })?;
+    ensure(newest_reaches == last, || {
+        format!("the newest chain reaches {newest_reaches}, the last write was {last}")
+    })?;
+    ensure(
+        matches!(
+            &from_oldest,
+            Some(etcd_drill::Error::BackupChain {
+                source: ChainError::Gap { .. } | ChainError::MissingTail { .. },
+                ..
+            })
+        ),
+        || format!("a restore from the oldest full: {from_oldest:?}"),
+    )
+}
+
+/// Removes a run's Docker objects (for tests that start a cluster without the runner).
+fn leftovers_removed(run_id: &str) -> TestResult {
+    rt().block_on(async {
+        let docker = DockerRuntime::connect().await?;
+        docker.remove_run(Some(run_id)).await
+    })
+    .map_err(|e| Failed::from(e.to_string()))?;
+    assert_no_objects(Some(run_id))
+}
+
 fn main() {
     let args = Arguments::from_args();
     // The drills need the local image; build it once if this machine does not have it.
@@ -1473,6 +1580,10 @@ fn main() {
         Trial::test("full_only_restore", full_only_restore),
         Trial::test("broken_delta_chain", broken_delta_chain),
         Trial::test("agent_survives_member_loss", agent_survives_member_loss),
+        Trial::test(
+            "agent_takes_a_full_after_compaction",
+            agent_takes_a_full_after_compaction,
+        ),
         Trial::test("member_corruption", member_corruption),
         Trial::test("member_snap_corruption", member_snap_corruption),
         Trial::test("restore_revision_hazard", restore_revision_hazard),
