@@ -1412,8 +1412,16 @@ fn agent_takes_a_full_after_compaction() -> TestResult {
             members: vec![etcd_drill::topology::MemberSpec::new("etcd1", "A")],
         };
         let clock = etcd_drill::clock::Clock::start();
-        let cluster =
-            etcd_drill::cluster::Cluster::create(docker.clone(), &run_id, DEFAULT_IMAGE, &topology, clock).await?;
+        let image = etcd_drill::cluster::ClusterImage::inspect(&docker, DEFAULT_IMAGE, None, None, &run_id).await?;
+        let cluster = etcd_drill::cluster::Cluster::create(
+            docker.clone(),
+            &run_id,
+            &image,
+            &topology,
+            &etcd_drill::topology::ServerSettings::default(),
+            clock,
+        )
+        .await?;
         let client = cluster.clients()[0].clone();
         let store = BackupStore::open(StoreLocation::Local(dir.path().join("store")))?;
         let config = AgentConfig {
@@ -1422,7 +1430,7 @@ fn agent_takes_a_full_after_compaction() -> TestResult {
         };
         let verifier = Verifier {
             docker: docker.clone(),
-            image: DEFAULT_IMAGE.into(),
+            image: image.clone(),
             run_id: run_id.clone(),
         };
         let start = || {
