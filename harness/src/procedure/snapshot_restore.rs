@@ -20,7 +20,6 @@ use crate::cluster::{docker_run_line, ClusterState};
 use crate::error::{Error, Result};
 use crate::runtime::{ContainerSpec, ToolFile};
 use crate::scenario::SnapshotSource;
-use crate::tools::tool_container;
 
 /// Where the snapshot file sits inside the one-off tool containers.
 const SNAPSHOT_IN_CONTAINER: &str = "/snapshot.db";
@@ -87,16 +86,7 @@ pub async fn snapshot_status(
 ) -> Result<SnapshotStatus> {
     static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let spec = image.snapshot_tool_container(
-        format!("etcd-drill-{run_id}-{label}-{n}"),
-        vec![
-            "snapshot".into(),
-            "status".into(),
-            SNAPSHOT_IN_CONTAINER.into(),
-            "--write-out=json".into(),
-        ],
-        vec![],
-    );
+    let spec = image.snapshot_tool_container(format!("etcd-drill-{run_id}-{label}-{n}"), status_args(), vec![]);
     let files = [ToolFile {
         host_path: path.to_path_buf(),
         container_path: SNAPSHOT_IN_CONTAINER.into(),
@@ -226,26 +216,29 @@ impl SnapshotRestore {
     }
 }
 
+/// `snapshot status` of the snapshot mounted in a tool container, as JSON.
+fn status_args() -> Vec<String> {
+    ["snapshot", "status", SNAPSHOT_IN_CONTAINER, "--write-out=json"]
+        .map(String::from)
+        .to_vec()
+}
+
 /// A one-off container of the cluster's image running its snapshot tool (`etcdutl`, or
-/// `etcdctl` on 3.4) with `args`, as the image's user.
+/// `etcdctl` on 3.4) with `args`, as the image's user. The drill probes the tools before
+/// the cluster starts; a cluster whose tools were not probed cannot restore.
 fn snapshot_tool_spec(
     cluster: &crate::cluster::Cluster,
     name: String,
     args: Vec<String>,
     volumes: Vec<(String, String)>,
 ) -> Result<ContainerSpec> {
-    let tools = cluster.tools.as_ref().ok_or_else(|| Error::Procedure {
-        step: "snapshot restore".into(),
-        message: format!("the tools of {} were not probed", cluster.image),
-    })?;
-    Ok(tool_container(
-        &cluster.image,
-        &cluster.flavor,
-        name,
-        tools.snapshot_tool.binary(),
-        args,
-        volumes,
-    ))
+    if cluster.tools.is_none() {
+        return Err(Error::Procedure {
+            step: "snapshot restore".into(),
+            message: format!("the tools of {} were not probed", cluster.image),
+        });
+    }
+    Ok(crate::cluster::ClusterImage::of(cluster).snapshot_tool_container(name, args, volumes))
 }
 
 /// The runbooks' check before starting restored members that run as a non-root uid: each
@@ -387,12 +380,7 @@ impl Procedure for SnapshotRestore {
             let status_spec = snapshot_tool_spec(
                 cluster,
                 format!("etcd-drill-{}-snapshot-status", cluster.run_id),
-                vec![
-                    "snapshot".into(),
-                    "status".into(),
-                    SNAPSHOT_IN_CONTAINER.into(),
-                    "--write-out=json".into(),
-                ],
+                status_args(),
                 vec![],
             )?;
             let initial_cluster = cluster.initial_cluster();
