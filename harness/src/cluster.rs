@@ -475,10 +475,10 @@ impl Cluster {
     /// builds a new cluster while the old one still stands: a new peer network (so new
     /// addresses, and no raft traffic between the two), a new client port on 127.0.0.1 with
     /// a client for it, and a new data volume generation (so new container names). The old
-    /// containers are left as they are; returns their names, and the old peer network's.
+    /// containers are left as they are; returns their names.
     /// With auth on, the new clients log in once the new members serve
     /// ([`Cluster::log_in_clients`]).
-    pub async fn move_beside(&mut self) -> Result<(Vec<String>, String)> {
+    pub async fn move_beside(&mut self) -> Result<Vec<String>> {
         let old_containers: Vec<String> = self
             .members
             .iter()
@@ -503,8 +503,8 @@ impl Cluster {
             member.paused = false;
             member.partitioned = false;
         }
-        let old_network = std::mem::replace(&mut self.peer_network, network);
-        Ok((old_containers, old_network))
+        self.peer_network = network;
+        Ok(old_containers)
     }
 
     /// The container of `member`, configured through etcd's `ETCD_*` environment.

@@ -344,7 +344,7 @@ impl Procedure for SnapshotRestore {
             cluster.token = format!("etcd-drill-{}-restored-{}", cluster.run_id, cluster.clock.now_ms());
             let names = cluster.topology.names();
             let old_containers: Vec<String> = if self.beside {
-                cluster.move_beside().await?.0
+                cluster.move_beside().await?
             } else {
                 let old = cluster
                     .members
