@@ -6,10 +6,9 @@
 
 use serde::Serialize;
 
-use crate::cluster::ClusterState;
 use crate::error::{Error, Result};
 use crate::runtime::{ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL};
-use crate::topology::{MemberSpec, ServerSettings, CLIENT_PORT};
+use crate::topology::{ClusterState, MemberSpec, ServerSettings, CLIENT_PORT};
 
 /// The layouts etcd-drill knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -406,7 +405,7 @@ mod tests {
         assert!(!env.contains_key("ETCDCTL_ENDPOINTS"));
         assert_eq!(spec.publish, Some((2379, 40003)));
         assert_eq!(spec.extra_hosts.len(), 2);
-        let line = crate::cluster::docker_run_line(&spec, true, &[]);
+        let line = crate::shell::docker_run_line(&spec, true, &[]);
         assert!(
             line.contains("--user 1001") && line.contains("-v etcd-drill-r1-etcd3-data0:/bitnami/etcd"),
             "{line}"
@@ -421,7 +420,7 @@ mod tests {
         let env = env_of(&spec);
         assert_eq!(env.get("ETCD_ROOT_PASSWORD").map(String::as_str), Some("s3cret"));
         assert!(!env.contains_key("ALLOW_NONE_AUTHENTICATION"));
-        let recorded = crate::shell::mask_secrets(&crate::cluster::docker_run_line(&spec, true, &[]));
+        let recorded = crate::shell::mask_secrets(&crate::shell::docker_run_line(&spec, true, &[]));
         assert!(
             !recorded.contains("s3cret") && recorded.contains("ETCD_ROOT_PASSWORD=***"),
             "{recorded}"
@@ -446,7 +445,7 @@ mod tests {
             vec![("vol".into(), flavor.data_mount.into())],
         );
         assert_eq!(
-            crate::cluster::docker_run_line(&spec, false, &[]),
+            crate::shell::docker_run_line(&spec, false, &[]),
             "docker run --rm --name restore-etcd1 --network none --user 1001 --entrypoint /opt/bitnami/etcd/bin/etcdutl \
              -v vol:/bitnami/etcd bitnamilegacy/etcd:3.5.18 snapshot restore /snapshot.db --data-dir=/bitnami/etcd/data"
         );

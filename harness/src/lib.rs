@@ -18,6 +18,7 @@ pub mod image;
 pub mod incremental;
 pub mod perf;
 pub mod procedure;
+pub mod readiness;
 pub mod report;
 pub mod runner;
 pub mod runtime;

@@ -16,7 +16,7 @@ use crate::cluster::{Cluster, ClusterImage};
 use crate::error::{Error, Result};
 use crate::etcd::ClientSet;
 use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
-use crate::fault::{ClusterView, FaultAction, Target};
+use crate::fault::{ClusterView, Target};
 use crate::flavor::FlavorKind;
 use crate::image::DEFAULT_IMAGE;
 use crate::incremental::drill::DrillAgentRun;
@@ -466,7 +466,7 @@ impl Drill<'_, '_> {
                 running,
                 leader,
             };
-            let mut members = fault.target.resolve(&view, rng).map_err(|e| Error::Procedure {
+            let targets = fault.target.resolve(&view, rng).map_err(|e| Error::Procedure {
                 step: format!("{} {}", fault.action.as_str(), fault.target.describe()),
                 message: e.to_string(),
             })?;
@@ -478,43 +478,7 @@ impl Drill<'_, '_> {
                 }
             }
             let began_ms = self.clock.now_ms();
-            let cluster = self.cluster_mut();
-            if fault.together {
-                // A split between the targets and the rest: cutting off the smaller side
-                // keeps the larger one talking, with its quorum if it has one.
-                let cut = crate::fault::side_to_cut(&members, &view.running);
-                cluster.record(
-                    format!("split {} from the rest", members.join(", ")),
-                    format!("# cut the smaller side off the peer network: {}", cut.join(", ")),
-                    std::time::Instant::now(),
-                    true,
-                );
-                members = cut;
-            }
-            if fault.action == FaultAction::Kill {
-                // Every member the fault hits dies at the same moment, as with a lost host.
-                cluster.kill_all(&members).await?;
-            }
-            for m in &members {
-                match fault.action {
-                    FaultAction::Kill => {}
-                    FaultAction::Stop => cluster.stop(m).await?,
-                    FaultAction::Start => cluster.start(m).await?,
-                    FaultAction::Restart => {
-                        cluster.stop(m).await?;
-                        cluster.start(m).await?;
-                    }
-                    FaultAction::Wipe => cluster.wipe(m).await?,
-                    FaultAction::Pause => cluster.pause(m).await?,
-                    FaultAction::Resume => cluster.resume(m).await?,
-                    FaultAction::Partition => cluster.partition(m).await?,
-                    FaultAction::Heal => cluster.heal(m).await?,
-                    FaultAction::Corrupt => match fault.damage {
-                        Some(damage) => cluster.corrupt(m, damage).await?,
-                        None => unreachable!("a compiled corrupt fault always says what to damage"),
-                    },
-                }
-            }
+            let members = fault.apply(self.cluster_mut(), targets, &view.running).await?;
             // The disruption counts from the moment the fault began; writes count as
             // resumed only when sent after it had taken effect on every member it hits.
             let at_ms = self.clock.now_ms();

@@ -1,6 +1,9 @@
 //! Shell command lines as the reports print them: splitting a line into words (keeping
 //! quotes), masking secrets as `***` so that no report carries a password, and wrapping
-//! long lines at option boundaries for people to read.
+//! long lines at option boundaries for people to read; quoting words, and the `docker run`
+//! line that creates a given container.
+
+use crate::runtime::ContainerSpec;
 
 /// Names (flags or environment variables) whose value is a secret. The cluster token is
 /// not one: an operator needs the real one to restore.
@@ -138,9 +141,78 @@ pub fn wrap_command(line: &str, width: usize) -> String {
     out
 }
 
+/// Quotes a word for a POSIX shell when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// The `docker run` line that creates the same container as `spec`. `files` are host files
+/// (as shell words, e.g. `"$PWD/snapshot.db"`) mounted read-only at a path in the container.
+pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)]) -> String {
+    let mut words: Vec<String> = vec!["docker".into()];
+    // A second network is connected between create and start.
+    let connect_later = spec.peer_network.as_ref().filter(|_| detach);
+    match connect_later {
+        Some(_) => words.push("create".into()),
+        None => words.push(if detach { "run -d".into() } else { "run --rm".into() }),
+    }
+    words.push(format!("--name {}", spec.name));
+    if let Some((network, alias)) = &spec.network {
+        words.push(format!("--network {network} --network-alias {alias}"));
+    } else if spec.isolated {
+        words.push("--network none".into());
+    }
+    if let Some(h) = &spec.hostname {
+        words.push(format!("--hostname {h}"));
+    }
+    if let Some(u) = &spec.user {
+        words.push(format!("--user {u}"));
+    }
+    let mut entrypoint = spec.entrypoint.iter().flatten();
+    if let Some(first) = entrypoint.next() {
+        words.push(format!("--entrypoint {}", shell_quote(first)));
+    }
+    let entrypoint_rest: Vec<&String> = entrypoint.collect();
+    for host in &spec.extra_hosts {
+        words.push(format!("--add-host {host}"));
+    }
+    if let Some((port, host_port)) = spec.publish {
+        words.push(format!("-p 127.0.0.1:{host_port}:{port}"));
+    }
+    for (volume, target) in &spec.volumes {
+        words.push(format!("-v {volume}:{target}"));
+    }
+    for (host, target) in files {
+        words.push(format!("-v {host}:{target}:ro"));
+    }
+    for (k, v) in &spec.env {
+        words.push(format!("-e {}", shell_quote(&format!("{k}={v}"))));
+    }
+    words.push(spec.image.clone());
+    words.extend(entrypoint_rest.into_iter().chain(&spec.cmd).map(|c| shell_quote(c)));
+    let mut line = words.join(" ");
+    if let Some(peer) = connect_later {
+        let ip = peer.ipv4.as_ref().map(|ip| format!("--ip {ip} ")).unwrap_or_default();
+        line.push_str(&format!(
+            " && docker network connect {ip}--alias {} {} {} && docker start {}",
+            peer.alias, peer.network, spec.name, spec.name
+        ));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::NetworkAttachment;
     use proptest::prelude::*;
 
     #[test]
@@ -193,5 +265,38 @@ mod tests {
             let line = format!("etcdctl --user root:{pw} --password={pw} -e ETCD_ROOT_PASSWORD={pw} put k v");
             prop_assert!(!mask_secrets(&line).contains(&pw));
         }
+    }
+
+    #[test]
+    fn shell_quoting_leaves_plain_words_alone() {
+        assert_eq!(shell_quote("ETCD_NAME=etcd1"), "ETCD_NAME=etcd1");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn docker_run_line_carries_every_setting() {
+        let spec = ContainerSpec {
+            name: "c".into(),
+            image: "img:1".into(),
+            cmd: vec!["/usr/local/bin/etcd".into()],
+            env: vec![("ETCD_NAME".into(), "etcd1".into())],
+            network: Some(("net".into(), "etcd1".into())),
+            peer_network: Some(NetworkAttachment {
+                network: "peers".into(),
+                alias: "etcd1".into(),
+                ipv4: Some("10.0.0.5".into()),
+            }),
+            volumes: vec![("vol".into(), "/var/lib/etcd".into())],
+            publish: Some((2379, 40000)),
+            ..ContainerSpec::default()
+        };
+        assert_eq!(
+            docker_run_line(&spec, true, &[]),
+            "docker create --name c --network net --network-alias etcd1 -p 127.0.0.1:40000:2379 \
+             -v vol:/var/lib/etcd -e ETCD_NAME=etcd1 img:1 /usr/local/bin/etcd \
+             && docker network connect --ip 10.0.0.5 --alias etcd1 peers c && docker start c"
+        );
     }
 }

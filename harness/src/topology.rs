@@ -39,11 +39,6 @@ impl MemberSpec {
     pub fn client_url_in(&self, scheme: &str) -> String {
         format!("{scheme}://{}:{CLIENT_PORT}", self.name)
     }
-
-    /// URL clients inside the run's network reach this member on.
-    pub fn client_url(&self) -> String {
-        format!("http://{}:{CLIENT_PORT}", self.name)
-    }
 }
 
 /// etcd server settings a scenario may change from etcd's defaults, applied to every member.
@@ -149,6 +144,22 @@ pub fn parse_initial_cluster(value: &str) -> Option<Vec<(String, String)>> {
             (!name.is_empty() && !url.is_empty()).then(|| (name.to_string(), url.to_string()))
         })
         .collect()
+}
+
+/// `initial-cluster-state`: bootstrap a new cluster, or join an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::New => "new",
+            ClusterState::Existing => "existing",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ impl DrillAgentRun {
             .unwrap_or(0);
         let verifier = Verifier {
             docker: cluster.docker.clone(),
-            image: crate::cluster::ClusterImage::of(cluster),
+            image: cluster.image.clone(),
             run_id: cluster.run_id.clone(),
         };
         let agent = Agent::start(

@@ -37,13 +37,6 @@ pub struct Verdict {
     pub lines: Vec<String>,
 }
 
-impl Verdict {
-    /// The latency rules alone (what `--max` searches with).
-    pub fn latency_ok(&self) -> bool {
-        self.errors_ok && self.slowest_ok && self.stddev_ok
-    }
-}
-
 pub fn judge(input: &VerdictInput) -> Verdict {
     let mut lines = Vec::new();
     let errors_ok = input.errors.is_empty();

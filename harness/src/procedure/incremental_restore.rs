@@ -119,10 +119,9 @@ impl Procedure for IncrementalRestore {
             let started = Instant::now();
             let work_dir = replay::default_work_dir(cx.out_dir);
             let cluster = &*cx.cluster;
-            let image = crate::cluster::ClusterImage::of(cluster);
             let place = ReplayPlace {
                 docker: &cluster.docker,
-                image: &image,
+                image: &cluster.image,
                 run_id: &cluster.run_id,
                 network: &cluster.network,
                 work_dir: &work_dir,
@@ -142,7 +141,10 @@ impl Procedure for IncrementalRestore {
             };
             cx.cluster.record(
                 "replay the deltas on a temporary etcd and save the result",
-                format!("{line}{flag} --image {} --out restore-backup{note}", cx.cluster.image),
+                format!(
+                    "{line}{flag} --image {} --out restore-backup{note}",
+                    cx.cluster.image.name
+                ),
                 started,
                 replayed.is_ok(),
             );

@@ -16,10 +16,11 @@ use futures_util::future::{join_all, BoxFuture};
 use serde::{Deserialize, Serialize};
 
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
-use crate::cluster::{docker_run_line, ClusterState};
+use crate::cluster::ClusterState;
 use crate::error::{Error, Result};
 use crate::runtime::{ContainerSpec, ToolFile};
 use crate::scenario::SnapshotSource;
+use crate::shell::docker_run_line;
 
 /// Where the snapshot file sits inside the one-off tool containers.
 const SNAPSHOT_IN_CONTAINER: &str = "/snapshot.db";
@@ -193,7 +194,7 @@ impl SnapshotRestore {
             SnapshotSource::CopiedDb { from } => {
                 let path = cx.out_dir.join("copied-db.db");
                 let container = cluster.container_name(from);
-                let db = format!("{}/member/snap/db", cluster.flavor.data_dir);
+                let db = format!("{}/member/snap/db", cluster.image.flavor.data_dir);
                 let started = Instant::now();
                 let copied = cluster.docker.read_file(&container, &db).await;
                 cluster.record(
@@ -232,20 +233,20 @@ fn snapshot_tool_spec(
     args: Vec<String>,
     volumes: Vec<(String, String)>,
 ) -> Result<ContainerSpec> {
-    if cluster.tools.is_none() {
+    if cluster.image.tools.is_none() {
         return Err(Error::Procedure {
             step: "snapshot restore".into(),
-            message: format!("the tools of {} were not probed", cluster.image),
+            message: format!("the tools of {} were not probed", cluster.image.name),
         });
     }
-    Ok(crate::cluster::ClusterImage::of(cluster).snapshot_tool_container(name, args, volumes))
+    Ok(cluster.image.snapshot_tool_container(name, args, volumes))
 }
 
 /// The runbooks' check before starting restored members that run as a non-root uid: each
 /// restored data dir must belong to that uid (the restore ran as it), or etcd cannot open it.
 async fn check_owner(cluster: &mut crate::cluster::Cluster, specs: &[ContainerSpec], user: &str) -> Result<()> {
     let started = Instant::now();
-    let data_dir = cluster.flavor.data_dir;
+    let data_dir = cluster.image.flavor.data_dir;
     let uid: u64 = user.split(':').next().unwrap_or(user).parse().unwrap_or(u64::MAX);
     let owners = join_all(specs.iter().map(|s| cluster.docker.owner_of(&s.name, data_dir))).await;
     let mut wrong = Vec::new();
@@ -385,7 +386,7 @@ impl Procedure for SnapshotRestore {
             )?;
             let initial_cluster = cluster.initial_cluster();
             let scheme = cluster.scheme();
-            let (data_dir, data_mount) = (cluster.flavor.data_dir, cluster.flavor.data_mount);
+            let (data_dir, data_mount) = (cluster.image.flavor.data_dir, cluster.image.flavor.data_mount);
             let restore_specs: Vec<ContainerSpec> = cluster
                 .members
                 .iter()
@@ -514,7 +515,7 @@ impl Procedure for SnapshotRestore {
                 }
             }
             let specs = created?;
-            if let Some(user) = cluster.flavor.user.clone() {
+            if let Some(user) = cluster.image.flavor.user.clone() {
                 check_owner(cluster, &specs, &user).await?;
             }
 

@@ -1,0 +1,67 @@
+//! The command log of a cluster: every step it runs is recorded as the `docker`/`etcdctl`
+//! command an operator would type for it (secrets masked), so a drill's log reads as a
+//! runbook.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{Cluster, ClusterState};
+use crate::runtime::ContainerSpec;
+use crate::shell::docker_run_line;
+
+/// One command the drill ran, written as the equivalent command line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedCommand {
+    /// `setup`, `fault`, `recovery` or `check`.
+    pub phase: String,
+    /// What the step does, in a few words.
+    pub step: String,
+    pub command: String,
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    pub ok: bool,
+}
+
+impl Cluster {
+    /// Records a command that began at `started` and has just finished.
+    pub fn record(&mut self, step: impl Into<String>, command: impl Into<String>, started: Instant, ok: bool) {
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.record_span(step, command, started, duration_ms, ok);
+    }
+
+    /// Records a command that began at `started` and took `duration_ms`.
+    pub fn record_span(
+        &mut self,
+        step: impl Into<String>,
+        command: impl Into<String>,
+        started: Instant,
+        duration_ms: u64,
+        ok: bool,
+    ) {
+        self.commands.push(RecordedCommand {
+            phase: self.phase.clone(),
+            step: step.into(),
+            // No report may carry a password: mask it where commands are recorded.
+            command: crate::shell::mask_secrets(&self.with_credentials(command.into())),
+            at_ms: self.clock.at_ms(started),
+            duration_ms,
+            ok,
+        });
+    }
+
+    /// Starts the topology: a network, a volume and a container per member, all labelled
+    /// Records a member's start as the `docker run` that creates and starts it.
+    pub fn record_member_start(
+        &mut self,
+        spec: &ContainerSpec,
+        state: ClusterState,
+        started: Instant,
+        duration_ms: u64,
+        ok: bool,
+    ) {
+        let member = spec.network.as_ref().map(|(_, a)| a.as_str()).unwrap_or_default();
+        let step = format!("start {member} (initial-cluster-state={})", state.as_str());
+        self.record_span(step, docker_run_line(spec, true, &[]), started, duration_ms, ok);
+    }
+}

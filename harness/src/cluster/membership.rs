@@ -1,0 +1,252 @@
+//! Membership steps of the runbooks: `member remove`, re-adding a wiped member as a new
+//! one started with `initial-cluster-state=existing`, recreating a member's container on
+//! its data, and purging a damaged member's `member/snap`.
+
+use std::time::{Duration, Instant};
+
+use super::{Cluster, ClusterState};
+use crate::error::{Error, Result};
+use crate::readiness::{Seen, Wait};
+use crate::runtime::{tar_file_names, tar_without};
+
+impl Cluster {
+    /// emptied data dir goes onto a fresh volume (a new incarnation of the member).
+    pub async fn purge_member(&mut self, name: &str, backup_dir: &std::path::Path) -> Result<()> {
+        let container = self.container_name(name);
+        self.await_member_verdict(name).await?;
+        if self.docker.is_running(&container).await? {
+            self.stop(name).await?;
+        } else if let Some(code) = self.docker.exit_code(&container).await? {
+            // The evidence that the member could not live with its data.
+            let started = Instant::now();
+            let (_, stderr) = self.docker.logs(&container).await?;
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| l.contains("panic") || l.contains("fatal"))
+                .unwrap_or_default();
+            let last: String = last.chars().take(300).collect();
+            self.record(
+                format!("{name} is down: it exited with code {code}"),
+                format!("docker logs {container} 2>&1 | tail -n 20   # {last}"),
+                started,
+                true,
+            );
+        }
+        let started = Instant::now();
+        let (data_dir, data_mount) = (self.image.flavor.data_dir, self.image.flavor.data_mount);
+        let snap_dir = format!("{data_dir}/member/snap");
+        let backup = backup_dir.join(format!("{name}-member-snap.tar"));
+        let saved = async {
+            let archive = self.docker.read_archive(&container, &snap_dir).await?;
+            std::fs::write(&backup, &archive).map_err(Error::io(&backup))?;
+            tar_file_names(&archive).map_err(Error::io(&backup))
+        }
+        .await;
+        // What etcd left there is evidence: a snapshot file it found damaged is renamed
+        // `*.snap.broken` and set aside.
+        let held = match &saved {
+            Ok(files) => format!(
+                "   # holds {}",
+                files
+                    .iter()
+                    .filter(|f| !f.ends_with('/'))
+                    .map(|f| f.rsplit('/').next().unwrap_or(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(_) => String::new(),
+        };
+        let command = format!("docker cp {container}:{snap_dir} - > {name}-member-snap.tar{held}");
+        self.record(format!("back up {name}'s member/snap"), command, started, saved.is_ok());
+        saved?;
+
+        let started = Instant::now();
+        let data = self.docker.read_archive(&container, data_dir).await?;
+        let purged = tar_without(&data, "data/member/snap/").map_err(Error::io(data_dir))?;
+        let old_volume = self.volume_name(name, self.member(name)?.volume_generation);
+        self.docker.remove_container(&container).await?;
+        let member = self.member_mut(name)?;
+        member.has_container = false;
+        member.volume_generation += 1;
+        let generation = member.volume_generation;
+        let fresh = self.volume_name(name, generation);
+        self.docker.create_volume(&fresh, &self.run_id, name).await?;
+        let spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
+        self.create_member_container(&spec).await?;
+        self.member_mut(name)?.has_container = true;
+        let copied = self.docker.write_archive(&spec.name, data_mount, purged).await;
+        self.record(
+            format!("empty {name}'s member/snap"),
+            format!(
+                "docker cp {container}:{data_dir} {name}-data && rm -rf {name}-data/member/snap/* \\\n  && docker rm {container} && docker volume create {fresh} && docker create ... && docker cp {name}-data {}:{data_mount}/",
+                spec.name
+            ),
+            started,
+            copied.is_ok(),
+        );
+        copied?;
+        let started = Instant::now();
+        let result = self.docker.start(&spec.name).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.record_member_start(&spec, ClusterState::Existing, started, duration_ms, result.is_ok());
+        result?;
+        self.docker.remove_volume(&old_volume).await?;
+        self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await
+    }
+
+    /// Before the purge, lets a member that runs show whether it can live with its data:
+    /// waits (up to 30 s) until it serves a linearizable read or its container exits. A
+    /// member just started on damaged files has then read them (etcd checks its snapshot
+    /// files, setting a damaged one aside as `*.snap.broken`, and opens its db before it
+    /// serves), so the backup of `member/snap` and the exit code show what etcd found,
+    /// however long the fault's own steps took.
+    async fn await_member_verdict(&mut self, name: &str) -> Result<()> {
+        let container = self.container_name(name);
+        if !self.docker.is_running(&container).await? {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let client = self.member(name)?.client.clone();
+        let docker = self.docker.clone();
+        let verdict = Wait::new(
+            format!("{name} to serve or exit on its data"),
+            Duration::from_millis(200),
+            Duration::from_secs(30),
+        )
+        .until(|| async {
+            match docker.is_running(&container).await {
+                Ok(false) => Seen::Ready("exited"),
+                Err(e) => Seen::NotYet(e.to_string()),
+                Ok(true) if client.is_healthy(Duration::from_millis(500)).await => Seen::Ready("serves"),
+                Ok(true) => Seen::NotYet("running, not serving".to_string()),
+            }
+        })
+        .await;
+        let seen = match &verdict {
+            Ok(seen) => *seen,
+            Err(_) => "neither serves nor exits",
+        };
+        self.record(
+            format!("watch {name} start on its data: it {seen}"),
+            format!("docker logs --follow {container}   # until it serves or exits"),
+            started,
+            verdict.is_ok(),
+        );
+        verdict.map(|_| ()).map_err(Error::from)
+    }
+
+    /// `member remove` for `name`, if the cluster still lists it.
+    pub async fn remove_member(&mut self, name: &str) -> Result<()> {
+        let timeout = Duration::from_secs(10);
+        let via = self.healthy_member(&[name.to_string()]).await?;
+        let peer_url = self.member(name)?.spec.peer_url_in(self.scheme());
+        let started = Instant::now();
+        let listed = via.member_list(timeout).await?;
+        let Some(old) = listed
+            .iter()
+            .find(|m| m.name == name || m.peer_urls.contains(&peer_url))
+        else {
+            return Ok(());
+        };
+        let removed = via.member_remove(old.id, timeout).await;
+        let command = format!("etcdctl --endpoints={} member remove {:x}", via.endpoint, old.id);
+        self.record(
+            format!("remove {name} from the cluster"),
+            command,
+            started,
+            removed.is_ok(),
+        );
+        removed
+    }
+
+    /// Wipes `name`'s data, adds it as a new member and starts it with
+    /// `initial-cluster-state=existing`. etcd refuses `member add` while any voting member
+    /// has been connected for less than its health interval (5 s), so a refusal for an
+    /// unhealthy cluster is retried for a while.
+    pub async fn rejoin_member(&mut self, name: &str) -> Result<()> {
+        let timeout = Duration::from_secs(10);
+        self.wipe(name).await?;
+        let via = self.healthy_member(&[name.to_string()]).await?;
+        let peer_url = self.member(name)?.spec.peer_url_in(self.scheme());
+        let started = Instant::now();
+        let refusals = Wait::new(
+            format!("etcd to accept `member add {name}`"),
+            Duration::from_millis(500),
+            Duration::from_secs(30),
+        );
+        let added = refusals
+            .until(|| async {
+                match via.member_add(&peer_url, timeout).await {
+                    Err(Error::Etcd { message, .. }) if message.contains("unhealthy cluster") => Seen::NotYet(message),
+                    other => Seen::Ready(other),
+                }
+            })
+            .await
+            .unwrap_or_else(|t| Err(t.into()));
+        let command = format!(
+            "etcdctl --endpoints={} member add {name} --peer-urls={peer_url}",
+            via.endpoint
+        );
+        self.record(
+            format!("add {name} back as a new member"),
+            command,
+            started,
+            added.is_ok(),
+        );
+        let (_, members) = added?;
+        let initial_cluster = members
+            .iter()
+            .map(|m| {
+                let member_name = if m.name.is_empty() { name } else { m.name.as_str() };
+                format!("{member_name}={}", m.peer_urls.first().cloned().unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+
+        let started = Instant::now();
+        let spec = self.member_container_spec_with(self.member(name)?, ClusterState::Existing, &initial_cluster);
+        self.create_member_container(&spec).await?;
+        self.member_mut(name)?.has_container = true;
+        let result = self.docker.start(&spec.name).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.record_member_start(&spec, ClusterState::Existing, started, duration_ms, result.is_ok());
+        result?;
+        self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await
+    }
+
+    /// Stops and removes the member's container and starts a new one on the same data
+    /// volume, with `extra_env` added to its configuration.
+    pub async fn recreate_member(&mut self, name: &str, extra_env: &[(&str, &str)]) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let removed = async {
+            self.docker.stop(&container, 10).await?;
+            self.docker.remove_container(&container).await
+        }
+        .await;
+        self.record(
+            format!("stop {name}"),
+            format!("docker stop {container} && docker rm {container}"),
+            started,
+            removed.is_ok(),
+        );
+        removed?;
+        self.member_mut(name)?.has_container = false;
+        let started = Instant::now();
+        let mut spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
+        spec.env
+            .extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.create_member_container(&spec).await?;
+        self.member_mut(name)?.has_container = true;
+        let result = self.docker.start(&spec.name).await;
+        self.record_member_start(
+            &spec,
+            ClusterState::Existing,
+            started,
+            started.elapsed().as_millis() as u64,
+            result.is_ok(),
+        );
+        result
+    }
+}

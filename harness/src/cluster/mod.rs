@@ -1,0 +1,384 @@
+//! A running cluster of one drill: its members (containers, volumes, clients, addresses),
+//! the queries and waits on them, and the files that act on it: `containers` (member
+//! container specs and launches), `verbs` (the Docker-level verbs faults use), `membership`
+//! (the runbook's member remove/add/recreate/purge steps), `commands` (every step recorded
+//! as the command an operator would type) and `image` (what the cluster runs).
+
+mod commands;
+mod containers;
+pub mod damage;
+mod image;
+mod membership;
+mod verbs;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::etcd::MemberClient;
+use crate::readiness::{Seen, Wait};
+use crate::runtime::DockerRuntime;
+use crate::security::RootPassword;
+use crate::tls::ClusterTls;
+pub use crate::topology::ClusterState;
+use crate::topology::{MemberSpec, ServerSettings, Topology};
+
+pub use commands::RecordedCommand;
+pub use image::ClusterImage;
+
+/// The runtime state of one member.
+#[derive(Clone)]
+pub struct Member {
+    pub spec: MemberSpec,
+    pub host_port: u16,
+    /// Fixed address on the peer network; every member's /etc/hosts lists all of them.
+    pub ip: String,
+    /// Bumped whenever the member gets a fresh data volume (wipe, restore).
+    pub volume_generation: u32,
+    /// The container exists (it may be stopped).
+    pub has_container: bool,
+    /// Frozen with `docker pause`.
+    pub paused: bool,
+    /// Cut off the peer network.
+    pub partitioned: bool,
+    pub client: MemberClient,
+}
+
+pub struct Cluster {
+    pub docker: DockerRuntime,
+    pub run_id: String,
+    /// What the cluster runs: the image, its flavor and tools, the root password it is
+    /// configured with (an image that turns auth on itself gets it in its environment).
+    pub image: ClusterImage,
+    /// Set once authentication is on: every client then logs in as root.
+    pub auth: Option<RootPassword>,
+    /// The run's CA and certificates, when the cluster runs TLS.
+    pub tls: Option<std::sync::Arc<ClusterTls>>,
+    pub topology: Topology,
+    /// Settings every member's server runs with.
+    pub settings: ServerSettings,
+    /// The network the members' client ports are published through.
+    pub network: String,
+    /// The internal network the members talk raft on; partitions cut members off it.
+    pub peer_network: String,
+    pub token: String,
+    pub members: Vec<Member>,
+    pub clock: Clock,
+    pub phase: String,
+    pub commands: Vec<RecordedCommand>,
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+pub fn free_local_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::io("127.0.0.1:0"))?;
+    let port = listener.local_addr().map_err(Error::io("127.0.0.1:0"))?.port();
+    Ok(port)
+}
+
+/// A new client port on 127.0.0.1 for `member`, and a client for it (over TLS with the
+/// run's client certificate when `tls` is given; not logged in).
+async fn published_client(member: &str, scheme: &str, tls: Option<&ClusterTls>) -> Result<(u16, MemberClient)> {
+    let host_port = free_local_port()?;
+    let endpoint = format!("{scheme}://127.0.0.1:{host_port}");
+    let client = MemberClient::connect_as(member, &endpoint, None, tls).await?;
+    Ok((host_port, client))
+}
+
+/// Creates the run's internal peer network on a free /24 and returns its first three
+/// octets. The subnet is fixed so that members keep their addresses across restarts.
+async fn create_peer_network(docker: &DockerRuntime, network: &str, run_id: &str) -> Result<String> {
+    let start = u32::from_str_radix(run_id.get(..4).unwrap_or("0"), 16).unwrap_or(0);
+    for attempt in 0..64u32 {
+        let third = (start + attempt * 37) % 250 + 1;
+        let prefix = format!("10.213.{third}");
+        if docker
+            .create_network(network, run_id, Some(&format!("{prefix}.0/24")), true)
+            .await?
+        {
+            return Ok(prefix);
+        }
+    }
+    Err(Error::Procedure {
+        step: format!("create network {network}"),
+        message: "every candidate subnet 10.213.x.0/24 overlaps a network in use; remove old networks with `etcd-drill clean`".into(),
+    })
+}
+
+impl Cluster {
+    /// The container of a member's current incarnation. Each fresh data volume (wipe,
+    /// restore) is a new incarnation with its own container name, so the next container
+    /// can be created while the old one is still being removed.
+    pub fn container_name(&self, member: &str) -> String {
+        let generation = self
+            .members
+            .iter()
+            .find(|m| m.spec.name == member)
+            .map(|m| m.volume_generation)
+            .unwrap_or(0);
+        match generation {
+            0 => format!("etcd-drill-{}-{member}", self.run_id),
+            g => format!("etcd-drill-{}-{member}-r{g}", self.run_id),
+        }
+    }
+
+    pub fn volume_name(&self, member: &str, generation: u32) -> String {
+        format!("etcd-drill-{}-{member}-data{generation}", self.run_id)
+    }
+
+    pub fn member(&self, name: &str) -> Result<&Member> {
+        self.members
+            .iter()
+            .find(|m| m.spec.name == name)
+            .ok_or_else(|| Error::InvalidArgument {
+                argument: "member".into(),
+                message: format!("no member named `{name}`"),
+            })
+    }
+
+    pub fn member_mut(&mut self, name: &str) -> Result<&mut Member> {
+        self.members
+            .iter_mut()
+            .find(|m| m.spec.name == name)
+            .ok_or_else(|| Error::InvalidArgument {
+                argument: "member".into(),
+                message: format!("no member named `{name}`"),
+            })
+    }
+
+    pub fn clients(&self) -> Vec<MemberClient> {
+        self.members.iter().map(|m| m.client.clone()).collect()
+    }
+
+    pub fn endpoints(&self) -> Vec<(String, String)> {
+        self.members
+            .iter()
+            .map(|m| (m.spec.name.clone(), m.client.endpoint.clone()))
+            .collect()
+    }
+
+    /// with the run id; then waits until every member answers a linearizable read.
+    pub async fn create(
+        docker: DockerRuntime,
+        run_id: &str,
+        image: &ClusterImage,
+        topology: &Topology,
+        settings: &ServerSettings,
+        clock: Clock,
+    ) -> Result<Cluster> {
+        let network = format!("etcd-drill-{run_id}");
+        let peer_network = format!("etcd-drill-{run_id}-peer");
+        let started = Instant::now();
+        docker.create_network(&network, run_id, None, false).await?;
+        let subnet = create_peer_network(&docker, &peer_network, run_id).await?;
+        let ip = |i: usize| format!("{subnet}.{}", 10 + i);
+        let tls = match image.tls {
+            true => {
+                let addresses: Vec<(String, std::net::IpAddr)> = topology
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m.name.clone(), ip(i).parse().unwrap_or([127, 0, 0, 1].into())))
+                    .collect();
+                Some(std::sync::Arc::new(ClusterTls::generate(&addresses)?))
+            }
+            false => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut members = Vec::new();
+        for (i, spec) in topology.members.iter().enumerate() {
+            let (host_port, client) = published_client(&spec.name, scheme, tls.as_deref()).await?;
+            members.push(Member {
+                spec: spec.clone(),
+                host_port,
+                ip: ip(i),
+                volume_generation: 0,
+                has_container: false,
+                paused: false,
+                partitioned: false,
+                client,
+            });
+        }
+        let mut cluster = Cluster {
+            docker,
+            run_id: run_id.to_string(),
+            image: image.clone(),
+            auth: None,
+            tls,
+            topology: topology.clone(),
+            settings: settings.clone(),
+            network: network.clone(),
+            peer_network: peer_network.clone(),
+            token: format!("etcd-drill-{run_id}"),
+            members,
+            clock,
+            phase: "setup".into(),
+            commands: Vec::new(),
+        };
+        cluster.record(
+            "create the cluster network",
+            format!("docker network create {network} && docker network create --internal --subnet {subnet}.0/24 {peer_network}"),
+            started,
+            true,
+        );
+        let names = topology.names();
+        for name in &names {
+            let started = Instant::now();
+            let volume = cluster.volume_name(name, 0);
+            cluster.docker.create_volume(&volume, run_id, name).await?;
+            cluster.record(
+                format!("create {name}'s data volume"),
+                format!("docker volume create {volume}"),
+                started,
+                true,
+            );
+        }
+        cluster.launch_members(&names, ClusterState::New).await?;
+        cluster.wait_healthy(&names, Duration::from_secs(60)).await?;
+        if let Some(password) = image.root_password.clone() {
+            cluster.enable_auth(&password).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Gives every member a second identity beside its current one, for a restore that
+    /// builds a new cluster while the old one still stands: a new peer network (so new
+    /// addresses, and no raft traffic between the two), a new client port on 127.0.0.1 with
+    /// a client for it, and a new data volume generation (so new container names). The old
+    /// containers are left as they are; returns their names.
+    /// With auth on, the new clients log in once the new members serve
+    /// ([`Cluster::log_in_clients`]).
+    pub async fn move_beside(&mut self) -> Result<Vec<String>> {
+        let old_containers: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.has_container)
+            .map(|m| self.container_name(&m.spec.name))
+            .collect();
+        let started = Instant::now();
+        let network = format!("{}-beside-{}", self.peer_network, self.clock.now_ms());
+        let subnet = create_peer_network(&self.docker, &network, &self.run_id).await?;
+        self.record(
+            "create the new cluster's peer network",
+            format!("docker network create --internal --subnet {subnet}.0/24 {network}"),
+            started,
+            true,
+        );
+        let (scheme, tls) = (self.scheme(), self.tls.clone());
+        for (i, member) in self.members.iter_mut().enumerate() {
+            (member.host_port, member.client) = published_client(&member.spec.name, scheme, tls.as_deref()).await?;
+            member.ip = format!("{subnet}.{}", 10 + i);
+            member.volume_generation += 1;
+            member.has_container = false;
+            member.paused = false;
+            member.partitioned = false;
+        }
+        self.peer_network = network;
+        Ok(old_containers)
+    }
+
+    /// `http`, or `https` when the cluster runs TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The `--initial-cluster` of the whole topology, with the cluster's scheme.
+    pub fn initial_cluster(&self) -> String {
+        self.topology.initial_cluster_in(self.scheme())
+    }
+
+    /// Names of the members whose container is running, in topology order.
+    pub async fn running(&self) -> Result<Vec<String>> {
+        let containers: Vec<String> = self.members.iter().map(|m| self.container_name(&m.spec.name)).collect();
+        let checks = join_all(containers.iter().map(|c| self.docker.is_running(c))).await;
+        let mut running = Vec::new();
+        for (m, r) in self.members.iter().zip(checks) {
+            if r? {
+                running.push(m.spec.name.clone());
+            }
+        }
+        Ok(running)
+    }
+
+    /// The leader's name, as the running members report it (None without quorum).
+    pub async fn leader(&self) -> Option<String> {
+        let timeout = Duration::from_millis(800);
+        let statuses = join_all(self.members.iter().map(|m| m.client.status(timeout))).await;
+        let leader_id = statuses.iter().flatten().map(|s| s.leader_id).find(|id| *id != 0)?;
+        for m in &self.members {
+            if let Ok(list) = m.client.member_list(timeout).await {
+                return list.into_iter().find(|l| l.id == leader_id).map(|l| l.name);
+            }
+        }
+        None
+    }
+
+    /// The first member other than `except` that answers a linearizable read.
+    pub async fn healthy_member(&self, except: &[String]) -> Result<MemberClient> {
+        for m in self.members.iter().filter(|m| !except.contains(&m.spec.name)) {
+            if m.client.is_healthy(Duration::from_millis(800)).await {
+                return Ok(m.client.clone());
+            }
+        }
+        Err(Error::Procedure {
+            step: "find a healthy member".into(),
+            message: format!("no member other than {} answers a linearizable read", except.join(", ")),
+        })
+    }
+
+    /// Waits up to `timeout` for a leader among `running` members.
+    pub async fn wait_for_leader(&self, running: &[String], timeout: Duration) -> Option<String> {
+        Wait::new("a running leader", Duration::from_millis(100), timeout)
+            .until_some(|| async { self.leader().await.filter(|l| running.contains(l)) })
+            .await
+    }
+
+    /// Tries a put on every running member, repeatedly, for up to `window`.
+    /// Returns the time of the first success, or None when no member accepted a write.
+    pub async fn probe_writable(&self, window: Duration, put_timeout: Duration) -> Option<Instant> {
+        let key = format!("/etcd-drill/{}/probe", self.run_id);
+        Wait::new("a member to accept a write", Duration::from_millis(50), window)
+            .until_some(|| async {
+                let attempts = self.members.iter().map(|m| {
+                    let key = key.clone();
+                    async move { m.client.put(key, "probe".into(), put_timeout).await.ok() }
+                });
+                join_all(attempts).await.iter().any(|r| r.is_some()).then(Instant::now)
+            })
+            .await
+    }
+
+    /// Waits until every member in `names` answers a linearizable read.
+    pub async fn wait_healthy(&self, names: &[String], timeout: Duration) -> Result<()> {
+        let clients: Vec<&MemberClient> = names
+            .iter()
+            .map(|n| self.member(n).map(|m| &m.client))
+            .collect::<Result<_>>()?;
+        let wait = Wait::new(
+            format!("members {} to become healthy", names.join(", ")),
+            Duration::from_millis(50),
+            timeout,
+        );
+        wait.until(|| async {
+            let health = join_all(clients.iter().map(|c| c.is_healthy(Duration::from_millis(500)))).await;
+            let sick: Vec<&str> = names
+                .iter()
+                .zip(&health)
+                .filter(|(_, h)| !**h)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            match sick.is_empty() {
+                true => Seen::Ready(()),
+                false => Seen::NotYet(format!("{} not answering", sick.join(", "))),
+            }
+        })
+        .await
+        .map_err(Error::from)
+    }
+}

@@ -1,0 +1,217 @@
+//! The Docker-level verbs on members that faults are made of: kill, stop, start, pause,
+//! resume, partition, heal, wipe and corrupt, each recorded as its docker command.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+
+use super::damage::{damage_bytes, Damage, DamageKind, DamagedFile};
+use super::Cluster;
+use crate::error::{Error, Result};
+use crate::runtime::{tar_archive, tar_file_names, NetworkAttachment};
+
+/// Docker verbs on one member's container.
+#[derive(Debug, Clone, Copy)]
+enum ContainerVerb {
+    Stop,
+    Start,
+    Pause,
+    Resume,
+}
+
+impl ContainerVerb {
+    fn word(self) -> &'static str {
+        match self {
+            ContainerVerb::Stop => "stop",
+            ContainerVerb::Start => "start",
+            ContainerVerb::Pause => "pause",
+            ContainerVerb::Resume => "resume",
+        }
+    }
+}
+
+impl Cluster {
+    /// Damages a file in the member's data dir, stopping the member first if it runs.
+    pub async fn corrupt(&mut self, name: &str, damage: Damage) -> Result<()> {
+        let container = self.container_name(name);
+        if self.docker.is_running(&container).await? {
+            self.stop(name).await?;
+        }
+        let started = Instant::now();
+        let data_dir = self.image.flavor.data_dir;
+        let newest = match damage.file {
+            DamagedFile::Db => None,
+            DamagedFile::Wal => Some(("wal", ".wal", "")),
+            DamagedFile::Snap => Some((
+                "snap",
+                ".snap",
+                "; etcd writes one every snapshot-count applied entries (100000 by default): lower it with [etcd] snapshot_count",
+            )),
+        };
+        let (dir, file_name) = match newest {
+            None => (format!("{data_dir}/member/snap"), "db".to_string()),
+            Some((sub_dir, suffix, hint)) => {
+                // File names sort by sequence and index, so the greatest is the newest.
+                let dir = format!("{data_dir}/member/{sub_dir}");
+                let listing = self.docker.read_archive(&container, &dir).await?;
+                let newest = tar_file_names(&listing)
+                    .map_err(Error::io(&dir))?
+                    .into_iter()
+                    .filter(|f| f.ends_with(suffix))
+                    .max()
+                    .ok_or_else(|| Error::Procedure {
+                        step: format!("corrupt {name}'s {}", damage.file.as_str()),
+                        message: format!("no {suffix} file in {dir}{hint}"),
+                    })?;
+                let file = newest.rsplit('/').next().unwrap_or(&newest).to_string();
+                (dir, file)
+            }
+        };
+        let path = format!("{dir}/{file_name}");
+        let mut bytes = self.docker.read_file(&container, &path).await?;
+        if !damage_bytes(&mut bytes, damage) {
+            return Err(Error::Procedure {
+                step: format!("corrupt {path} of {name}"),
+                message: format!("the file has only {} bytes: nothing to damage", bytes.len()),
+            });
+        }
+        let archive = tar_archive(&[(file_name.as_str(), &bytes)]).map_err(Error::io(&path))?;
+        let result = self.docker.write_archive(&container, &dir, archive).await;
+        let how = match damage.how {
+            DamageKind::Flip => format!("flip bytes in {file_name}"),
+            DamageKind::Truncate => format!("truncate -s {} {file_name}", bytes.len()),
+        };
+        self.record(
+            format!("corrupt {name}'s {} ({})", damage.file.as_str(), damage.how.as_str()),
+            format!("docker cp {container}:{path} . && {how} && docker cp {file_name} {container}:{dir}/"),
+            started,
+            result.is_ok(),
+        );
+        result
+    }
+
+    /// The runbook's "purge member persistent state": with the member stopped, keep a copy
+    /// of `member/snap` in `backup_dir`, empty it, and start the member again with
+    /// `initial-cluster-state=existing`, so it rebuilds from its WAL and the leader. The
+    /// SIGKILLs several members at once, as when a host dies.
+    pub async fn kill_all(&mut self, names: &[String]) -> Result<()> {
+        let started = Instant::now();
+        let containers: Vec<String> = names.iter().map(|n| self.container_name(n)).collect();
+        let results = join_all(containers.iter().map(|c| self.docker.kill(c, "SIGKILL"))).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        for ((name, container), result) in names.iter().zip(&containers).zip(&results) {
+            let command = format!("docker kill --signal SIGKILL {container}");
+            self.record_span(format!("kill {name}"), command, started, duration_ms, result.is_ok());
+        }
+        results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+    }
+
+    /// Runs one container-level verb on a member and records it as its docker command.
+    async fn container_verb(&mut self, name: &str, verb: ContainerVerb) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let (result, command) = match verb {
+            ContainerVerb::Stop => (
+                self.docker.stop(&container, 10).await,
+                format!("docker stop --time 10 {container}"),
+            ),
+            ContainerVerb::Start => (self.docker.start(&container).await, format!("docker start {container}")),
+            ContainerVerb::Pause => (self.docker.pause(&container).await, format!("docker pause {container}")),
+            ContainerVerb::Resume => (
+                self.docker.unpause(&container).await,
+                format!("docker unpause {container}"),
+            ),
+        };
+        self.record(format!("{} {name}", verb.word()), command, started, result.is_ok());
+        result
+    }
+
+    pub async fn stop(&mut self, name: &str) -> Result<()> {
+        self.container_verb(name, ContainerVerb::Stop).await
+    }
+
+    pub async fn start(&mut self, name: &str) -> Result<()> {
+        if !self.member(name)?.has_container {
+            return Err(Error::Procedure {
+                step: format!("start {name}"),
+                message: format!(
+                    "{name} lost its data volume; it cannot rejoin under its old identity (replace the member instead)"
+                ),
+            });
+        }
+        self.container_verb(name, ContainerVerb::Start).await
+    }
+
+    pub async fn pause(&mut self, name: &str) -> Result<()> {
+        self.container_verb(name, ContainerVerb::Pause).await?;
+        self.member_mut(name)?.paused = true;
+        Ok(())
+    }
+
+    pub async fn resume(&mut self, name: &str) -> Result<()> {
+        self.container_verb(name, ContainerVerb::Resume).await?;
+        self.member_mut(name)?.paused = false;
+        Ok(())
+    }
+
+    /// Cuts the member off the peer network; its client port stays reachable.
+    pub async fn partition(&mut self, name: &str) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let result = self.docker.disconnect_network(&container, &self.peer_network).await;
+        let command = format!("docker network disconnect --force {} {container}", self.peer_network);
+        self.record(format!("partition {name}"), command, started, result.is_ok());
+        result?;
+        self.member_mut(name)?.partitioned = true;
+        Ok(())
+    }
+
+    /// Reconnects a partitioned member to the peer network at its old address.
+    pub async fn heal(&mut self, name: &str) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let member = self.member(name)?;
+        let attachment = NetworkAttachment {
+            network: self.peer_network.clone(),
+            alias: name.to_string(),
+            ipv4: Some(member.ip.clone()),
+        };
+        let result = self.docker.connect_network(&container, &attachment).await;
+        let command = format!(
+            "docker network connect --ip {} --alias {name} {} {container}",
+            member.ip, self.peer_network
+        );
+        self.record(format!("heal {name}"), command, started, result.is_ok());
+        result?;
+        self.member_mut(name)?.partitioned = false;
+        Ok(())
+    }
+
+    /// Destroys the member's container and data volume, and prepares an empty volume for
+    /// whatever brings the member back.
+    pub async fn wipe(&mut self, name: &str) -> Result<()> {
+        let started = Instant::now();
+        let container = self.container_name(name);
+        let generation = self.member(name)?.volume_generation;
+        let volume = self.volume_name(name, generation);
+        let removed = async {
+            self.docker.remove_container(&container).await?;
+            self.docker.remove_volume(&volume).await
+        }
+        .await;
+        self.record(
+            format!("wipe {name}'s data"),
+            format!("docker rm -f {container} && docker volume rm {volume}"),
+            started,
+            removed.is_ok(),
+        );
+        removed?;
+        let member = self.member_mut(name)?;
+        member.has_container = false;
+        member.paused = false;
+        member.partitioned = false;
+        member.volume_generation += 1;
+        let fresh = self.volume_name(name, generation + 1);
+        self.docker.create_volume(&fresh, &self.run_id, name).await
+    }
+}
