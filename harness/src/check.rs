@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::event::RecoveryFigures;
+use crate::readiness::{Seen, Wait};
 use crate::scenario::{Expectations, SeedPlan};
 use crate::topology::Topology;
 use crate::workload::Ledger;
@@ -121,23 +122,32 @@ pub struct Consistency {
 pub async fn check_consistency(cluster: &Cluster) -> Result<Consistency> {
     let timeout = Duration::from_secs(2);
     let mut out = Consistency::default();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let revision = loop {
+    let settled = Wait::new(
+        "every member to report one revision",
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    )
+    .until(|| async {
         let statuses = join_all(cluster.members.iter().map(|m| m.client.status(timeout))).await;
         let revisions: Vec<i64> = statuses
             .iter()
             .filter_map(|s| s.as_ref().ok().map(|s| s.revision))
             .collect();
         let all_answered = revisions.len() == cluster.members.len();
-        if all_answered && revisions.iter().all(|r| *r == revisions[0]) {
-            break revisions[0];
+        match all_answered && revisions.iter().all(|r| *r == revisions[0]) {
+            true => Seen::Ready(revisions[0]),
+            false => Seen::NotYet(revisions),
         }
-        if std::time::Instant::now() >= deadline {
+    })
+    .await;
+    let revision = match settled {
+        Ok(revision) => revision,
+        Err(timed_out) => {
+            let revisions = timed_out.last.unwrap_or_default();
             out.problems
                 .push(format!("members did not settle on one revision: {revisions:?}"));
-            break revisions.iter().copied().min().unwrap_or(0);
+            revisions.iter().copied().min().unwrap_or(0)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     out.revision = revision;
     let hashes = join_all(cluster.members.iter().map(|m| m.client.hash_kv(revision, timeout))).await;

@@ -12,6 +12,7 @@ use etcd_client::{Client, CompactionOptions, ConnectOptions, DeleteOptions, GetO
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::readiness::Wait;
 
 /// One member's client. Cheap to clone; connects lazily and reconnects by itself.
 #[derive(Clone)]
@@ -136,13 +137,18 @@ impl MemberClient {
         }
         let (client, flag) = (self.client.clone(), flag.clone());
         tokio::spawn(async move {
-            let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
-            while tokio::time::Instant::now() < give_up {
-                if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(5), client.refresh_token()).await {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            Wait::new("a new token", Duration::from_millis(200), Duration::from_secs(60))
+                .until_some(|| {
+                    let client = client.clone();
+                    async move {
+                        matches!(
+                            tokio::time::timeout(Duration::from_secs(5), client.refresh_token()).await,
+                            Ok(Ok(()))
+                        )
+                        .then_some(())
+                    }
+                })
+                .await;
             flag.store(false, Ordering::Release);
         });
     }

@@ -12,6 +12,7 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
 use crate::flavor::FlavorKind;
+use crate::readiness::{Seen, Wait};
 
 /// The environment variable the root password is read from.
 pub const PASSWORD_ENV: &str = "ETCD_DRILL_ROOT_PASSWORD";
@@ -101,7 +102,7 @@ impl Cluster {
     /// client authenticate as root from now on.
     pub async fn enable_auth(&mut self, password: &RootPassword) -> Result<()> {
         let timeout = Duration::from_secs(10);
-        if self.flavor.kind != FlavorKind::Bitnami {
+        if self.image.flavor.kind != FlavorKind::Bitnami {
             let started = Instant::now();
             let via = self.members[0].client.clone();
             let enabled = via.enable_root_auth(password, timeout).await;
@@ -132,13 +133,28 @@ impl Cluster {
                 self.members[i].spec.name.clone(),
                 self.members[i].client.endpoint.clone(),
             );
-            let give_up = Instant::now() + patience;
-            self.members[i].client = loop {
-                match MemberClient::connect_as(&name, &endpoint, Some(&password), self.tls.as_deref()).await {
-                    Ok(client) => break client,
-                    Err(e @ Error::AuthRejected { .. }) => return Err(e),
-                    Err(_) if Instant::now() < give_up => tokio::time::sleep(Duration::from_millis(200)).await,
-                    Err(e) => return Err(e),
+            let (password, tls) = (&password, self.tls.as_deref());
+            let login = Wait::new(
+                format!("{name} to take the root login"),
+                Duration::from_millis(200),
+                patience,
+            )
+            .until(|| async {
+                match MemberClient::connect_as(&name, &endpoint, Some(password), tls).await {
+                    Ok(client) => Seen::Ready(Ok(client)),
+                    Err(e @ Error::AuthRejected { .. }) => Seen::Ready(Err(e)),
+                    Err(e) => Seen::NotYet(e),
+                }
+            })
+            .await;
+            self.members[i].client = match login {
+                Ok(result) => result?,
+                Err(timed_out) => {
+                    let waited_ms = timed_out.waited.as_millis() as u64;
+                    return Err(timed_out.last.unwrap_or(Error::Timeout {
+                        what: format!("{name} to take the root login"),
+                        waited_ms,
+                    }));
                 }
             };
         }

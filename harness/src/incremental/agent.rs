@@ -23,6 +23,7 @@ use super::store::BackupStore;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
+use crate::readiness::Wait;
 use crate::runtime::DockerRuntime;
 
 /// The largest watch message the agent accepts (etcd sends a revision's events together).
@@ -177,14 +178,10 @@ impl Agent {
 
     /// Waits until the agent has saved its first full snapshot (or `timeout` passes).
     pub async fn wait_first_full(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if !self.figures.lock().expect("figures lock").fulls.is_empty() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
+        Wait::new("the agent's first full snapshot", Duration::from_millis(50), timeout)
+            .until_some(|| async { (!self.figures.lock().expect("figures lock").fulls.is_empty()).then_some(()) })
+            .await
+            .is_some()
     }
 }
 
@@ -301,14 +298,10 @@ impl Worker {
 
     /// Sleeps up to `d`; true when the agent was told to stop.
     async fn stopped_for(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
-        while Instant::now() < deadline {
-            if self.stop.load(Ordering::Relaxed) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20).min(deadline - Instant::now())).await;
-        }
-        self.stop.load(Ordering::Relaxed)
+        Wait::new("the agent's stop signal", Duration::from_millis(20), d)
+            .until_some(|| async { self.stop.load(Ordering::Relaxed).then_some(()) })
+            .await
+            .is_some()
     }
 
     async fn scheduled_work(&mut self, next_full: &mut Instant, next_defrag: &mut Option<Instant>) {

@@ -19,6 +19,7 @@ use super::store::BackupStore;
 use crate::cluster::{free_local_port, ClusterImage};
 use crate::error::{Error, Result};
 use crate::etcd::{snapshot_hash_is_valid, MemberClient};
+use crate::readiness::Wait;
 use crate::runtime::{ContainerSpec, DockerRuntime, ToolFile, ROLE_LABEL};
 use crate::topology::CLIENT_PORT;
 
@@ -363,20 +364,23 @@ impl TemporaryEtcd {
         docker.create_container(&spec, place.run_id).await?;
         docker.start(&name).await?;
         let client = MemberClient::connect("replay", &format!("http://127.0.0.1:{port}")).await?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !client.is_healthy(Duration::from_millis(500)).await {
-            if Instant::now() >= deadline {
-                let (_, logs) = docker.logs(&name).await.unwrap_or_default();
-                let tail: Vec<&str> = logs.lines().rev().take(5).collect();
-                return Err(Error::Timeout {
-                    what: format!(
-                        "the temporary etcd {name} to serve (last log lines: {})",
-                        tail.join(" | ")
-                    ),
-                    waited_ms: 60_000,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let serving = Wait::new(
+            format!("the temporary etcd {name} to serve"),
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        )
+        .until_some(|| async { client.is_healthy(Duration::from_millis(500)).await.then_some(()) })
+        .await;
+        if serving.is_none() {
+            let (_, logs) = docker.logs(&name).await.unwrap_or_default();
+            let tail: Vec<&str> = logs.lines().rev().take(5).collect();
+            return Err(Error::Timeout {
+                what: format!(
+                    "the temporary etcd {name} to serve (last log lines: {})",
+                    tail.join(" | ")
+                ),
+                waited_ms: 60_000,
+            });
         }
         Ok(TemporaryEtcd {
             container: name,

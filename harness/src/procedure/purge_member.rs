@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
 use crate::error::{Error, Result};
+use crate::readiness::{Seen, Wait};
 
 pub struct PurgeMember {
     /// The damaged members; empty means every member that is not running.
@@ -37,30 +38,39 @@ impl Procedure for PurgeMember {
             }
             wait_writable(cx.cluster).await?;
             // Caught up: the purged members report the revision the others have.
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            loop {
+            let cluster = &*cx.cluster;
+            let caught_up = Wait::new(
+                "the purged members to catch up",
+                Duration::from_millis(200),
+                Duration::from_secs(20),
+            )
+            .until(|| async {
                 let mut revisions = Vec::new();
-                for m in &cx.cluster.members {
-                    revisions.push((
-                        m.spec.name.clone(),
-                        m.client.status(Duration::from_secs(2)).await?.revision,
-                    ));
+                for m in &cluster.members {
+                    match m.client.status(Duration::from_secs(2)).await {
+                        Ok(status) => revisions.push((m.spec.name.clone(), status.revision)),
+                        Err(e) => return Seen::Ready(Err(e)),
+                    }
                 }
                 let newest = revisions.iter().map(|(_, r)| *r).max().unwrap_or(0);
                 let behind: Vec<&(String, i64)> = revisions
                     .iter()
                     .filter(|(n, r)| targets.contains(n) && *r + 50 < newest)
                     .collect();
-                if behind.is_empty() {
-                    break;
+                match behind.is_empty() {
+                    true => Seen::Ready(Ok(())),
+                    false => Seen::NotYet(format!("still behind revision {newest}: {behind:?}")),
                 }
-                if std::time::Instant::now() >= deadline {
+            })
+            .await;
+            match caught_up {
+                Ok(result) => result?,
+                Err(t) => {
                     return Err(Error::Procedure {
                         step: "wait for the purged members to catch up".into(),
-                        message: format!("still behind revision {newest}: {behind:?}"),
-                    });
+                        message: t.last.unwrap_or_default(),
+                    })
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Ok(ProcedureOutcome {
                 members: targets,
