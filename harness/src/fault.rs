@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::cluster::damage::{damage_bytes, Damage, DamageKind, DamagedFile};
 use crate::cluster::Cluster;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,7 +246,7 @@ impl Fault {
                 FaultAction::Corrupt => match self.damage {
                     Some(damage) => cluster.corrupt(m, damage).await?,
                     None => {
-                        return Err(crate::error::Error::Procedure {
+                        return Err(Error::Procedure {
                             step: format!("corrupt {m}"),
                             message: "the fault does not say which file to damage".into(),
                         })

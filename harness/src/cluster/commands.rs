@@ -50,7 +50,6 @@ impl Cluster {
         });
     }
 
-    /// Starts the topology: a network, a volume and a container per member, all labelled
     /// Records a member's start as the `docker run` that creates and starts it.
     pub fn record_member_start(
         &mut self,

@@ -10,11 +10,13 @@ use crate::readiness::{Seen, Wait};
 use crate::runtime::{tar_file_names, tar_without};
 
 impl Cluster {
+    /// The runbook's "purge member persistent state": with the member stopped, keep a copy
+    /// of `member/snap` in `backup_dir`, empty it, and start the member again with
+    /// `initial-cluster-state=existing`, so it rebuilds from its WAL and the leader. The
     /// emptied data dir goes onto a fresh volume (a new incarnation of the member).
     pub async fn purge_member(&mut self, name: &str, backup_dir: &std::path::Path) -> Result<()> {
         let container = self.container_name(name);
-        self.await_member_verdict(name).await?;
-        if self.docker.is_running(&container).await? {
+        if self.await_member_verdict(name).await? {
             self.stop(name).await?;
         } else if let Some(code) = self.docker.exit_code(&container).await? {
             // The evidence that the member could not live with its data.
@@ -100,11 +102,11 @@ impl Cluster {
     /// member just started on damaged files has then read them (etcd checks its snapshot
     /// files, setting a damaged one aside as `*.snap.broken`, and opens its db before it
     /// serves), so the backup of `member/snap` and the exit code show what etcd found,
-    /// however long the fault's own steps took.
-    async fn await_member_verdict(&mut self, name: &str) -> Result<()> {
+    /// however long the fault's own steps took. Returns whether the member still runs.
+    async fn await_member_verdict(&mut self, name: &str) -> Result<bool> {
         let container = self.container_name(name);
         if !self.docker.is_running(&container).await? {
-            return Ok(());
+            return Ok(false);
         }
         let started = Instant::now();
         let client = self.member(name)?.client.clone();
@@ -133,7 +135,7 @@ impl Cluster {
             started,
             verdict.is_ok(),
         );
-        verdict.map(|_| ()).map_err(Error::from)
+        verdict.map(|seen| seen == "serves").map_err(Error::from)
     }
 
     /// `member remove` for `name`, if the cluster still lists it.

@@ -159,6 +159,7 @@ impl Cluster {
             .collect()
     }
 
+    /// Starts the topology: a network, a volume and a container per member, all labelled
     /// with the run id; then waits until every member answers a linearizable read.
     pub async fn create(
         docker: DockerRuntime,

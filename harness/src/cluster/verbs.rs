@@ -90,9 +90,6 @@ impl Cluster {
         result
     }
 
-    /// The runbook's "purge member persistent state": with the member stopped, keep a copy
-    /// of `member/snap` in `backup_dir`, empty it, and start the member again with
-    /// `initial-cluster-state=existing`, so it rebuilds from its WAL and the leader. The
     /// SIGKILLs several members at once, as when a host dies.
     pub async fn kill_all(&mut self, names: &[String]) -> Result<()> {
         let started = Instant::now();
