@@ -6,9 +6,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use etcd_drill::incremental::chain::check_content;
-use etcd_drill::incremental::record::{decode, encode};
-use etcd_drill::incremental::{BackupStore, Compression, DeltaEvent, DeltaName, EventKind, StoreLocation, StoredName};
+use etcd_drill::backup::chain::check_content;
+use etcd_drill::backup::record::{decode, encode};
+use etcd_drill::backup::{BackupStore, Compression, DeltaEvent, DeltaName, EventKind, StoreLocation, StoredName};
 
 const EVENTS: i64 = 10_000;
 

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use etcd_drill::check::account_data_loss;
+use etcd_drill::drill::check::account_data_loss;
 use etcd_drill::perf::load::{KeyGenerator, TokenBucket};
 use etcd_drill::perf::report::{render_terminal, PerfReport};
 use etcd_drill::perf::stats::LatencyStats;

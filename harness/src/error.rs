@@ -95,7 +95,7 @@ pub enum Error {
     BackupChain {
         store: String,
         #[source]
-        source: crate::incremental::ChainError,
+        source: crate::backup::ChainError,
     },
 
     #[error("interrupted by {signal}; the run's containers, networks and volumes were removed")]

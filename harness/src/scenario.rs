@@ -67,7 +67,7 @@ pub struct RawScenario {
     pub etcd: Option<RawEtcd>,
     /// The incremental backup agent the drill runs beside the cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<crate::incremental::config::RawDrillAgent>,
+    pub agent: Option<crate::backup::config::RawDrillAgent>,
 }
 
 /// `[security]`: authentication (a root password) and TLS on the cluster.
@@ -228,7 +228,7 @@ pub struct Scenario {
     /// Server settings every member runs with.
     pub etcd: ServerSettings,
     /// The incremental backup agent beside the cluster.
-    pub agent: Option<crate::incremental::config::DrillAgent>,
+    pub agent: Option<crate::backup::config::DrillAgent>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

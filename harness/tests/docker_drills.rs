@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_drill::check::account_data_loss;
+use etcd_drill::docker::image::{self, BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
+use etcd_drill::docker::runtime::{DockerRuntime, RUN_LABEL};
+use etcd_drill::drill::check::account_data_loss;
+use etcd_drill::drill::event::{Event, Outcome, Reporter};
+use etcd_drill::drill::runner::{self, RunOptions};
 use etcd_drill::etcd::{ClientSet, MemberClient};
-use etcd_drill::event::{Event, Outcome, Reporter};
-use etcd_drill::image::{self, BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
 use etcd_drill::perf::{self, profile::PERF_PREFIX, Bench, Load, RunSettings, Target};
 use etcd_drill::report::{DrillReport, ReportBuilder};
-use etcd_drill::runner::{self, RunOptions};
-use etcd_drill::runtime::{DockerRuntime, RUN_LABEL};
 use etcd_drill::scenario;
 use etcd_drill::workload::{Workload, WorkloadConfig};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -93,7 +93,7 @@ fn run_scenario_as(
     seed: u64,
     image: &str,
     user: Option<&str>,
-    root_password: Option<etcd_drill::security::RootPassword>,
+    root_password: Option<etcd_drill::etcd::security::RootPassword>,
 ) -> Result<(DrillReport, tempfile::TempDir), Failed> {
     let scenario = if text_or_name.contains('\n') {
         scenario::parse(text_or_name, Path::new("test.toml"))?
@@ -123,7 +123,7 @@ fn run_scenario_as(
     Ok((report, out))
 }
 
-fn leftovers(run_id: Option<&str>) -> Result<etcd_drill::runtime::RunObjects, Failed> {
+fn leftovers(run_id: Option<&str>) -> Result<etcd_drill::docker::runtime::RunObjects, Failed> {
     rt().block_on(async {
         let docker = DockerRuntime::connect().await?;
         docker.run_objects(run_id).await
@@ -185,7 +185,10 @@ fn known_sigkill_divergence(report: &DrillReport) -> bool {
 }
 
 fn common_assertions(report: &DrillReport, out: &Path) -> TestResult {
-    let consistency = report.consistency.as_ref().ok_or("no consistency figures")?;
+    let consistency = report
+        .consistency
+        .as_ref()
+        .ok_or_else(|| format!("no consistency figures, the run broke down: {}", explain(report)))?;
     if known_sigkill_divergence(report) {
         eprintln!(
             "note: {}: a killed member diverged after its restart (HashKV {:?}): etcd-io/etcd#13766 in etcd < 3.5.3, caught by the drill",
@@ -746,7 +749,7 @@ fn data_loss_checker_can_fail() -> TestResult {
     use testcontainers::{GenericImage, ImageExt};
 
     rt().block_on(async {
-        let (name, tag) = etcd_drill::runtime::split_image_reference(DEFAULT_IMAGE);
+        let (name, tag) = etcd_drill::docker::runtime::split_image_reference(DEFAULT_IMAGE);
         let container = GenericImage::new(name, tag)
             .with_exposed_port(2379.tcp())
             .with_wait_for(WaitFor::message_on_either_std("ready to serve client requests"))
@@ -1426,8 +1429,8 @@ fn agent_survives_member_loss() -> TestResult {
 /// must take a new full snapshot and go on from there, and a restore from the older full
 /// must refuse the hole rather than skip it.
 fn agent_takes_a_full_after_compaction() -> TestResult {
-    use etcd_drill::incremental::agent::{Agent, Verifier};
-    use etcd_drill::incremental::{replay, AgentConfig, BackupStore, ChainError, StoreLocation};
+    use etcd_drill::backup::agent::{Agent, Verifier};
+    use etcd_drill::backup::{replay, AgentConfig, BackupStore, ChainError, StoreLocation};
     let run_id = runner::new_run_id();
     let dir = tempfile::tempdir()?;
     let result = rt().block_on(async {

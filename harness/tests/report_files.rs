@@ -8,12 +8,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use etcd_drill::check::{CheckResult, Consistency, DataLoss};
 use etcd_drill::cluster::RecordedCommand;
-use etcd_drill::event::{Event, Outcome, RecoveryFigures, Reporter};
+use etcd_drill::drill::check::{CheckResult, Consistency, DataLoss};
+use etcd_drill::drill::event::{Event, Outcome, RecoveryFigures, Reporter};
+use etcd_drill::drill::series::WorkloadSeries;
 use etcd_drill::report::{suite, DrillReport, ReportBuilder};
 use etcd_drill::scenario;
-use etcd_drill::series::WorkloadSeries;
 use etcd_drill::workload::{AckedWrite, FailedWrite, Ledger};
 
 /// A drill's worth of events: 100 writes/s, host B lost at 5 s, restore from 7 s to 9.5 s.

@@ -9,9 +9,9 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_drill::incremental::chain::ChainError;
-use etcd_drill::incremental::replay::prepare;
-use etcd_drill::incremental::{BackupStore, Compression, DeltaEvent, DeltaName, EventKind, FullName, StoreLocation};
+use etcd_drill::backup::chain::ChainError;
+use etcd_drill::backup::replay::prepare;
+use etcd_drill::backup::{BackupStore, Compression, DeltaEvent, DeltaName, EventKind, FullName, StoreLocation};
 use etcd_drill::Error;
 use sha2::{Digest, Sha256};
 

@@ -7,8 +7,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{Cluster, ClusterState};
-use crate::runtime::ContainerSpec;
-use crate::shell::docker_run_line;
+use crate::docker::runtime::ContainerSpec;
+use crate::docker::shell::docker_run_line;
 
 /// One command the drill ran, written as the equivalent command line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,7 +43,7 @@ impl Cluster {
             phase: self.phase.clone(),
             step: step.into(),
             // No report may carry a password: mask it where commands are recorded.
-            command: crate::shell::mask_secrets(&self.with_credentials(command.into())),
+            command: crate::docker::shell::mask_secrets(&self.with_credentials(command.into())),
             at_ms: self.clock.at_ms(started),
             duration_ms,
             ok,

@@ -6,10 +6,10 @@ use std::time::Instant;
 use futures_util::future::join_all;
 
 use super::{Cluster, ClusterState, Member};
+use crate::cluster::flavor::MemberLaunch;
+use crate::docker::runtime::ContainerSpec;
 use crate::error::Result;
-use crate::flavor::MemberLaunch;
-use crate::runtime::ContainerSpec;
-use crate::security::RootPassword;
+use crate::etcd::security::RootPassword;
 
 impl Cluster {
     /// The container of `member`, configured through etcd's `ETCD_*` environment.

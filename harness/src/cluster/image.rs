@@ -1,11 +1,11 @@
 //! What a cluster runs: the image, how to run it (its flavor), what its tools can do, and
 //! whether auth and TLS are on.
 
+use crate::cluster::flavor::Flavor;
+use crate::cluster::tools::ImageTools;
+use crate::docker::runtime::{ContainerSpec, DockerRuntime};
 use crate::error::Result;
-use crate::flavor::Flavor;
-use crate::runtime::{ContainerSpec, DockerRuntime};
-use crate::security::RootPassword;
-use crate::tools::ImageTools;
+use crate::etcd::security::RootPassword;
 
 /// The image a cluster runs, how to run it (its [`Flavor`]) and what its tools can do
 /// (probed once per run; None where no procedure needs them, e.g. `perf`).
@@ -26,12 +26,12 @@ impl ClusterImage {
     pub async fn inspect(
         docker: &DockerRuntime,
         name: &str,
-        kind: Option<crate::flavor::FlavorKind>,
+        kind: Option<crate::cluster::flavor::FlavorKind>,
         user: Option<String>,
         run_id: &str,
     ) -> Result<ClusterImage> {
-        let flavor = crate::flavor::resolve(docker, name, kind, user).await?;
-        let tools = crate::tools::probe(docker, name, &flavor, run_id).await?;
+        let flavor = crate::cluster::flavor::resolve(docker, name, kind, user).await?;
+        let tools = crate::cluster::tools::probe(docker, name, &flavor, run_id).await?;
         Ok(ClusterImage {
             name: name.to_string(),
             flavor,
@@ -43,11 +43,11 @@ impl ClusterImage {
 
     /// The tool that saves, checks and restores snapshots: `etcdutl`, or `etcdctl` on
     /// images that have no `etcdutl` (3.4); `etcdutl` when the tools were not probed.
-    pub fn snapshot_tool(&self) -> crate::tools::SnapshotTool {
+    pub fn snapshot_tool(&self) -> crate::cluster::tools::SnapshotTool {
         self.tools
             .as_ref()
             .map(|t| t.snapshot_tool)
-            .unwrap_or(crate::tools::SnapshotTool::Etcdutl)
+            .unwrap_or(crate::cluster::tools::SnapshotTool::Etcdutl)
     }
 
     /// A one-off container of the image running its snapshot tool with `args`.
@@ -57,7 +57,7 @@ impl ClusterImage {
         args: Vec<String>,
         volumes: Vec<(String, String)>,
     ) -> ContainerSpec {
-        crate::tools::tool_container(
+        crate::cluster::tools::tool_container(
             &self.name,
             &self.flavor,
             name,

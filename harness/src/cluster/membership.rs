@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use super::{Cluster, ClusterState};
+use crate::docker::runtime::{tar_file_names, tar_without};
 use crate::error::{Error, Result};
 use crate::readiness::{Seen, Wait};
-use crate::runtime::{tar_file_names, tar_without};
 
 impl Cluster {
     /// The runbook's "purge member persistent state": with the member stopped, keep a copy

@@ -7,8 +7,10 @@
 mod commands;
 mod containers;
 pub mod damage;
+pub mod flavor;
 mod image;
 mod membership;
+pub mod tools;
 mod verbs;
 
 use std::net::TcpListener;
@@ -17,12 +19,12 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use crate::clock::Clock;
+use crate::docker::runtime::DockerRuntime;
 use crate::error::{Error, Result};
+use crate::etcd::security::RootPassword;
+use crate::etcd::tls::ClusterTls;
 use crate::etcd::MemberClient;
 use crate::readiness::{Seen, Wait};
-use crate::runtime::DockerRuntime;
-use crate::security::RootPassword;
-use crate::tls::ClusterTls;
 pub use crate::topology::ClusterState;
 use crate::topology::{MemberSpec, ServerSettings, Topology};
 

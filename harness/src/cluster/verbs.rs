@@ -7,8 +7,8 @@ use futures_util::future::join_all;
 
 use super::damage::{damage_bytes, Damage, DamageKind, DamagedFile};
 use super::Cluster;
+use crate::docker::runtime::{tar_archive, tar_file_names, NetworkAttachment};
 use crate::error::{Error, Result};
-use crate::runtime::{tar_archive, tar_file_names, NetworkAttachment};
 
 /// Docker verbs on one member's container.
 #[derive(Debug, Clone, Copy)]

@@ -28,10 +28,10 @@ use futures_util::future::join_all;
 
 use crate::clock::Clock;
 use crate::cluster::Cluster;
+use crate::docker::image::DEFAULT_IMAGE;
+use crate::docker::runtime::{DockerRuntime, RunGuard};
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
-use crate::image::DEFAULT_IMAGE;
-use crate::runtime::{DockerRuntime, RunGuard};
 use crate::topology::{MemberSpec, ServerSettings, Topology};
 
 pub use load::{LoadSpec, StopAfter};

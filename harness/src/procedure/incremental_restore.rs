@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use super::snapshot_restore::{Obtained, SnapshotRestore};
 use super::{Procedure, ProcedureOutcome, RecoveryContext};
+use crate::backup::replay::{self, ReplayPlace, ReplayReport};
+use crate::backup::store::{BackupStore, StoreLocation};
+use crate::backup::{chain, DeltaName};
 use crate::error::{Error, Result};
-use crate::incremental::replay::{self, ReplayPlace, ReplayReport};
-use crate::incremental::store::{BackupStore, StoreLocation};
-use crate::incremental::{chain, DeltaName};
 use crate::scenario::{ChainDamage, SnapshotSource};
 
 /// The agent's store inside a drill's folder.

@@ -56,7 +56,7 @@ pub struct RecoveryContext<'a> {
     /// When the first fault took effect, in run milliseconds.
     pub fault_at_ms: u64,
     /// The drill's periodic backups so far.
-    pub backups: Vec<crate::backup::BackupRecord>,
+    pub backups: Vec<crate::backup::periodic::BackupRecord>,
     /// The endpoints the application (the workload) uses; a procedure that moves the
     /// cluster to new endpoints switches them.
     pub app_clients: crate::etcd::ClientSet,

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
 use crate::cluster::ClusterState;
+use crate::docker::runtime::{ContainerSpec, ToolFile};
+use crate::docker::shell::docker_run_line;
 use crate::error::{Error, Result};
-use crate::runtime::{ContainerSpec, ToolFile};
 use crate::scenario::SnapshotSource;
-use crate::shell::docker_run_line;
 
 /// Where the snapshot file sits inside the one-off tool containers.
 const SNAPSHOT_IN_CONTAINER: &str = "/snapshot.db";
@@ -79,7 +79,7 @@ pub struct SnapshotStatus {
 /// Runs `snapshot status` (etcdutl, or etcdctl on 3.4) on a local snapshot file in a
 /// one-off container of `image` (so the tool matches the server), and parses its answer.
 pub async fn snapshot_status(
-    docker: &crate::runtime::DockerRuntime,
+    docker: &crate::docker::runtime::DockerRuntime,
     image: &crate::cluster::ClusterImage,
     run_id: &str,
     label: &str,
@@ -165,7 +165,7 @@ impl SnapshotRestore {
             }
             SnapshotSource::NewestBackup => {
                 let started = Instant::now();
-                let newest = crate::backup::newest(&cx.backups).cloned();
+                let newest = crate::backup::periodic::newest(&cx.backups).cloned();
                 let taken = cx.backups.iter().filter(|b| b.ok()).count();
                 let note = match &newest {
                     Some(b) => format!(

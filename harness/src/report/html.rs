@@ -8,7 +8,7 @@ use std::fmt::Write;
 use super::markdown::ms;
 use super::svg::{escape, histogram_chart, latency_chart, throughput_chart, Marker, PhaseBand};
 use super::DrillReport;
-use crate::event::Outcome;
+use crate::drill::event::Outcome;
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:960px;color:#222;padding:0 12px}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::DrillReport;
-use crate::event::Outcome;
+use crate::drill::event::Outcome;
 
 /// The figures every suite carries as properties, in this order.
 fn figures(r: &DrillReport) -> Vec<(&'static str, String)> {

@@ -23,12 +23,12 @@ pub use markdown::render_markdown;
 pub use runbook::render_runbook;
 pub use terminal::TerminalReporter;
 
-use crate::check::{CheckResult, Consistency, DataLoss};
 use crate::cluster::RecordedCommand;
+use crate::drill::check::{CheckResult, Consistency, DataLoss};
+use crate::drill::event::{Event, Outcome, RecoveryFigures, Reporter};
+use crate::drill::series::WorkloadSeries;
 use crate::error::{Error, Result};
-use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
 use crate::scenario::Scenario;
-use crate::series::WorkloadSeries;
 use crate::topology::Topology;
 
 /// The files every run writes, whatever happened; `ledger.jsonl` and `snapshot.db` are

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::DrillReport;
-use crate::shell::wrap_command;
+use crate::docker::shell::wrap_command;
 
 /// Lines longer than this are wrapped before their options.
 const WRAP_WIDTH: usize = 100;
@@ -19,9 +19,9 @@ pub fn render_runbook(r: &DrillReport) -> String {
         r.scenario.name, r.recovery.procedure, r.run_id, r.started_at
     );
     let verdict = match r.outcome {
-        crate::event::Outcome::Pass => "passed every check",
-        crate::event::Outcome::Fail => "FAILED",
-        crate::event::Outcome::Skipped => "was skipped (no procedure ran)",
+        crate::drill::event::Outcome::Pass => "passed every check",
+        crate::drill::event::Outcome::Fail => "FAILED",
+        crate::drill::event::Outcome::Skipped => "was skipped (no procedure ran)",
     };
     let _ = writeln!(s, "# The drill {verdict}; image {}.", r.image);
     let _ = writeln!(s, "#");

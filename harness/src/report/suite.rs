@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{render_junit, write_file, DrillReport, REPORT_FORMAT_VERSION};
+use crate::drill::event::Outcome;
 use crate::error::{Error, Result};
-use crate::event::Outcome;
 use crate::scenario::{self, Scenario};
 
 #[derive(Debug, Clone, Serialize)]

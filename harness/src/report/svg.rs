@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::series::{HistogramBin, SeriesBucket, WorkloadSeries};
+use crate::drill::series::{HistogramBin, SeriesBucket, WorkloadSeries};
 
 /// Escapes text for HTML and SVG (element content and attribute values).
 pub fn escape(text: &str) -> String {

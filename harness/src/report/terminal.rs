@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::event::{Event, Reporter};
+use crate::drill::event::{Event, Reporter};
 
 /// A figure in milliseconds, or `-` when there is none.
 fn ms(value: Option<u64>) -> String {
@@ -139,7 +139,7 @@ impl Reporter for TerminalReporter {
                     data.rpo_ms,
                     consistency.as_ref().map(|c| c.hashkv_equal.to_string()).unwrap_or_else(|| "-".into()),
                 ));
-                for (label, value) in crate::incremental::drill::summary(recovery, data.rpo_ms) {
+                for (label, value) in crate::drill::agent::summary(recovery, data.rpo_ms) {
                     self.say(format!("  {label:<30} {value}"));
                 }
             }

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use etcd_drill::clock::Clock;
 use etcd_drill::cluster::{Cluster, ClusterImage};
+use etcd_drill::docker::image::DEFAULT_IMAGE;
+use etcd_drill::docker::runtime::{DockerRuntime, RunGuard};
+use etcd_drill::etcd::security::{RootPassword, PASSWORD_ENV};
 use etcd_drill::etcd::MemberClient;
-use etcd_drill::image::DEFAULT_IMAGE;
-use etcd_drill::runtime::{DockerRuntime, RunGuard};
 use etcd_drill::scenario;
-use etcd_drill::security::{RootPassword, PASSWORD_ENV};
 use etcd_drill::ExitClass;
 use libtest_mimic::Failed;
 

@@ -21,8 +21,8 @@ struct StoreFlags {
 }
 
 impl StoreFlags {
-    fn args(&self) -> etcd_drill::incremental::command::StoreArgs {
-        etcd_drill::incremental::command::StoreArgs {
+    fn args(&self) -> etcd_drill::backup::command::StoreArgs {
+        etcd_drill::backup::command::StoreArgs {
             store: self.store.clone(),
             s3_endpoint: self.s3_endpoint.clone(),
             s3_region: self.s3_region.clone(),
@@ -107,8 +107,8 @@ pub(crate) struct RestoreBackupArgs {
     image: Option<String>,
 }
 
-fn backup_request(args: BackupArgs) -> Result<etcd_drill::incremental::command::BackupRequest> {
-    use etcd_drill::incremental::command::BackupRequest;
+fn backup_request(args: BackupArgs) -> Result<etcd_drill::backup::command::BackupRequest> {
+    use etcd_drill::backup::command::BackupRequest;
     if let Some(BackupMode::Compact { store, full, image }) = args.mode {
         return Ok(BackupRequest::Compact {
             store: store.args(),
@@ -119,11 +119,10 @@ fn backup_request(args: BackupArgs) -> Result<etcd_drill::incremental::command::
     let (mut raw, path) = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-            let raw: etcd_drill::incremental::RawAgentConfig =
-                toml::from_str(&text).map_err(|e| Error::ScenarioFile {
-                    path: path.clone(),
-                    message: e.message().to_string(),
-                })?;
+            let raw: etcd_drill::backup::RawAgentConfig = toml::from_str(&text).map_err(|e| Error::ScenarioFile {
+                path: path.clone(),
+                message: e.message().to_string(),
+            })?;
             (raw, path.clone())
         }
         None => (Default::default(), PathBuf::from("<command line>")),
@@ -165,21 +164,21 @@ fn backup_request(args: BackupArgs) -> Result<etcd_drill::incremental::command::
 
 /// `backup`: the long-lived agent, or `backup compact`.
 pub(crate) async fn backup_command(args: BackupArgs) -> Result<u8> {
-    etcd_drill::incremental::command::dispatch_backup(backup_request(args)?).await
+    etcd_drill::backup::command::dispatch_backup(backup_request(args)?).await
 }
 
 /// `restore-backup`: data dirs for a new cluster from the newest (or a chosen) full
 /// snapshot and the deltas after it.
 pub(crate) async fn restore_backup_command(args: RestoreBackupArgs) -> Result<u8> {
-    let request = etcd_drill::incremental::command::RestoreRequest {
+    let request = etcd_drill::backup::command::RestoreRequest {
         store: args.store.args(),
         full_revision: args.full,
         stop_at_last_good: args.stop_at_last_good,
         check_only: args.check_only,
-        members: etcd_drill::incremental::command::parse_members(args.initial_cluster.as_deref())?,
+        members: etcd_drill::backup::command::parse_members(args.initial_cluster.as_deref())?,
         token: args.initial_cluster_token,
         out: args.out,
         image: args.image,
     };
-    etcd_drill::incremental::command::print_restore(&request).await
+    etcd_drill::backup::command::print_restore(&request).await
 }

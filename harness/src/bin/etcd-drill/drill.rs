@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use etcd_drill::flavor::FlavorKind;
-use etcd_drill::image::DEFAULT_IMAGE;
+use etcd_drill::cluster::flavor::FlavorKind;
+use etcd_drill::docker::image::DEFAULT_IMAGE;
+use etcd_drill::drill::runner::{self, RunOptions};
 use etcd_drill::report::{suite, ReportBuilder, TerminalReporter};
-use etcd_drill::runner::{self, RunOptions};
 use etcd_drill::{scenario, Error, Result};
 
 use crate::until_signal;
@@ -72,9 +72,9 @@ async fn run_suite(args: RunArgs) -> Result<u8> {
         true => suite::suite_scenarios(&args.scenarios_dir)?,
     };
     // A scenario that turns auth on and has no password stops the suite before it starts.
-    let password = etcd_drill::security::load_root_password(args.root_password_file.as_deref())?;
+    let password = etcd_drill::etcd::security::load_root_password(args.root_password_file.as_deref())?;
     for s in &scenarios {
-        etcd_drill::security::password_for(&s.name, s.security.auth, password.clone())?;
+        etcd_drill::etcd::security::password_for(&s.name, s.security.auth, password.clone())?;
     }
     let suite_id = runner::new_run_id();
     let default_name = match scenarios.len() {
@@ -146,7 +146,7 @@ async fn run_one(
         run_id: Some(run_id.clone()),
         flavor: args.flavor.as_deref().map(FlavorKind::parse).transpose()?,
         user: args.user.clone(),
-        root_password: etcd_drill::security::load_root_password(args.root_password_file.as_deref())?,
+        root_password: etcd_drill::etcd::security::load_root_password(args.root_password_file.as_deref())?,
     };
     let mut terminal = TerminalReporter::new();
     let mut builder = ReportBuilder::new();

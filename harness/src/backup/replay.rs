@@ -17,10 +17,10 @@ use super::naming::{DeltaName, FullName, StoredName};
 use super::record::{by_revision, decode, DeltaEvent, EventKind};
 use super::store::BackupStore;
 use crate::cluster::{free_local_port, ClusterImage};
+use crate::docker::runtime::{ContainerSpec, DockerRuntime, ToolFile, ROLE_LABEL};
 use crate::error::{Error, Result};
 use crate::etcd::{snapshot_hash_is_valid, MemberClient};
 use crate::readiness::Wait;
-use crate::runtime::{ContainerSpec, DockerRuntime, ToolFile, ROLE_LABEL};
 use crate::topology::CLIENT_PORT;
 
 /// TTL given to a lease a replayed key refers to when the full snapshot does not have it.

@@ -57,7 +57,7 @@ pub fn deltas_to_delete(kept_fulls: &[FullName], deltas: &[DeltaName]) -> Vec<De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incremental::naming::Compression;
+    use crate::backup::naming::Compression;
 
     fn full(revision: i64, taken_unix_ms: u64) -> FullName {
         FullName {

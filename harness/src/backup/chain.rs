@@ -180,8 +180,8 @@ pub fn check_content(name: &DeltaName, events: &[DeltaEvent]) -> Result<(), Chai
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incremental::naming::Compression;
-    use crate::incremental::record::tests::put;
+    use crate::backup::naming::Compression;
+    use crate::backup::record::tests::put;
 
     fn full(revision: i64) -> FullName {
         FullName {

@@ -9,23 +9,23 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backup::BackupSchedule;
-use crate::check::{self, CheckResult};
+use crate::backup::periodic::BackupSchedule;
 use crate::clock::Clock;
+use crate::cluster::flavor::FlavorKind;
 use crate::cluster::{Cluster, ClusterImage};
+use crate::docker::image::DEFAULT_IMAGE;
+use crate::docker::runtime::{DockerRuntime, RunGuard};
+use crate::drill::agent::DrillAgentRun;
+use crate::drill::check::{self, CheckResult};
+use crate::drill::event::{Event, Outcome, RecoveryFigures, Reporter};
+use crate::drill::series::WorkloadSeries;
+use crate::drill::watcher::{WatchFigures, WatchFollower};
 use crate::error::{Error, Result};
+use crate::etcd::security::RootPassword;
 use crate::etcd::ClientSet;
-use crate::event::{Event, Outcome, RecoveryFigures, Reporter};
 use crate::fault::{ClusterView, Target};
-use crate::flavor::FlavorKind;
-use crate::image::DEFAULT_IMAGE;
-use crate::incremental::drill::DrillAgentRun;
 use crate::procedure::{self, RecoveryContext};
-use crate::runtime::{DockerRuntime, RunGuard};
 use crate::scenario::{ProcedureSpec, Scenario};
-use crate::security::RootPassword;
-use crate::series::WorkloadSeries;
-use crate::watcher::{WatchFigures, WatchFollower};
 use crate::workload::Workload;
 
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ impl Emitter<'_> {
 /// image, unwritable output folder); a drill that breaks down midway is a failed run.
 pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut dyn Reporter>) -> Result<RunSummary> {
     let root_password =
-        crate::security::password_for(&scenario.name, scenario.security.auth, options.root_password.clone())?;
+        crate::etcd::security::password_for(&scenario.name, scenario.security.auth, options.root_password.clone())?;
     let docker = DockerRuntime::connect().await?;
     docker.ensure_image(&options.image, DEFAULT_IMAGE).await?;
     std::fs::create_dir_all(&options.out_dir).map_err(|e| Error::InvalidArgument {
@@ -131,7 +131,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
     let unsupported = image
         .tools
         .as_ref()
-        .and_then(|tools| crate::tools::unsupported(&scenario.recovery, tools, &options.image));
+        .and_then(|tools| crate::cluster::tools::unsupported(&scenario.recovery, tools, &options.image));
     if let Some(reason) = unsupported {
         if docker.remove_run(Some(&run_id)).await.is_ok() {
             guard.disarm();

@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::check::CheckResult;
+use crate::cluster::flavor::FlavorKind;
 use crate::cluster::Cluster;
+use crate::drill::check::CheckResult;
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
-use crate::flavor::FlavorKind;
 use crate::readiness::{Seen, Wait};
 
 /// The environment variable the root password is read from.
@@ -181,7 +181,7 @@ impl Cluster {
     pub fn with_credentials(&self, command: String) -> String {
         let mut flags = Vec::new();
         if self.tls.is_some() && !command.contains("--cacert") {
-            flags.push(crate::tls::ETCDCTL_FLAGS);
+            flags.push(crate::etcd::tls::ETCDCTL_FLAGS);
         }
         if self.auth.is_some() && !command.contains(USER_FLAG) {
             flags.push(USER_FLAG);

@@ -13,10 +13,10 @@ use super::replay::{self, restore_into_volume, Prepared, ReplayPlace, ReplayRepo
 use super::store::{BackupStore, StoreLocation};
 use crate::clock::Clock;
 use crate::cluster::ClusterImage;
+use crate::docker::image::DEFAULT_IMAGE;
+use crate::docker::runtime::{DockerRuntime, RunGuard};
 use crate::error::{Error, Result};
 use crate::etcd::MemberClient;
-use crate::image::DEFAULT_IMAGE;
-use crate::runtime::{DockerRuntime, RunGuard};
 
 /// Where a store is, as the flags give it.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +54,7 @@ impl ToolRun {
         let docker = DockerRuntime::connect().await?;
         let image = image.unwrap_or(DEFAULT_IMAGE);
         docker.ensure_image(image, DEFAULT_IMAGE).await?;
-        let run_id = crate::runner::new_run_id();
+        let run_id = crate::drill::runner::new_run_id();
         let guard = RunGuard::new(&run_id);
         let image = ClusterImage::inspect(&docker, image, None, None, &run_id).await?;
         Ok(ToolRun {

@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
+use crate::cluster::flavor::Flavor;
+use crate::docker::runtime::{ContainerSpec, DockerRuntime, ToolOutput, ROLE_LABEL};
 use crate::error::{Error, Result};
-use crate::flavor::Flavor;
-use crate::runtime::{ContainerSpec, DockerRuntime, ToolOutput, ROLE_LABEL};
 use crate::scenario::Recovery;
 
 /// The tool that restores and inspects snapshot files offline.
@@ -79,7 +79,7 @@ pub async fn probe(docker: &DockerRuntime, image: &str, flavor: &Flavor, run_id:
         });
     };
     let version = run("etcd", &["--version"]).await?;
-    let version = crate::image::parse_etcd_version(&version.stdout).unwrap_or_else(|| "unknown".into());
+    let version = crate::docker::image::parse_etcd_version(&version.stdout).unwrap_or_else(|| "unknown".into());
     Ok(ImageTools {
         snapshot_tool,
         bump_revision,

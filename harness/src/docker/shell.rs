@@ -3,7 +3,7 @@
 //! long lines at option boundaries for people to read; quoting words, and the `docker run`
 //! line that creates a given container.
 
-use crate::runtime::ContainerSpec;
+use crate::docker::runtime::ContainerSpec;
 
 /// Names (flags or environment variables) whose value is a secret. The cluster token is
 /// not one: an operator needs the real one to restore.
@@ -212,7 +212,7 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::NetworkAttachment;
+    use crate::docker::runtime::NetworkAttachment;
     use proptest::prelude::*;
 
     #[test]

@@ -1,5 +1,10 @@
 //! A thin client for one etcd member, reached through its port published on 127.0.0.1.
 //! Every call has a deadline, so a dead or partitioned member never hangs the harness.
+//! Beside it: `security` (the root password and what a refused login looks like) and `tls`
+//! (the throwaway CA and certificates of a drill with TLS on).
+
+pub mod security;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -68,8 +73,8 @@ impl MemberClient {
     pub async fn connect_as(
         name: &str,
         endpoint: &str,
-        password: Option<&crate::security::RootPassword>,
-        tls: Option<&crate::tls::ClusterTls>,
+        password: Option<&crate::etcd::security::RootPassword>,
+        tls: Option<&crate::etcd::tls::ClusterTls>,
     ) -> Result<MemberClient> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_millis(500))
@@ -81,13 +86,13 @@ impl MemberClient {
             // The client's own refresh would run inside each call's deadline, and a login
             // (bcrypt, then raft) often outlasts a 500 ms put: see `within`.
             options = options
-                .with_user(crate::security::ROOT_USER, password.expose())
+                .with_user(crate::etcd::security::ROOT_USER, password.expose())
                 .with_auto_token_refresh(false);
         }
         let connected = tokio::time::timeout(Duration::from_secs(10), Client::connect([endpoint], Some(options))).await;
         let client = match connected {
             Ok(Ok(client)) => client,
-            Ok(Err(e)) if password.is_some() && crate::security::is_rejected_password(&e.to_string()) => {
+            Ok(Err(e)) if password.is_some() && crate::etcd::security::is_rejected_password(&e.to_string()) => {
                 return Err(Error::AuthRejected {
                     member: name.to_string(),
                     message: e.to_string(),
@@ -315,8 +320,12 @@ impl MemberClient {
 
     /// The API side of `etcdctl user add root && etcdctl role add root && etcdctl user
     /// grant-role root root && etcdctl auth enable`.
-    pub async fn enable_root_auth(&self, password: &crate::security::RootPassword, timeout: Duration) -> Result<()> {
-        use crate::security::ROOT_USER;
+    pub async fn enable_root_auth(
+        &self,
+        password: &crate::etcd::security::RootPassword,
+        timeout: Duration,
+    ) -> Result<()> {
+        use crate::etcd::security::ROOT_USER;
         let mut auth = self.client.auth_client();
         self.within(timeout, auth.user_add(ROOT_USER, password.expose(), None))
             .await

