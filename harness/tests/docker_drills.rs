@@ -1431,7 +1431,7 @@ fn agent_survives_member_loss() -> TestResult {
 fn agent_takes_a_full_after_compaction() -> TestResult {
     use etcd_drill::backup::agent::{Agent, Verifier};
     use etcd_drill::backup::{replay, AgentConfig, BackupStore, ChainError, StoreLocation};
-    let run_id = runner::new_run_id();
+    let run_id = etcd_drill::docker::runtime::new_run_id();
     let dir = tempfile::tempdir()?;
     let result = rt().block_on(async {
         let docker = DockerRuntime::connect().await?;
@@ -1447,6 +1447,7 @@ fn agent_takes_a_full_after_compaction() -> TestResult {
             &topology,
             &etcd_drill::topology::ServerSettings::default(),
             clock,
+            etcd_drill::cluster::CommandSink::discard(),
         )
         .await?;
         let client = cluster.clients()[0].clone();

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use etcd_drill::cluster::RecordedCommand;
 use etcd_drill::drill::check::{CheckResult, Consistency, DataLoss};
-use etcd_drill::drill::event::{Event, Outcome, RecoveryFigures, Reporter};
+use etcd_drill::drill::event::{Event, Outcome, Reporter};
+use etcd_drill::drill::measure::RecoveryFigures;
 use etcd_drill::drill::series::WorkloadSeries;
 use etcd_drill::report::{suite, DrillReport, ReportBuilder};
 use etcd_drill::scenario;

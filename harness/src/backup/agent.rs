@@ -479,7 +479,8 @@ impl Worker {
             };
             let v = &self.verifier;
             let status =
-                crate::procedure::snapshot_status(&v.docker, &v.image, &v.run_id, "agent-full-status", &path).await?;
+                crate::cluster::snapshot::snapshot_status(&v.docker, &v.image, &v.run_id, "agent-full-status", &path)
+                    .await?;
             // A key space that never held a key reports revision 0; etcd counts it as 1.
             let revision = status.revision.max(1);
             let name = FullName {

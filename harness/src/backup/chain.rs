@@ -9,62 +9,7 @@ use sha2::{Digest, Sha256};
 use super::naming::{DeltaName, FullName};
 use super::record::DeltaEvent;
 
-/// Why a chain cannot be trusted; every variant names the file (and revisions) at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    #[error("no full snapshot{0}")]
-    NoFull(String),
-    #[error("gap: {after} ends at revision {end}, but the next delta {next} starts at {start}: revisions {}..={} are in no file", end + 1, start - 1)]
-    Gap {
-        after: String,
-        end: i64,
-        next: String,
-        start: i64,
-    },
-    #[error("overlap: {after} ends at revision {end}, but the next delta {next} starts at {start}: revisions {start}..={end} are in both")]
-    Overlap {
-        after: String,
-        end: i64,
-        next: String,
-        start: i64,
-    },
-    #[error("missing delta: the chain ends with {after} at revision {end}, but the store's head says the agent saved up to revision {head}")]
-    MissingTail { after: String, end: i64, head: i64 },
-    #[error("{file}: bad hash: its .sha256 sidecar says {expected}, the content hashes to {actual}")]
-    BadHash {
-        file: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("{file}: no readable .sha256 sidecar ({message})")]
-    MissingHash { file: String, message: String },
-    #[error("{file}: unreadable: {message}")]
-    Unreadable { file: String, message: String },
-    #[error("{file}: content does not match its name: {message}")]
-    BadContent { file: String, message: String },
-    #[error("{file}: replay of revision {revision} failed: {message}")]
-    Replay {
-        file: String,
-        revision: i64,
-        message: String,
-    },
-}
-
-impl ChainError {
-    /// The file at fault (for a gap or overlap: the delta after it).
-    pub fn file(&self) -> &str {
-        match self {
-            ChainError::NoFull(_) => "",
-            ChainError::Gap { next, .. } | ChainError::Overlap { next, .. } => next,
-            ChainError::MissingTail { after, .. } => after,
-            ChainError::BadHash { file, .. }
-            | ChainError::MissingHash { file, .. }
-            | ChainError::Unreadable { file, .. }
-            | ChainError::BadContent { file, .. }
-            | ChainError::Replay { file, .. } => file,
-        }
-    }
-}
+pub use crate::error::ChainError;
 
 /// The deltas a restore from `full` replays, in order, and where the chain breaks (if it
 /// does) before the newest delta.

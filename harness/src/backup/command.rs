@@ -54,7 +54,7 @@ impl ToolRun {
         let docker = DockerRuntime::connect().await?;
         let image = image.unwrap_or(DEFAULT_IMAGE);
         docker.ensure_image(image, DEFAULT_IMAGE).await?;
-        let run_id = crate::drill::runner::new_run_id();
+        let run_id = crate::docker::runtime::new_run_id();
         let guard = RunGuard::new(&run_id);
         let image = ClusterImage::inspect(&docker, image, None, None, &run_id).await?;
         Ok(ToolRun {
@@ -100,7 +100,7 @@ pub async fn run_agent(
     run_for: Option<Duration>,
 ) -> Result<AgentFigures> {
     let config = raw.compile(config_path)?;
-    let endpoints = crate::perf::parse_endpoints(&raw.endpoints)?;
+    let endpoints = crate::etcd::parse_endpoints(&raw.endpoints)?;
     if endpoints.is_empty() {
         return Err(Error::InvalidArgument {
             argument: "--endpoints".into(),
@@ -340,9 +340,14 @@ pub async fn compact(store_args: &StoreArgs, full_revision: Option<i64>, image: 
     let done = async {
         let report = replay_with(&tools, &store, &prepared, &work).await?;
         let path = PathBuf::from(&report.snapshot);
-        let status =
-            crate::procedure::snapshot_status(&tools.docker, &tools.image, &tools.run_id, "compact-status", &path)
-                .await?;
+        let status = crate::cluster::snapshot::snapshot_status(
+            &tools.docker,
+            &tools.image,
+            &tools.run_id,
+            "compact-status",
+            &path,
+        )
+        .await?;
         if status.revision.max(1) != report.revision {
             return Err(Error::Procedure {
                 step: "check the compacted snapshot".into(),

@@ -69,7 +69,7 @@ impl Flavor {
         Flavor {
             kind: FlavorKind::Upstream,
             bin_dir: "/usr/local/bin",
-            data_mount: "/var/lib/etcd",
+            data_mount: crate::docker::image::DATA_MOUNT,
             data_dir: "/var/lib/etcd/data",
             data_dir_movable: true,
             user: None,
@@ -424,30 +424,6 @@ mod tests {
         assert!(
             !recorded.contains("s3cret") && recorded.contains("ETCD_ROOT_PASSWORD=***"),
             "{recorded}"
-        );
-    }
-
-    #[test]
-    fn bitnami_restore_runs_its_tool_as_1001_into_the_fixed_data_dir() {
-        let flavor = Flavor::bitnami();
-        let args = vec![
-            "snapshot".into(),
-            "restore".into(),
-            "/snapshot.db".into(),
-            format!("--data-dir={}", flavor.data_dir),
-        ];
-        let spec = crate::cluster::tools::tool_container(
-            "bitnamilegacy/etcd:3.5.18",
-            &flavor,
-            "restore-etcd1".into(),
-            "etcdutl",
-            args,
-            vec![("vol".into(), flavor.data_mount.into())],
-        );
-        assert_eq!(
-            crate::docker::shell::docker_run_line(&spec, false, &[]),
-            "docker run --rm --name restore-etcd1 --network none --user 1001 --entrypoint /opt/bitnami/etcd/bin/etcdutl \
-             -v vol:/bitnami/etcd bitnamilegacy/etcd:3.5.18 snapshot restore /snapshot.db --data-dir=/bitnami/etcd/data"
         );
     }
 

@@ -4,12 +4,14 @@
 //! (the runbook's member remove/add/recreate/purge steps), `commands` (every step recorded
 //! as the command an operator would type) and `image` (what the cluster runs).
 
+mod auth;
 mod commands;
 mod containers;
 pub mod damage;
 pub mod flavor;
 mod image;
 mod membership;
+pub mod snapshot;
 pub mod tools;
 mod verbs;
 
@@ -28,7 +30,7 @@ use crate::readiness::{Seen, Wait};
 pub use crate::topology::ClusterState;
 use crate::topology::{MemberSpec, ServerSettings, Topology};
 
-pub use commands::RecordedCommand;
+pub use commands::{CommandSink, RecordedCommand};
 pub use image::ClusterImage;
 
 /// The runtime state of one member.
@@ -69,8 +71,8 @@ pub struct Cluster {
     pub token: String,
     pub members: Vec<Member>,
     pub clock: Clock,
-    pub phase: String,
-    pub commands: Vec<RecordedCommand>,
+    /// Where every step's command goes as it finishes.
+    pub commands: CommandSink,
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
@@ -170,6 +172,7 @@ impl Cluster {
         topology: &Topology,
         settings: &ServerSettings,
         clock: Clock,
+        commands: CommandSink,
     ) -> Result<Cluster> {
         let network = format!("etcd-drill-{run_id}");
         let peer_network = format!("etcd-drill-{run_id}-peer");
@@ -217,8 +220,7 @@ impl Cluster {
             token: format!("etcd-drill-{run_id}"),
             members,
             clock,
-            phase: "setup".into(),
-            commands: Vec::new(),
+            commands,
         };
         cluster.record(
             "create the cluster network",

@@ -8,7 +8,6 @@ use serde::Serialize;
 use crate::cluster::flavor::Flavor;
 use crate::docker::runtime::{ContainerSpec, DockerRuntime, ToolOutput, ROLE_LABEL};
 use crate::error::{Error, Result};
-use crate::scenario::Recovery;
 
 /// The tool that restores and inspects snapshot files offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,18 +86,6 @@ pub async fn probe(docker: &DockerRuntime, image: &str, flavor: &Flavor, run_id:
     })
 }
 
-/// Why this image cannot run `recovery`, if it cannot: a restore flag its tools lack.
-pub fn unsupported(recovery: &Recovery, tools: &ImageTools, image: &str) -> Option<String> {
-    if recovery.bump_revision.is_none() || tools.bump_revision {
-        return None;
-    }
-    Some(format!(
-        "unsupported by this etcd version: `{} snapshot restore` of {image} has no --bump-revision (etcd {}; the flag exists from 3.5.10 and 3.4.27)",
-        tools.snapshot_tool.binary(),
-        tools.version
-    ))
-}
-
 /// A one-off tool container of `image`: `tool args...`, run as the flavor's user, without
 /// a network unless the caller gives it one.
 pub fn tool_container(
@@ -126,7 +113,6 @@ pub fn tool_container(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{ProcedureSpec, SnapshotSource};
 
     fn output(exit_code: i64, stdout: &str) -> ToolOutput {
         ToolOutput {
@@ -148,34 +134,26 @@ mod tests {
     }
 
     #[test]
-    fn bump_revision_is_unsupported_only_when_asked_for_and_missing() {
-        let mut recovery = Recovery {
-            procedure: ProcedureSpec::SnapshotRestore {
-                source: SnapshotSource::Member { from: "etcd1".into() },
-            },
-            delay_ms: 0,
-            bump_revision: Some(1_000_000),
-        };
-        let tools = ImageTools {
-            snapshot_tool: SnapshotTool::Etcdctl,
-            bump_revision: false,
-            version: "3.4.23".into(),
-        };
-        let reason = unsupported(&recovery, &tools, "etcd-drill/etcd:3.4.23").unwrap();
-        assert!(
-            reason.contains("etcdctl snapshot restore") && reason.contains("3.4.23"),
-            "{reason}"
+    fn bitnami_restore_runs_its_tool_as_1001_into_the_fixed_data_dir() {
+        let flavor = Flavor::bitnami();
+        let args = vec![
+            "snapshot".into(),
+            "restore".into(),
+            "/snapshot.db".into(),
+            format!("--data-dir={}", flavor.data_dir),
+        ];
+        let spec = tool_container(
+            "bitnamilegacy/etcd:3.5.18",
+            &flavor,
+            "restore-etcd1".into(),
+            "etcdutl",
+            args,
+            vec![("vol".into(), flavor.data_mount.into())],
         );
-        assert!(unsupported(
-            &recovery,
-            &ImageTools {
-                bump_revision: true,
-                ..tools.clone()
-            },
-            "x"
-        )
-        .is_none());
-        recovery.bump_revision = None;
-        assert!(unsupported(&recovery, &tools, "x").is_none());
+        assert_eq!(
+            crate::docker::shell::docker_run_line(&spec, false, &[]),
+            "docker run --rm --name restore-etcd1 --network none --user 1001 --entrypoint /opt/bitnami/etcd/bin/etcdutl \
+             -v vol:/bitnami/etcd bitnamilegacy/etcd:3.5.18 snapshot restore /snapshot.db --data-dir=/bitnami/etcd/data"
+        );
     }
 }

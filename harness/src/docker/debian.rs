@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::docker::image::EtcdBinaries;
+use super::binaries::EtcdBinaries;
 use crate::error::{Error, Result};
 
 /// The packages and the binaries taken from them (3.4 has no etcdutl).

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use futures_util::StreamExt;
 
+pub use super::binaries::EtcdBinaries;
 use crate::docker::runtime::DockerRuntime;
 use crate::error::{Error, Result};
 
@@ -32,15 +33,6 @@ pub enum BinarySource {
     /// Debian's `etcd-server` and `etcd-client` packages (`apt-get download`), which must be
     /// of this version (e.g. `3.4.23`); 3.4 has no etcdutl.
     Debian { version: String },
-}
-
-/// The binaries, read into memory, and what else the image must carry.
-pub struct EtcdBinaries {
-    pub files: Vec<(&'static str, Vec<u8>)>,
-    /// Shared libraries and the dynamic loader of dynamically linked binaries, at their
-    /// absolute paths.
-    pub libraries: Vec<(String, Vec<u8>)>,
-    pub version: Option<String>,
 }
 
 fn cache_dir() -> PathBuf {
@@ -201,13 +193,17 @@ pub fn load_binaries(source: &BinarySource) -> Result<EtcdBinaries> {
     })
 }
 
+/// Where the images built here mount the member's data volume (and where upstream images
+/// keep etcd's data by convention).
+pub const DATA_MOUNT: &str = "/var/lib/etcd";
+
 /// The build context: a Dockerfile, the binaries, and a `rootfs/` tree with the data
 /// mount (mode 0777, so that members and restore tools may run as any uid: a fresh volume
 /// takes the mode of the directory it is mounted on) and any libraries, as a tar archive.
 pub fn build_context(binaries: &EtcdBinaries) -> std::io::Result<Vec<u8>> {
     let version = binaries.version.clone().unwrap_or_else(|| "unknown".into());
     let names: Vec<&str> = binaries.files.iter().map(|(n, _)| *n).collect();
-    let data_mount = crate::cluster::flavor::Flavor::upstream().data_mount;
+    let data_mount = DATA_MOUNT;
     let dockerfile = format!(
         "FROM scratch\n\
          COPY rootfs/ /\n\

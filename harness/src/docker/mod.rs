@@ -2,6 +2,7 @@
 //! the run guard and `clean`), `shell` renders what the harness did as the `docker` command
 //! lines an operator would type, and `image` with `debian` builds the local etcd images.
 
+pub mod binaries;
 pub mod debian;
 pub mod image;
 pub mod runtime;

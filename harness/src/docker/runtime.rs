@@ -807,6 +807,11 @@ impl Drop for RunGuard {
     }
 }
 
+/// A fresh run id: 8 hex digits from the OS's randomness.
+pub fn new_run_id() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,33 +7,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::backup::agent::{Agent, AgentFigures, Verifier};
+use crate::backup::agent::{Agent, Verifier};
 use crate::backup::config::DrillAgent;
 use crate::backup::replay;
 use crate::backup::store::{BackupStore, StoreLocation};
 use crate::cluster::Cluster;
 use crate::drill::check::CheckResult;
-use crate::drill::event::RecoveryFigures;
+use crate::drill::measure::DrillAgentReport;
 use crate::error::{Error, Result};
-use crate::procedure::AGENT_STORE_DIR;
+use crate::procedure::{IncrementalRestoreInfo, AGENT_STORE_DIR};
 use crate::workload::Ledger;
-
-/// The agent's part of a drill's report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DrillAgentReport {
-    /// The writes a restore may lose by design: the delta period (or the full interval).
-    pub rpo_bound_ms: u64,
-    /// `lost at the fault`, `stopped before the recovery` or `stopped at the end`.
-    pub ended: String,
-    pub figures: AgentFigures,
-    /// The store's chain after the agent ended, checked from its oldest full snapshot:
-    /// None when whole, else why not.
-    pub chain_error: Option<String>,
-    /// The revision the checked chain reaches.
-    pub chain_revision: i64,
-}
 
 /// An agent running beside a drill's cluster.
 pub struct DrillAgentRun {
@@ -127,12 +110,12 @@ impl DrillAgentRun {
         &self,
         ledger: &Ledger,
         present: &HashMap<String, Vec<u8>>,
-        figures: &RecoveryFigures,
+        restore: Option<&IncrementalRestoreInfo>,
+        fault_at_ms: u64,
         faulted: &[String],
     ) -> Vec<CheckResult> {
         let mut checks = Vec::new();
         let r = &self.report;
-        let restore = figures.outcome.as_ref().and_then(|o| o.incremental.as_ref());
         // A drill that damages the chain on purpose judges the restore's refusal instead.
         let damaged = restore.is_some_and(|i| i.damaged.is_some());
         if self.plan.config.delta_period_ms.is_some() && !damaged {
@@ -170,7 +153,7 @@ impl DrillAgentRun {
             // Writes acknowledged before the fault, against the revision the restore reached:
             // everything up to it must be back, and only writes after it may be missing.
             let reached = info.replay.revision;
-            let before = ledger.acked.iter().filter(|w| w.acked_ms <= figures.fault_at_ms);
+            let before = ledger.acked.iter().filter(|w| w.acked_ms <= fault_at_ms);
             let (mut kept, mut missing_saved, mut lost_after) = (0u64, 0u64, 0u64);
             for w in before {
                 let here = present.get(&ledger.key(w)).is_some();
@@ -221,50 +204,4 @@ impl DrillAgentRun {
         }
         checks
     }
-}
-
-/// The agent's figures as (label, value) lines for the terminal and `report.md`: the RPO
-/// bound next to the measured RPO, what the agent saved, and what the restore replayed.
-pub fn summary(figures: &RecoveryFigures, measured_rpo_ms: u64) -> Vec<(String, String)> {
-    let Some(a) = &figures.agent else {
-        return Vec::new();
-    };
-    let f = &a.figures;
-    let full_bytes: u64 = f.fulls.iter().map(|x| x.size).sum();
-    let full_stored: u64 = f.fulls.iter().map(|x| x.stored_bytes).sum();
-    let mut lines = vec![
-        ("RPO bound (agent)".to_string(), format!("{} ms", a.rpo_bound_ms)),
-        ("RPO measured".to_string(), format!("{measured_rpo_ms} ms")),
-        (
-            "agent saved".to_string(),
-            format!(
-                "{} fulls ({} -> {} bytes), {} deltas ({} events, {} -> {} bytes), {}",
-                f.fulls.len(),
-                full_bytes,
-                full_stored,
-                f.deltas,
-                f.delta_events,
-                f.delta_bytes,
-                f.delta_stored_bytes,
-                a.ended
-            ),
-        ),
-    ];
-    if let Some(info) = figures.outcome.as_ref().and_then(|o| o.incremental.as_ref()) {
-        let r = &info.replay;
-        lines.push((
-            "restore from backup".to_string(),
-            format!(
-                "{} + {} deltas: revision {} -> {}, {} events; read {} ms, replay {} ms",
-                r.full,
-                r.deltas_replayed.len(),
-                r.full_revision,
-                r.revision,
-                r.events,
-                r.fetch_ms,
-                r.replay_ms
-            ),
-        ));
-    }
-    lines
 }

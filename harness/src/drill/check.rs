@@ -3,14 +3,16 @@
 //! topology. The accounting is pure; the cluster reads are small async helpers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::cluster::Cluster;
-use crate::drill::event::RecoveryFigures;
+use crate::drill::measure::RecoveryFigures;
 use crate::error::{Error, Result};
+use crate::etcd::security::is_unauthenticated;
+use crate::etcd::MemberClient;
 use crate::readiness::{Seen, Wait};
 use crate::scenario::{Expectations, SeedPlan};
 use crate::topology::Topology;
@@ -352,6 +354,48 @@ pub fn judge(
         consistency.members_listed.join(","),
     ));
     checks
+}
+
+/// After recovery: a request without credentials must be refused (auth is still on),
+/// and a fresh login with the root password must work (the password from the snapshot).
+pub async fn check_auth(cluster: &mut Cluster) -> CheckResult {
+    let expected = "auth on after recovery: anonymous requests refused, root password accepted";
+    let Some(password) = cluster.auth.clone() else {
+        return CheckResult::new("auth_after_recovery", false, expected, "auth was never turned on");
+    };
+    let started = Instant::now();
+    let endpoint = cluster.members[0].client.endpoint.clone();
+    let timeout = Duration::from_secs(5);
+    let anonymous = match MemberClient::connect_as("anonymous", &endpoint, None, cluster.tls.as_deref()).await {
+        Ok(client) => client
+            .put("/etcd-drill/auth-probe".into(), "x".into(), timeout)
+            .await
+            .err()
+            .filter(|e| is_unauthenticated(e)),
+        Err(e) => Some(e.to_string()).filter(|e| is_unauthenticated(e)),
+    };
+    let login = MemberClient::connect_as("root-login", &endpoint, Some(&password), cluster.tls.as_deref()).await;
+    let refused = anonymous.is_some();
+    let accepted = login.is_ok();
+    let actual = format!(
+        "anonymous put: {}; root login: {}",
+        anonymous
+            .as_deref()
+            .map(|e| format!("refused ({e})"))
+            .unwrap_or_else(|| "NOT refused".into()),
+        match &login {
+            Ok(_) => "accepted".to_string(),
+            Err(e) => format!("failed ({e})"),
+        }
+    );
+    cluster.record(
+        "check that auth is still on and the root password works",
+        cluster.with_credentials(format!("etcdctl --endpoints={endpoint} auth status"))
+            + "   # and without --user, `put /etcd-drill/auth-probe x` is refused",
+        started,
+        refused && accepted,
+    );
+    CheckResult::new("auth_after_recovery", refused && accepted, expected, actual)
 }
 
 #[cfg(test)]

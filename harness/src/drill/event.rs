@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::cluster::RecordedCommand;
 use crate::drill::check::{CheckResult, Consistency, DataLoss};
+use crate::drill::measure::RecoveryFigures;
 use crate::drill::series::WorkloadSeries;
-use crate::procedure::ProcedureOutcome;
 use crate::scenario::Scenario;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,40 +36,6 @@ impl Outcome {
             Outcome::Fail => 1,
         }
     }
-}
-
-/// Recovery figures, in milliseconds of the run's monotonic clock.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct RecoveryFigures {
-    pub procedure: String,
-    /// When the first fault that took members down began.
-    pub fault_at_ms: u64,
-    /// When that fault had taken effect on every member it hits.
-    pub fault_done_ms: u64,
-    pub started_at_ms: Option<u64>,
-    pub finished_at_ms: Option<u64>,
-    /// From the fault's start to the first acknowledged write sent after it took effect.
-    pub rto_ms: Option<u64>,
-    /// Start of the procedure to the first acknowledged write sent after it.
-    pub procedure_ms: Option<u64>,
-    /// Fault to every member healthy.
-    pub healthy_ms: Option<u64>,
-    /// Longest time without an acknowledged write, and where it fell.
-    pub max_write_gap_ms: u64,
-    pub max_write_gap_at_ms: (u64, u64),
-    /// Did a put with a short timeout fail on every surviving member after the faults?
-    pub quorum_lost: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<ProcedureOutcome>,
-    /// The watch follower's figures (workloads with `watch = true`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub watch: Option<crate::drill::watcher::WatchFigures>,
-    /// The drill's periodic backups (scenarios with a [backup] table).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub backups: Vec<crate::backup::periodic::BackupRecord>,
-    /// The incremental backup agent (scenarios with an [agent] table).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<crate::drill::agent::DrillAgentReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]

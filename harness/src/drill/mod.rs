@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod check;
 pub mod event;
+pub mod measure;
 pub mod runner;
 pub mod series;
 pub mod watcher;

@@ -1,7 +1,9 @@
 //! Runs one drill from start to verdict: start the topology, write, inject the faults,
 //! probe quorum, run the recovery procedure, wait for health, check the data, and emit
-//! every step as an [`Event`]. The run's Docker objects are removed at the end, whatever
-//! happened, unless the user asked to keep the cluster.
+//! every step as an [`Event`]. Events flow one way, through one channel, to the reporters;
+//! the cluster's recorded commands join that channel the moment they run (its
+//! [`CommandSink`]). The run's Docker objects are removed at the end, whatever happened,
+//! unless the user asked to keep the cluster.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,14 +14,15 @@ use rand_chacha::ChaCha8Rng;
 use crate::backup::periodic::BackupSchedule;
 use crate::clock::Clock;
 use crate::cluster::flavor::FlavorKind;
-use crate::cluster::{Cluster, ClusterImage};
+use crate::cluster::{Cluster, ClusterImage, CommandSink};
 use crate::docker::image::DEFAULT_IMAGE;
-use crate::docker::runtime::{DockerRuntime, RunGuard};
+use crate::docker::runtime::{new_run_id, DockerRuntime, RunGuard};
 use crate::drill::agent::DrillAgentRun;
 use crate::drill::check::{self, CheckResult};
-use crate::drill::event::{Event, Outcome, RecoveryFigures, Reporter};
+use crate::drill::event::{Event, Outcome, Reporter};
+use crate::drill::measure::{self, Milestones, RecoveryFacts};
 use crate::drill::series::WorkloadSeries;
-use crate::drill::watcher::{WatchFigures, WatchFollower};
+use crate::drill::watcher::WatchFollower;
 use crate::error::{Error, Result};
 use crate::etcd::security::RootPassword;
 use crate::etcd::ClientSet;
@@ -55,39 +58,58 @@ pub struct RunSummary {
     pub out_dir: PathBuf,
 }
 
-/// A fresh run id: 8 hex digits from the OS's randomness.
-pub fn new_run_id() -> String {
-    format!("{:08x}", rand::random::<u32>())
-}
-
 /// A seed for runs that were not given one.
 pub fn new_seed() -> u64 {
     rand::random::<u64>() >> 11
 }
 
-struct Emitter<'a> {
-    reporters: Vec<&'a mut dyn Reporter>,
+/// The sending end of the run's one event stream.
+#[derive(Clone)]
+struct Emitter {
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
 }
 
-impl Emitter<'_> {
-    fn emit(&mut self, event: Event) {
-        for r in self.reporters.iter_mut() {
-            r.on_event(&event);
-        }
+impl Emitter {
+    fn emit(&self, event: Event) {
+        // The reporters outlive every sender; a send can only fail once the run is over.
+        let _ = self.events.send(event);
     }
 
-    /// Emits the commands the cluster recorded since the last call.
-    fn flush_commands(&mut self, cluster: &Cluster, sent: &mut usize) {
-        for c in &cluster.commands[*sent..] {
-            self.emit(Event::Command(c.clone()));
-        }
-        *sent = cluster.commands.len();
+    /// A command sink that turns every recorded command into an event as it runs.
+    fn command_sink(&self) -> CommandSink {
+        let events = self.events.clone();
+        CommandSink::new(move |command| {
+            let _ = events.send(Event::Command(command));
+        })
     }
 }
 
 /// Runs `scenario`. Returns Err only when the drill could not start (no Docker, missing
 /// image, unwritable output folder); a drill that breaks down midway is a failed run.
-pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut dyn Reporter>) -> Result<RunSummary> {
+pub async fn run(
+    scenario: &Scenario,
+    options: &RunOptions,
+    mut reporters: Vec<&mut dyn Reporter>,
+) -> Result<RunSummary> {
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    // The reporters hear every event in order, while the drill goes on: both run in this
+    // task, so a reporter need not be Send.
+    let deliver = async move {
+        while let Some(event) = received.recv().await {
+            let last = matches!(event, Event::RunFinished { .. });
+            for reporter in reporters.iter_mut() {
+                reporter.on_event(&event);
+            }
+            if last {
+                break;
+            }
+        }
+    };
+    let (summary, ()) = tokio::join!(play(scenario, options, Emitter { events }), deliver);
+    summary
+}
+
+async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Result<RunSummary> {
     let root_password =
         crate::etcd::security::password_for(&scenario.name, scenario.security.auth, options.root_password.clone())?;
     let docker = DockerRuntime::connect().await?;
@@ -99,7 +121,6 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
     let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
     let mut guard = RunGuard::new(&run_id);
     let clock = Clock::start();
-    let mut emitter = Emitter { reporters };
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -131,7 +152,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
     let unsupported = image
         .tools
         .as_ref()
-        .and_then(|tools| crate::cluster::tools::unsupported(&scenario.recovery, tools, &options.image));
+        .and_then(|tools| crate::procedure::unsupported(&scenario.recovery, tools, &options.image));
     if let Some(reason) = unsupported {
         if docker.remove_run(Some(&run_id)).await.is_ok() {
             guard.disarm();
@@ -156,16 +177,12 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
         image: &image,
         run_id: run_id.clone(),
         clock,
-        emitter: &mut emitter,
+        commands: emitter.command_sink(),
+        emitter: emitter.clone(),
         cluster: None,
-        commands_sent: 0,
         checks: Vec::new(),
     };
     let result = drill.drive(docker.clone()).await;
-    if let Some(cluster) = &drill.cluster {
-        let mut sent = drill.commands_sent;
-        drill.emitter.flush_commands(cluster, &mut sent);
-    }
     let checks_failed = drill.checks.iter().any(|c| !c.passed);
     let kept = match (&drill.cluster, options.keep) {
         (Some(cluster), true) => Some(cluster.endpoints()),
@@ -205,31 +222,26 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, reporters: Vec<&mut 
     })
 }
 
-struct Drill<'a, 'r> {
+struct Drill<'a> {
     scenario: &'a Scenario,
     options: &'a RunOptions,
     image: &'a ClusterImage,
     run_id: String,
     clock: Clock,
-    emitter: &'a mut Emitter<'r>,
+    emitter: Emitter,
+    /// The cluster's command sink; the drill tells it which phase it is in.
+    commands: CommandSink,
     cluster: Option<Cluster>,
-    commands_sent: usize,
     checks: Vec<CheckResult>,
 }
 
-impl Drill<'_, '_> {
+impl Drill<'_> {
     fn phase(&mut self, name: &str, detail: impl Into<String>) {
         self.emitter.emit(Event::Phase {
             at_ms: self.clock.now_ms(),
             name: name.to_string(),
             detail: detail.into(),
         });
-    }
-
-    fn flush(&mut self) {
-        if let Some(cluster) = &self.cluster {
-            self.emitter.flush_commands(cluster, &mut self.commands_sent);
-        }
     }
 
     fn check(&mut self, check: CheckResult) {
@@ -262,11 +274,11 @@ impl Drill<'_, '_> {
             &scenario.topology,
             &scenario.etcd,
             self.clock,
+            self.commands.clone(),
         )
         .await;
         let cluster = created?;
         self.cluster = Some(cluster);
-        self.flush();
         self.phase("cluster-ready", "every member answers a linearizable read");
         if let Some(seed) = &scenario.seed {
             check::write_seed(self.cluster_ref(), seed).await?;
@@ -346,45 +358,16 @@ impl Drill<'_, '_> {
             ))));
         let ledger_path = self.options.out_dir.join("ledger.jsonl");
         ledger.write_jsonl(&ledger_path)?;
-        let mut figures = outcome?;
-
-        let (rto, procedure_ms) = (
-            ledger
-                .first_ack_sent_after(figures.fault_done_ms)
-                .map(|w| w.acked_ms - figures.fault_at_ms),
-            figures
-                .started_at_ms
-                .and_then(|start| ledger.first_ack_sent_after(start).map(|w| w.acked_ms - start)),
-        );
-        figures.rto_ms = rto;
-        figures.procedure_ms = procedure_ms;
-        if let Some(log) = &watch_log {
-            // Nothing is acknowledged while the cluster is down, so every write acknowledged
-            // after the fault was made on the recovered cluster.
-            let after = figures.fault_done_ms;
-            let missed = ledger
-                .acked
-                .iter()
-                .filter(|w| w.acked_ms > after && !log.seen.contains(&ledger.key(w)))
-                .count() as u64;
-            figures.watch = Some(WatchFigures {
-                events: log.events,
-                last_revision: log.last_revision,
-                resumes: log.resumes,
-                relists: log.relists,
-                missed_after_recovery: missed,
-            });
-        }
-        let gap = ledger.longest_ack_gap(workload_started, workload_stopped);
-        figures.max_write_gap_at_ms = gap;
-        figures.max_write_gap_ms = gap.1 - gap.0;
+        let (mut moments, mut facts) = outcome?;
+        moments.workload_stopped_ms = workload_stopped;
+        facts.agent = agent.as_ref().map(|a| a.report.clone());
+        let figures = measure::recovery_figures(&moments, facts, &ledger, watch_log.as_ref());
 
         self.phase("checking", "reading every acknowledged key back");
         let present = check::read_back(self.cluster_ref(), &ledger.prefix).await?;
         let mut data = check::account_data_loss(&ledger, &present);
         let agent_checks = match &agent {
             Some(agent) => {
-                figures.agent = Some(agent.report.clone());
                 let faulted: Vec<String> = scenario
                     .faults
                     .iter()
@@ -393,7 +376,8 @@ impl Drill<'_, '_> {
                         _ => Vec::new(),
                     })
                     .collect();
-                agent.checks(&ledger, &present, &figures, &faulted)
+                let restore = figures.outcome.as_ref().and_then(|o| o.incremental.as_ref());
+                agent.checks(&ledger, &present, restore, figures.fault_at_ms, &faulted)
             }
             None => Vec::new(),
         };
@@ -402,8 +386,7 @@ impl Drill<'_, '_> {
             (data.app_keys_expected, data.app_keys_missing) = check::account_seed(seed, &app_keys);
         }
         if scenario.security.auth {
-            let auth = self.cluster_mut().check_auth().await;
-            self.flush();
+            let auth = check::check_auth(self.cluster_mut()).await;
             self.check(auth);
         }
         let consistency = check::check_consistency(self.cluster_ref()).await?;
@@ -429,8 +412,9 @@ impl Drill<'_, '_> {
         self.cluster.as_mut().expect("the cluster exists once created")
     }
 
-    /// Warm-up, faults, quorum probe, outage, procedure, health. Returns the figures known
-    /// before the ledger is read.
+    /// Warm-up, faults, quorum probe, outage, procedure, health. Returns the moments it
+    /// lived through and what the recovery produced; the figures come from them and the
+    /// ledger once the writers have stopped.
     async fn fault_and_recover(
         &mut self,
         rng: &mut ChaCha8Rng,
@@ -438,18 +422,19 @@ impl Drill<'_, '_> {
         backups: Option<BackupSchedule>,
         app_clients: &ClientSet,
         mut agent: Option<&mut DrillAgentRun>,
-    ) -> Result<RecoveryFigures> {
+    ) -> Result<(Milestones, RecoveryFacts)> {
         let scenario = self.scenario;
         tokio::time::sleep(Duration::from_millis(scenario.workload.warmup_ms)).await;
-        let mut figures = RecoveryFigures {
-            procedure: scenario.recovery.procedure.name().to_string(),
-            fault_at_ms: workload_started,
-            ..RecoveryFigures::default()
+        let mut moments = Milestones {
+            workload_started_ms: workload_started,
+            ..Milestones::default()
         };
-        let mut fault_at = None;
-        let mut fault_done = None;
+        let mut facts = RecoveryFacts {
+            procedure: scenario.recovery.procedure.name().to_string(),
+            ..RecoveryFacts::default()
+        };
         let mut down: Vec<String> = Vec::new();
-        self.cluster_mut().phase = "fault".into();
+        self.commands.enter("fault");
         for fault in &scenario.faults {
             tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
             let cluster = self.cluster_ref();
@@ -483,8 +468,8 @@ impl Drill<'_, '_> {
             // resumed only when sent after it had taken effect on every member it hits.
             let at_ms = self.clock.now_ms();
             if fault.action.takes_members_down() {
-                fault_at.get_or_insert(began_ms);
-                fault_done.get_or_insert(at_ms);
+                moments.fault_began_ms.get_or_insert(began_ms);
+                moments.fault_done_ms.get_or_insert(at_ms);
                 for m in &members {
                     if !down.contains(m) {
                         down.push(m.clone());
@@ -493,7 +478,6 @@ impl Drill<'_, '_> {
             } else if fault.action.brings_members_back() {
                 down.retain(|d| !members.contains(d));
             }
-            self.flush();
             self.emitter.emit(Event::FaultInjected {
                 at_ms,
                 action: fault.action.as_str().to_string(),
@@ -501,8 +485,6 @@ impl Drill<'_, '_> {
                 members,
             });
         }
-        figures.fault_at_ms = fault_at.unwrap_or(workload_started);
-        figures.fault_done_ms = fault_done.unwrap_or(workload_started);
 
         // Is the cluster still writable? A put with a short timeout on every survivor,
         // retried for a few seconds to ride out an election.
@@ -512,24 +494,25 @@ impl Drill<'_, '_> {
             .probe_writable(window, Duration::from_millis(1_000))
             .await
             .is_some();
-        figures.quorum_lost = Some(!writable);
+        facts.quorum_lost = Some(!writable);
         self.emitter.emit(Event::QuorumProbed {
             at_ms: self.clock.now_ms(),
             writable,
         });
 
-        let recovery_at = figures.fault_at_ms + scenario.recovery.delay_ms;
+        let fault_at_ms = moments.fault_at_ms();
+        let recovery_at = fault_at_ms + scenario.recovery.delay_ms;
         let now = self.clock.now_ms();
         if recovery_at > now {
             tokio::time::sleep(Duration::from_millis(recovery_at - now)).await;
         }
         // The backup job has done what it could before the recovery starts.
         if let Some(schedule) = backups {
-            figures.backups = schedule.stop().await;
-            let worked = figures.backups.iter().filter(|b| b.ok()).count();
+            facts.backups = schedule.stop().await;
+            let worked = facts.backups.iter().filter(|b| b.ok()).count();
             self.phase(
                 "backups",
-                format!("{worked} of {} periodic backups worked", figures.backups.len()),
+                format!("{worked} of {} periodic backups worked", facts.backups.len()),
             );
         }
         if let Some(agent) = agent.as_mut().filter(|a| a.running()) {
@@ -540,40 +523,39 @@ impl Drill<'_, '_> {
         }
         let procedure = procedure::for_recovery(&scenario.recovery);
         let started = self.clock.now_ms();
-        figures.started_at_ms = Some(started);
+        moments.recovery_started_ms = Some(started);
         self.emitter.emit(Event::RecoveryStarted {
             at_ms: started,
             procedure: procedure.name().to_string(),
         });
         let out_dir = self.options.out_dir.clone();
+        self.commands.enter("recovery");
         let cluster = self.cluster_mut();
-        cluster.phase = "recovery".into();
         let mut cx = RecoveryContext {
             cluster,
             out_dir: &out_dir,
             down,
-            fault_at_ms: figures.fault_at_ms,
-            backups: figures.backups.clone(),
+            fault_at_ms,
+            backups: facts.backups.clone(),
             app_clients: app_clients.clone(),
         };
         let result = procedure.run(&mut cx).await;
         let finished = self.clock.now_ms();
-        self.flush();
         self.emitter.emit(Event::RecoveryFinished {
             at_ms: finished,
             ok: result.is_ok(),
         });
-        figures.finished_at_ms = Some(finished);
-        figures.outcome = Some(result?);
+        moments.recovery_finished_ms = Some(finished);
+        facts.outcome = Some(result?);
 
         let names = scenario.topology.names();
-        self.cluster_mut().phase = "check".into();
+        self.commands.enter("check");
         self.cluster_ref().wait_healthy(&names, Duration::from_secs(60)).await?;
         let healthy_at = self.clock.now_ms();
-        figures.healthy_ms = Some(healthy_at - figures.fault_at_ms);
+        moments.healthy_at_ms = Some(healthy_at);
         self.emitter.emit(Event::AllHealthy { at_ms: healthy_at });
 
         tokio::time::sleep(Duration::from_millis(scenario.workload.cooldown_ms)).await;
-        Ok(figures)
+        Ok((moments, facts))
     }
 }

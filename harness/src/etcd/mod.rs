@@ -420,9 +420,59 @@ pub fn snapshot_hash_is_valid(bytes: &[u8]) -> bool {
     Sha256::digest(body).as_slice() == trailer
 }
 
+/// Checks `--endpoints` values: http URLs with a host and port.
+pub fn parse_endpoints(list: &[String]) -> Result<Vec<String>> {
+    let bad = |e: &str, why: &str| Error::InvalidArgument {
+        argument: "--endpoints".into(),
+        message: format!("`{e}`: {why}"),
+    };
+    let mut out = Vec::new();
+    for raw in list
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let with_scheme = if raw.contains("://") {
+            raw.to_string()
+        } else {
+            format!("http://{raw}")
+        };
+        let rest = with_scheme.strip_prefix("http://").ok_or_else(|| {
+            bad(
+                raw,
+                "only http:// endpoints are supported (TLS comes with the auth issue)",
+            )
+        })?;
+        let (host, port) = rest
+            .trim_end_matches('/')
+            .rsplit_once(':')
+            .ok_or_else(|| bad(raw, "no port; write host:port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad(raw, "write host:port with a numeric port"));
+        }
+        out.push(with_scheme.trim_end_matches('/').to_string());
+    }
+    if out.is_empty() {
+        return Err(bad("", "no endpoint given"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_are_checked() {
+        let ok = parse_endpoints(&["127.0.0.1:2379,http://10.0.0.1:2379/".into()]).unwrap();
+        assert_eq!(ok, vec!["http://127.0.0.1:2379", "http://10.0.0.1:2379"]);
+        let err = parse_endpoints(&["https://a:1".into()]).unwrap_err().to_string();
+        assert!(err.contains("https://a:1") && err.contains("http://"), "{err}");
+        assert!(parse_endpoints(&["localhost".into()]).is_err());
+        assert!(parse_endpoints(&["a:x".into()]).is_err());
+        assert!(parse_endpoints(&[]).is_err());
+    }
 
     #[test]
     fn snapshot_trailer_is_checked() {

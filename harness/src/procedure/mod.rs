@@ -24,8 +24,9 @@ pub use member_replace::MemberReplace;
 pub use purge_member::PurgeMember;
 pub use repair::Repair;
 pub use restart::Restart;
-pub use snapshot_restore::{snapshot_status, SnapshotInfo, SnapshotRestore, SnapshotStatus};
+pub use snapshot_restore::{SnapshotInfo, SnapshotRestore};
 
+use crate::cluster::tools::ImageTools;
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::scenario::{ProcedureSpec, Recovery};
@@ -136,5 +137,56 @@ pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
             what: "the recovered cluster to accept a write".into(),
             waited_ms: WRITABLE_TIMEOUT.as_millis() as u64,
         })
+    }
+}
+
+/// Why this image cannot run `recovery`, if it cannot: a restore flag its tools lack.
+pub fn unsupported(recovery: &Recovery, tools: &ImageTools, image: &str) -> Option<String> {
+    if recovery.bump_revision.is_none() || tools.bump_revision {
+        return None;
+    }
+    Some(format!(
+        "unsupported by this etcd version: `{} snapshot restore` of {image} has no --bump-revision (etcd {}; the flag exists from 3.5.10 and 3.4.27)",
+        tools.snapshot_tool.binary(),
+        tools.version
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::tools::SnapshotTool;
+    use crate::scenario::SnapshotSource;
+
+    #[test]
+    fn bump_revision_is_unsupported_only_when_asked_for_and_missing() {
+        let mut recovery = Recovery {
+            procedure: ProcedureSpec::SnapshotRestore {
+                source: SnapshotSource::Member { from: "etcd1".into() },
+            },
+            delay_ms: 0,
+            bump_revision: Some(1_000_000),
+        };
+        let tools = ImageTools {
+            snapshot_tool: SnapshotTool::Etcdctl,
+            bump_revision: false,
+            version: "3.4.23".into(),
+        };
+        let reason = unsupported(&recovery, &tools, "etcd-drill/etcd:3.4.23").unwrap();
+        assert!(
+            reason.contains("etcdctl snapshot restore") && reason.contains("3.4.23"),
+            "{reason}"
+        );
+        assert!(unsupported(
+            &recovery,
+            &ImageTools {
+                bump_revision: true,
+                ..tools.clone()
+            },
+            "x"
+        )
+        .is_none());
+        recovery.bump_revision = None;
+        assert!(unsupported(&recovery, &tools, "x").is_none());
     }
 }

@@ -104,7 +104,7 @@ pub fn render_markdown(r: &DrillReport) -> String {
             snap.from, snap.taken_ms, snap.revision, snap.total_keys, snap.total_size, snap.hash
         );
     }
-    for (label, value) in crate::drill::agent::summary(rec, d.rpo_ms) {
+    for (label, value) in super::agent_summary(rec, d.rpo_ms) {
         let _ = writeln!(s, "| {label} | {value} |");
     }
     if !d.lost_keys_sample.is_empty() {

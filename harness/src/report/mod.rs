@@ -25,7 +25,8 @@ pub use terminal::TerminalReporter;
 
 use crate::cluster::RecordedCommand;
 use crate::drill::check::{CheckResult, Consistency, DataLoss};
-use crate::drill::event::{Event, Outcome, RecoveryFigures, Reporter};
+use crate::drill::event::{Event, Outcome, Reporter};
+use crate::drill::measure::RecoveryFigures;
 use crate::drill::series::WorkloadSeries;
 use crate::error::{Error, Result};
 use crate::scenario::Scenario;
@@ -265,4 +266,50 @@ fn make_executable(path: &Path) -> Result<()> {
 #[cfg(not(unix))]
 fn make_executable(_path: &Path) -> Result<()> {
     Ok(())
+}
+
+/// The agent's figures as (label, value) lines for the terminal and `report.md`: the RPO
+/// bound next to the measured RPO, what the agent saved, and what the restore replayed.
+pub fn agent_summary(figures: &RecoveryFigures, measured_rpo_ms: u64) -> Vec<(String, String)> {
+    let Some(a) = &figures.agent else {
+        return Vec::new();
+    };
+    let f = &a.figures;
+    let full_bytes: u64 = f.fulls.iter().map(|x| x.size).sum();
+    let full_stored: u64 = f.fulls.iter().map(|x| x.stored_bytes).sum();
+    let mut lines = vec![
+        ("RPO bound (agent)".to_string(), format!("{} ms", a.rpo_bound_ms)),
+        ("RPO measured".to_string(), format!("{measured_rpo_ms} ms")),
+        (
+            "agent saved".to_string(),
+            format!(
+                "{} fulls ({} -> {} bytes), {} deltas ({} events, {} -> {} bytes), {}",
+                f.fulls.len(),
+                full_bytes,
+                full_stored,
+                f.deltas,
+                f.delta_events,
+                f.delta_bytes,
+                f.delta_stored_bytes,
+                a.ended
+            ),
+        ),
+    ];
+    if let Some(info) = figures.outcome.as_ref().and_then(|o| o.incremental.as_ref()) {
+        let r = &info.replay;
+        lines.push((
+            "restore from backup".to_string(),
+            format!(
+                "{} + {} deltas: revision {} -> {}, {} events; read {} ms, replay {} ms",
+                r.full,
+                r.deltas_replayed.len(),
+                r.full_revision,
+                r.revision,
+                r.events,
+                r.fetch_ms,
+                r.replay_ms
+            ),
+        ));
+    }
+    lines
 }

@@ -139,7 +139,7 @@ impl Reporter for TerminalReporter {
                     data.rpo_ms,
                     consistency.as_ref().map(|c| c.hashkv_equal.to_string()).unwrap_or_else(|| "-".into()),
                 ));
-                for (label, value) in crate::drill::agent::summary(recovery, data.rpo_ms) {
+                for (label, value) in super::agent_summary(recovery, data.rpo_ms) {
                     self.say(format!("  {label:<30} {value}"));
                 }
             }

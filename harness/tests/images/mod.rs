@@ -243,6 +243,7 @@ pub fn a_wrong_password_is_refused_quickly() -> TestResult {
             &topology,
             &etcd_drill::topology::ServerSettings::default(),
             Clock::start(),
+            etcd_drill::cluster::CommandSink::discard(),
         )
         .await?;
         let endpoint = cluster.members[0].client.endpoint.clone();

@@ -76,7 +76,7 @@ async fn run_suite(args: RunArgs) -> Result<u8> {
     for s in &scenarios {
         etcd_drill::etcd::security::password_for(&s.name, s.security.auth, password.clone())?;
     }
-    let suite_id = runner::new_run_id();
+    let suite_id = etcd_drill::docker::runtime::new_run_id();
     let default_name = match scenarios.len() {
         1 => format!("{}-images-{suite_id}", scenarios[0].name),
         _ => format!("suite-{suite_id}"),
@@ -102,7 +102,14 @@ async fn run_suite(args: RunArgs) -> Result<u8> {
     for scenario in &scenarios {
         for image in &args.images {
             let folder = suite::run_folder(&scenario.name, image, args.images.len() > 1);
-            let (code, report) = run_one(scenario, &args, image, out.join(&folder), runner::new_run_id()).await?;
+            let (code, report) = run_one(
+                scenario,
+                &args,
+                image,
+                out.join(&folder),
+                etcd_drill::docker::runtime::new_run_id(),
+            )
+            .await?;
             match report {
                 Some(report) => runs.push((report, folder)),
                 None => return Ok(code),
@@ -122,7 +129,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     })?;
     let scenario = scenario::load(&name)?;
     let out_dir = args.out.clone();
-    let run_id = runner::new_run_id();
+    let run_id = etcd_drill::docker::runtime::new_run_id();
     let out_dir = out_dir.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-{run_id}", scenario.name)));
     let (code, _) = run_one(&scenario, &args, &args.images[0], out_dir, run_id).await?;
     Ok(code)

