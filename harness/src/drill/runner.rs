@@ -526,7 +526,7 @@ impl Drill<'_> {
         moments.recovery_started_ms = Some(started);
         self.emitter.emit(Event::RecoveryStarted {
             at_ms: started,
-            procedure: procedure.name().to_string(),
+            procedure: scenario.recovery.procedure.name().to_string(),
         });
         let out_dir = self.options.out_dir.clone();
         self.commands.enter("recovery");

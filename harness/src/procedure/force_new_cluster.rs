@@ -13,10 +13,6 @@ pub struct ForceNewCluster {
 }
 
 impl Procedure for ForceNewCluster {
-    fn name(&self) -> &'static str {
-        "force-new-cluster"
-    }
-
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             let cluster = &mut *cx.cluster;

@@ -74,10 +74,6 @@ impl IncrementalRestore {
 }
 
 impl Procedure for IncrementalRestore {
-    fn name(&self) -> &'static str {
-        "incremental-restore"
-    }
-
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             let store = BackupStore::open(StoreLocation::Local(cx.out_dir.join(AGENT_STORE_DIR)))?;

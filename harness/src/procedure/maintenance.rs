@@ -12,10 +12,6 @@ use crate::error::Result;
 pub struct Maintenance;
 
 impl Procedure for Maintenance {
-    fn name(&self) -> &'static str {
-        "maintenance"
-    }
-
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             let timeout = Duration::from_secs(30);

@@ -14,10 +14,6 @@ pub struct MemberReplace {
 }
 
 impl Procedure for MemberReplace {
-    fn name(&self) -> &'static str {
-        "member-replace"
-    }
-
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             let targets: Vec<String> = if self.members.is_empty() {

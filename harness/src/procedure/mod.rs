@@ -63,9 +63,8 @@ pub struct RecoveryContext<'a> {
     pub app_clients: crate::etcd::ClientSet,
 }
 
+/// A recovery procedure. Its name is the scenario's (`ProcedureSpec::name`): one table.
 pub trait Procedure: Send + Sync {
-    fn name(&self) -> &'static str;
-
     /// Runs the procedure until the cluster accepts writes again.
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>>;
 }

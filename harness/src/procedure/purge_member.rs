@@ -16,10 +16,6 @@ pub struct PurgeMember {
 }
 
 impl Procedure for PurgeMember {
-    fn name(&self) -> &'static str {
-        "purge-member"
-    }
-
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             let targets: Vec<String> = if self.members.is_empty() {

@@ -10,10 +10,6 @@ use crate::error::Result;
 pub struct Repair;
 
 impl Procedure for Repair {
-    fn name(&self) -> &'static str {
-        "repair"
-    }
-
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             let running = cx.cluster.running().await?;

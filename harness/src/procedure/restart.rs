@@ -8,10 +8,6 @@ use crate::error::Result;
 pub struct Restart;
 
 impl Procedure for Restart {
-    fn name(&self) -> &'static str {
-        "restart"
-    }
-
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             let running = cx.cluster.running().await?;

@@ -205,14 +205,6 @@ async fn check_owner(cluster: &mut crate::cluster::Cluster, specs: &[ContainerSp
 }
 
 impl Procedure for SnapshotRestore {
-    fn name(&self) -> &'static str {
-        if self.beside {
-            "restore-beside"
-        } else {
-            "snapshot-restore"
-        }
-    }
-
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             // 1. The snapshot: saved from a survivor, the newest backup, or a copied db.
