@@ -229,45 +229,36 @@ fn lower_layers_never_import_upper_ones() {
 
 #[test]
 fn top_level_modules_import_each_other_in_no_loop() {
-    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut sites: BTreeMap<(String, String), String> = BTreeMap::new();
-    for import in imports() {
-        let (from, to) = (import.from[0].clone(), import.to[0].clone());
-        if from != to {
-            sites.entry((from.clone(), to.clone())).or_insert(import.at);
-            edges.entry(from).or_default().insert(to);
-        }
-    }
-    if let Some(cycle) = find_cycle(&edges) {
-        let at: Vec<String> = cycle
-            .windows(2)
-            .map(|w| format!("{} -> {} at {}", w[0], w[1], sites[&(w[0].clone(), w[1].clone())]))
-            .collect();
-        panic!("import cycle among top-level modules:\n{}", at.join("\n"));
-    }
+    let edges = imports()
+        .into_iter()
+        .map(|i| (i.from[0].clone(), i.to[0].clone(), i.at));
+    assert_no_cycle(edges, "top-level modules");
 }
 
 #[test]
 fn files_of_one_folder_import_each_other_in_no_loop() {
     // Sibling files of a folder (mod.rs, the folder's face, aside).
-    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let edges = imports()
+        .into_iter()
+        .filter(|i| i.from.len() == 2 && i.to.len() >= 2 && i.from[0] == i.to[0])
+        .map(|i| (i.from.join("/"), i.to[..2].join("/"), i.at));
+    assert_no_cycle(edges, "the files of one folder");
+}
+
+/// Fails, naming each import of the loop, when `edges` (from, to, where) hold a cycle.
+fn assert_no_cycle(edges: impl Iterator<Item = (String, String, String)>, among: &str) {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut sites: BTreeMap<(String, String), String> = BTreeMap::new();
-    for import in imports() {
-        if import.from.len() != 2 || import.to.len() < 2 || import.from[0] != import.to[0] {
-            continue;
-        }
-        let (from, to) = (import.from.join("/"), import.to[..2].join("/"));
-        if from != to {
-            sites.entry((from.clone(), to.clone())).or_insert(import.at);
-            edges.entry(from).or_default().insert(to);
-        }
+    for (from, to, at) in edges.filter(|(from, to, _)| from != to) {
+        sites.entry((from.clone(), to.clone())).or_insert(at);
+        graph.entry(from).or_default().insert(to);
     }
-    if let Some(cycle) = find_cycle(&edges) {
+    if let Some(cycle) = find_cycle(&graph) {
         let at: Vec<String> = cycle
             .windows(2)
             .map(|w| format!("{} -> {} at {}", w[0], w[1], sites[&(w[0].clone(), w[1].clone())]))
             .collect();
-        panic!("import cycle among the files of one folder:\n{}", at.join("\n"));
+        panic!("import cycle among {among}:\n{}", at.join("\n"));
     }
 }
 

@@ -219,14 +219,32 @@ fn finish_report(report: &PerfReport, dir: &Path) -> Result<u8> {
     Ok(if report.verdict.pass { 0 } else { 1 })
 }
 
-/// [`until_signal`] for perf work; after a signal against an existing cluster, it also
+/// Opens the bench (a cluster of its own, or the user's endpoints), runs `body` on it (the
+/// body hands the bench back with its outcome) and closes it (or, with `keep`, leaves the harness's cluster running and says how to remove
+/// it), all under [`until_signal`]; after a signal against an existing cluster, it also
 /// deletes what the run wrote under `prefix` (best effort).
-async fn interruptible<T>(
-    run_id: &str,
+async fn on_bench<T, F>(
     target: &Target,
+    image: &str,
+    run_id: &str,
     prefix: &str,
-    work: impl Future<Output = Result<T>>,
-) -> Result<T> {
+    keep: bool,
+    body: impl FnOnce(Bench) -> F,
+) -> Result<T>
+where
+    F: Future<Output = (Bench, Result<T>)>,
+{
+    let work = async {
+        let bench = Bench::open(target, image, run_id).await?;
+        let (bench, outcome) = body(bench).await;
+        if keep && matches!(target, Target::Members(_)) {
+            println!("kept the cluster: --endpoints {}", bench.keep().join(","));
+            println!("remove it with: etcd-drill clean --run {run_id}");
+        } else {
+            bench.close().await?;
+        }
+        outcome
+    };
     let result = until_signal(run_id, work).await;
     if let (Err(Error::Interrupted { .. }), Target::Endpoints(endpoints)) = (&result, target) {
         if let Some(first) = endpoints.first() {
@@ -255,23 +273,14 @@ async fn perf(args: PerfRunArgs) -> Result<u8> {
     let out_dir = report_dir(args.load_args.out.clone(), args.load.name(), &run_id);
     let seconds = args.duration.unwrap_or(Duration::from_secs(60)).as_secs();
     let mut progress = progress_printer(if seconds > 20 { 5 } else { 1 });
-    let work = async {
-        let bench = Bench::open(&target, &args.target.image, &run_id).await?;
-        let outcome = async {
-            let header_config = settings.config(bench.target.endpoints.len());
-            println!("{}", render_header(&header_config, &bench.target, &run_id));
-            bench.run(&settings, &mut progress).await
-        }
-        .await;
-        if args.keep && matches!(target, Target::Members(_)) {
-            println!("kept the cluster: --endpoints {}", bench.keep().join(","));
-            println!("remove it with: etcd-drill clean --run {run_id}");
-        } else {
-            bench.close().await?;
-        }
-        outcome
-    };
-    let report = interruptible(&run_id, &target, &settings.spec.prefix, work).await?;
+    let (image, prefix, settings, run_id) = (&args.target.image, &settings.spec.prefix, &settings, &run_id);
+    let report = on_bench(&target, image, run_id, prefix, args.keep, |bench| async move {
+        let header_config = settings.config(bench.target.endpoints.len());
+        println!("{}", render_header(&header_config, &bench.target, run_id));
+        let outcome = bench.run(settings, &mut progress).await;
+        (bench, outcome)
+    })
+    .await?;
     finish_report(&report, &out_dir)
 }
 
@@ -302,20 +311,20 @@ async fn perf_max(args: PerfRunArgs) -> Result<u8> {
     apply_load_args(&mut settings, &args.load_args, &args.prefix)?;
     apply_clients(&mut settings, args.clients)?;
     let out_dir = report_dir(args.load_args.out.clone(), &format!("max-{}", args.load), &run_id);
-    let work = async {
-        let bench = Bench::open(&target, &args.target.image, &run_id).await?;
+    let (image, prefix, settings, args) = (&args.target.image, &settings.spec.prefix, &settings, &args);
+    let search: MaxSearch = on_bench(&target, image, &run_id, prefix, false, |bench| async move {
         println!(
-            "etcd-drill perf --max | run {run_id} | {} clients, {} s a trial, at most {} trials | {}",
+            "etcd-drill perf --max | run {} | {} clients, {} s a trial, at most {} trials | {}",
+            bench.run_id,
             settings.spec.clients,
             args.duration.unwrap_or(Duration::from_secs(10)).as_secs(),
             args.max_trials,
             bench.target.endpoints.join(",")
         );
-        let outcome = find_max(&bench, &settings, args.max_trials, &mut print_trial).await;
-        bench.close().await?;
-        outcome
-    };
-    let search: MaxSearch = interruptible(&run_id, &target, &settings.spec.prefix, work).await?;
+        let outcome = find_max(&bench, settings, args.max_trials, &mut print_trial).await;
+        (bench, outcome)
+    })
+    .await?;
     std::fs::create_dir_all(&out_dir).map_err(Error::io(&out_dir))?;
     let path = out_dir.join("max.json");
     let json = serde_json::to_string_pretty(&search).map_err(|e| Error::Io {
@@ -412,22 +421,22 @@ async fn perf_datascale(args: DatascaleArgs) -> Result<u8> {
     }
     let out_dir = report_dir(args.load_args.out.clone(), &format!("datascale-{}", args.load), &run_id);
     let mut progress = progress_printer(5);
-    let work = async {
-        let bench = Bench::open(&target, &args.target.image, &run_id).await?;
+    let (image, prefix, settings, args) = (&args.target.image, &settings.spec.prefix, &settings, &args);
+    let report = on_bench(&target, image, &run_id, prefix, false, |bench| async move {
         let p = args.load.datascale();
         println!(
-            "etcd-drill perf datascale | run {run_id} | {} keys of {}+{} bytes, {} clients | memory of {}",
+            "etcd-drill perf datascale | run {} | {} keys of {}+{} bytes, {} clients | memory of {}",
+            bench.run_id,
             args.keys.unwrap_or(p.keys),
             settings.spec.prefix.len() + p.key_bytes,
             p.value_bytes,
             p.clients,
             bench.target.endpoints[0]
         );
-        let outcome = bench.run(&settings, &mut progress).await;
-        bench.close().await?;
-        outcome
-    };
-    let report = interruptible(&run_id, &target, &settings.spec.prefix, work).await?;
+        let outcome = bench.run(settings, &mut progress).await;
+        (bench, outcome)
+    })
+    .await?;
     finish_report(&report, &out_dir)
 }
 
