@@ -170,7 +170,10 @@ fn apply_clients(settings: &mut RunSettings, clients: Option<usize>) -> Result<(
     Ok(())
 }
 
-fn apply_load_args(settings: &mut RunSettings, args: &LoadArgs, prefix: &str) -> Result<()> {
+/// The settings of a perf mode: `make` builds them from the seed (given or drawn), then the
+/// load options every mode shares are applied.
+fn load_settings(args: &LoadArgs, prefix: &str, make: impl FnOnce(u64) -> RunSettings) -> Result<RunSettings> {
+    let mut settings = make(args.seed.unwrap_or_else(runner::new_seed));
     check_positive("--connections-per-endpoint", args.connections_per_endpoint as f64)?;
     if prefix.is_empty() {
         return Err(Error::InvalidArgument {
@@ -183,7 +186,7 @@ fn apply_load_args(settings: &mut RunSettings, args: &LoadArgs, prefix: &str) ->
     settings.connections_per_endpoint = args.connections_per_endpoint;
     settings.auto_compact = args.auto_compact;
     settings.auto_defrag = args.auto_defrag;
-    Ok(())
+    Ok(settings)
 }
 
 /// Prints one line every `every` seconds of the run.
@@ -259,12 +262,9 @@ where
 async fn perf(args: PerfRunArgs) -> Result<u8> {
     let target = perf_target(&args.target)?;
     let run_id = etcd_drill::docker::runtime::new_run_id();
-    let mut settings = RunSettings::perf(
-        args.load,
-        args.duration,
-        args.load_args.seed.unwrap_or_else(runner::new_seed),
-    );
-    apply_load_args(&mut settings, &args.load_args, &args.prefix)?;
+    let mut settings = load_settings(&args.load_args, &args.prefix, |seed| {
+        RunSettings::perf(args.load, args.duration, seed)
+    })?;
     if let Some(rate) = args.rate {
         check_positive("--rate", rate)?;
         settings.spec.rate = Some(rate);
@@ -303,12 +303,9 @@ fn print_trial(trial: &Trial) {
 async fn perf_max(args: PerfRunArgs) -> Result<u8> {
     let target = perf_target(&args.target)?;
     let run_id = etcd_drill::docker::runtime::new_run_id();
-    let mut settings = RunSettings::perf(
-        args.load,
-        Some(args.duration.unwrap_or(Duration::from_secs(10))),
-        args.load_args.seed.unwrap_or_else(runner::new_seed),
-    );
-    apply_load_args(&mut settings, &args.load_args, &args.prefix)?;
+    let mut settings = load_settings(&args.load_args, &args.prefix, |seed| {
+        RunSettings::perf(args.load, Some(args.duration.unwrap_or(Duration::from_secs(10))), seed)
+    })?;
     apply_clients(&mut settings, args.clients)?;
     let out_dir = report_dir(args.load_args.out.clone(), &format!("max-{}", args.load), &run_id);
     let (image, prefix, settings, args) = (&args.target.image, &settings.spec.prefix, &settings, &args);
@@ -410,12 +407,9 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
 async fn perf_datascale(args: DatascaleArgs) -> Result<u8> {
     let target = perf_target(&args.target)?;
     let run_id = etcd_drill::docker::runtime::new_run_id();
-    let mut settings = RunSettings::datascale(
-        args.load,
-        args.keys,
-        args.load_args.seed.unwrap_or_else(runner::new_seed),
-    );
-    apply_load_args(&mut settings, &args.load_args, &args.prefix)?;
+    let settings = load_settings(&args.load_args, &args.prefix, |seed| {
+        RunSettings::datascale(args.load, args.keys, seed)
+    })?;
     if let Some(keys) = args.keys {
         check_positive("--keys", keys as f64)?;
     }
