@@ -33,7 +33,10 @@ impl Cluster {
             enabled?;
         }
         self.auth = Some(password.clone());
-        self.log_in_clients(Duration::ZERO).await
+        // Right after `auth enable` a member may still be applying it, or busy with an
+        // election: each member gets time to take the login; a wrong password still fails
+        // at once.
+        self.log_in_clients(Duration::from_secs(30)).await
     }
 
     /// Makes every member's client log in as root (auth must be on), trying each member

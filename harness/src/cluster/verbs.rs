@@ -1,7 +1,7 @@
 //! The Docker-level verbs on members that faults are made of: kill, stop, start, pause,
 //! resume, partition, heal, wipe and corrupt, each recorded as its docker command.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
@@ -9,6 +9,7 @@ use super::damage::{damage_bytes, Damage, DamageKind, DamagedFile};
 use super::Cluster;
 use crate::docker::runtime::{tar_archive, tar_file_names, NetworkAttachment};
 use crate::error::{Error, Result};
+use crate::readiness::{Seen, Wait};
 
 /// Docker verbs on one member's container.
 #[derive(Debug, Clone, Copy)]
@@ -31,10 +32,15 @@ impl ContainerVerb {
 }
 
 impl Cluster {
-    /// Damages a file in the member's data dir, stopping the member first if it runs.
+    /// Damages a file in the member's data dir, stopping the member first if it runs. A
+    /// running member asked to lose its newest raft snapshot file is first given the time
+    /// to write one (up to a minute), so that the fault is certain on a slow machine.
     pub async fn corrupt(&mut self, name: &str, damage: Damage) -> Result<()> {
         let container = self.container_name(name);
         if self.docker.is_running(&container).await? {
+            if damage.file == DamagedFile::Snap {
+                self.await_snapshot_file(name).await?;
+            }
             self.stop(name).await?;
         }
         let started = Instant::now();
@@ -88,6 +94,44 @@ impl Cluster {
             result.is_ok(),
         );
         result
+    }
+
+    /// Waits until a running member has written a raft snapshot file (`member/snap/*.snap`),
+    /// and records the wait.
+    async fn await_snapshot_file(&mut self, name: &str) -> Result<()> {
+        let container = self.container_name(name);
+        let dir = format!("{}/member/snap", self.image.flavor.data_dir);
+        let started = Instant::now();
+        let docker = self.docker.clone();
+        let written = Wait::new(
+            format!("{name} to write a raft snapshot file in {dir}"),
+            Duration::from_millis(500),
+            Duration::from_secs(60),
+        )
+        .until(|| async {
+            let names = match docker.read_archive(&container, &dir).await {
+                Ok(listing) => tar_file_names(&listing).unwrap_or_default(),
+                Err(e) => return Seen::NotYet(e.to_string()),
+            };
+            match names.iter().any(|f| f.ends_with(".snap")) {
+                true => Seen::Ready(()),
+                false => Seen::NotYet(format!("it holds {}", names.join(", "))),
+            }
+        })
+        .await;
+        self.record(
+            format!("wait until {name} has written a raft snapshot file"),
+            format!("docker exec {container} ls {dir}   # until a *.snap is there"),
+            started,
+            written.is_ok(),
+        );
+        written.map_err(|timed_out| Error::Procedure {
+            step: format!("corrupt {name}'s snap"),
+            message: format!(
+                "{}; etcd writes one every snapshot-count applied entries (100000 by default): lower it with [etcd] snapshot_count",
+                Error::from(timed_out)
+            ),
+        })
     }
 
     /// SIGKILLs several members at once, as when a host dies.
