@@ -1,8 +1,9 @@
 //! Faults as verbs (`kill`, `stop`, `start`, `restart`, `wipe`, `pause`, `resume`,
-//! `partition`, `heal`, `corrupt`) and the targets they hit (members by name, a host, the
-//! leader, followers, or a seeded random count). Resolving a target to member names is
-//! pure; [`Fault::apply`] carries a fault out with the cluster's Docker-level verbs, so a
-//! new fault kind is a change to this file (and, for a new Docker verb, `cluster/verbs.rs`).
+//! `partition`, `heal`, `corrupt`), each paired with its undo where it has one
+//! ([`FaultAction::undo`]), and the targets they hit (members by name, a host, the leader,
+//! followers, or a seeded random count). Resolving a target to member names is pure;
+//! [`Fault::apply`] carries a fault out with the cluster's Docker-level verbs, so a new
+//! fault kind is a change to this file (and, for a new Docker verb, `cluster/verbs.rs`).
 
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -86,9 +87,26 @@ impl FaultAction {
         )
     }
 
+    /// The verb that undoes this one on the same members, where there is one: a killed or
+    /// stopped member is started, a paused one resumed, a partitioned one healed. A wipe or
+    /// a corruption has no undo at the Docker level: a recovery procedure repairs it.
+    pub fn undo(self) -> Option<FaultAction> {
+        match self {
+            FaultAction::Kill | FaultAction::Stop => Some(FaultAction::Start),
+            FaultAction::Pause => Some(FaultAction::Resume),
+            FaultAction::Partition => Some(FaultAction::Heal),
+            FaultAction::Start
+            | FaultAction::Restart
+            | FaultAction::Wipe
+            | FaultAction::Resume
+            | FaultAction::Heal
+            | FaultAction::Corrupt => None,
+        }
+    }
+
     /// Whether this undoes an earlier fault on the members it hits.
     pub fn brings_members_back(self) -> bool {
-        matches!(self, FaultAction::Start | FaultAction::Resume | FaultAction::Heal)
+        Self::ALL.iter().any(|fault| fault.undo() == Some(self))
     }
 }
 
@@ -279,6 +297,23 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_undo_brings_members_back_and_only_undos_do() {
+        for action in FaultAction::ALL {
+            if let Some(undo) = action.undo() {
+                assert!(action.takes_members_down(), "{} has an undo", action.as_str());
+                assert!(undo.brings_members_back(), "{}", undo.as_str());
+            }
+        }
+        let back: Vec<&str> = FaultAction::ALL
+            .into_iter()
+            .filter(|a| a.brings_members_back())
+            .map(|a| a.as_str())
+            .collect();
+        assert_eq!(back, ["start", "resume", "heal"]);
+        assert_eq!(FaultAction::Wipe.undo(), None);
     }
 
     #[test]
