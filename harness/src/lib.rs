@@ -1,8 +1,8 @@
 //! etcd-drill: chaos and disaster-recovery drills for etcd v3 clusters in Docker.
 //!
 //! A [`scenario::Scenario`] names a topology, a write workload, faults and a recovery
-//! procedure; [`runner::run`] plays it against real containers and emits
-//! [`event::Event`]s that the [`report`] module turns into a verdict and reports.
+//! procedure; [`drill::runner::run`] plays it against real containers and emits
+//! [`drill::event::Event`]s that the [`report`] module turns into a verdict and reports.
 
 // Bottom layer first; a module never names one listed below it (tests/layers.rs checks).
 pub mod clock;

@@ -34,7 +34,7 @@ impl StoreFlags {
 pub(crate) struct BackupArgs {
     #[command(subcommand)]
     mode: Option<BackupMode>,
-    /// A TOML file with the agent's settings (the flags override it); see the README.
+    /// A TOML file with the agent's settings (the flags override it); see docs/backups.md.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The members' client URLs, comma-separated.
