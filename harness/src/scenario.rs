@@ -1085,6 +1085,24 @@ mod tests {
     }
 
     #[test]
+    fn the_procedure_names_are_one_table() {
+        // NAMES (what the parser offers) and ProcedureSpec::name (what runs and reports
+        // say) must name the same procedures: the built-in scenarios use every one.
+        let mut used: Vec<&str> = BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                let s = parse(text, Path::new(&format!("scenarios/{name}.toml"))).unwrap();
+                s.recovery.procedure.name()
+            })
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut names = ProcedureSpec::NAMES.to_vec();
+        names.sort_unstable();
+        assert_eq!(used, names);
+    }
+
+    #[test]
     fn every_scenario_file_is_built_in() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let mut files: Vec<String> = std::fs::read_dir(&dir)
