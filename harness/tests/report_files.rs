@@ -13,7 +13,7 @@ use etcd_drill::drill::check::{CheckResult, Consistency, DataLoss};
 use etcd_drill::drill::event::{Event, Outcome, Reporter};
 use etcd_drill::drill::measure::RecoveryFigures;
 use etcd_drill::drill::series::WorkloadSeries;
-use etcd_drill::report::{suite, DrillReport, ReportBuilder};
+use etcd_drill::report::{render_junit, suite, DrillReport, ReportBuilder};
 use etcd_drill::scenario;
 use etcd_drill::workload::{AckedWrite, FailedWrite, Ledger};
 
@@ -221,6 +221,42 @@ fn every_file_of_a_run_is_written_and_sound() {
         json["files"],
         serde_json::json!(["report.json", "report.md", "junit.xml", "report.html", "runbook.sh"])
     );
+}
+
+/// The (suite, class, test case) names of a `junit.xml`.
+fn junit_names(xml: &str) -> Vec<(String, String, String)> {
+    let parsed = quick_junit::Report::deserialize_from_str(xml).unwrap();
+    let mut names = Vec::new();
+    for suite in &parsed.test_suites {
+        for case in &suite.test_cases {
+            let class = case.classname.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            names.push((suite.name.to_string(), class, case.name.to_string()));
+        }
+    }
+    names
+}
+
+#[test]
+fn junit_names_line_up_across_runs_and_differ_between_images() {
+    let (night1, night2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = build(night1.path(), "0a1b2c40", 0, 0, false);
+    let second = build(night2.path(), "0a1b2c41", 300, 0, false);
+    assert_ne!(first.run_id, second.run_id);
+    let names = |r: &DrillReport| junit_names(&render_junit("nightly", &[r]));
+    assert_eq!(names(&first), names(&second), "the run id must not be in a name");
+    let xml = render_junit("nightly", &[&first]);
+    assert!(xml.contains("0a1b2c40"), "the run id is a property: {xml}");
+    let other_image = DrillReport {
+        image: "quay.io/coreos/etcd:v3.5.30".into(),
+        ..first.clone()
+    };
+    let (a, b) = (names(&first), names(&other_image));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.2, y.2, "test case names stay the scenario's and its checks'");
+        assert_ne!((&x.0, &x.1), (&y.0, &y.1), "two images must not collide");
+    }
+    assert!(b.iter().all(|n| n.1 == "etcd-drill.quay-io-coreos-etcd-v3-5-30.server-b-loss"), "{b:?}");
 }
 
 #[test]

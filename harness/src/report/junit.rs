@@ -1,6 +1,8 @@
 //! `junit.xml` for CI test-result viewers: one test suite per drill run, one test case for
 //! the scenario as a whole and one per check, failures with their reason, and the run's
-//! figures as properties.
+//! figures (the run id among them) as properties. Names carry the scenario and the image,
+//! never the run id, so a nightly's test history lines up from night to night and the same
+//! scenario on two images never collides.
 
 use std::time::Duration;
 
@@ -32,11 +34,26 @@ fn figures(r: &DrillReport) -> Vec<(&'static str, String)> {
     props
 }
 
+/// The JUnit class of a run's test cases: the scenario under the image it ran on, the image
+/// written with `-` for every character that is not a letter, digit, `-` or `_` (viewers
+/// split class names at dots): `etcd-drill.etcd-drill-etcd-3-5-1.server-b-loss`.
+fn classname(r: &DrillReport) -> String {
+    let image: String = r
+        .image
+        .chars()
+        .map(|c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            true => c,
+            false => '-',
+        })
+        .collect();
+    format!("etcd-drill.{image}.{}", r.scenario.name)
+}
+
 /// The test suite of one run.
 pub fn test_suite(r: &DrillReport) -> TestSuite {
     let scenario = &r.scenario.name;
-    let classname = format!("etcd-drill.{scenario}");
-    let mut suite = TestSuite::new(format!("etcd-drill {scenario} (run {})", r.run_id));
+    let classname = classname(r);
+    let mut suite = TestSuite::new(format!("etcd-drill {scenario} on {}", r.image));
     suite.set_time(Duration::from_millis(r.duration_ms));
     if let Ok(ts) = time::OffsetDateTime::parse(&r.started_at, &time::format_description::well_known::Rfc3339) {
         if let Some(dt) = to_chrono(ts) {
