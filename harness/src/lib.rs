@@ -9,6 +9,7 @@ pub mod clock;
 pub mod error;
 pub mod readiness;
 pub mod topology;
+pub mod version;
 
 pub mod docker;
 pub mod etcd;

@@ -39,10 +39,14 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "bump-revision-restore",
     "server-b-loss-auth",
     "server-b-loss-secure",
+    "restore-by-image",
     "incremental-restore",
     "full-only-restore",
     "broken-delta-chain",
     "agent-survives-member-loss",
+    "upgrade-from-3-4",
+    "upgrade-from-3-5-1",
+    "upgrade-rollback-partial",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -161,12 +165,28 @@ pub struct RawRecovery {
     /// snapshot-restore: `--bump-revision N --mark-compacted`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bump_revision: Option<i64>,
+    /// snapshot-restore, restore-beside: `harness` (etcd-drill restores every data dir
+    /// with the image's snapshot tool) or `image` (the image's own start-up restores it:
+    /// Bitnami's `ETCD_START_FROM_SNAPSHOT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_by: Option<String>,
     /// incremental-restore: replay up to the last good delta instead of refusing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_at_last_good: Option<bool>,
     /// incremental-restore: `remove-delta` or `corrupt-delta` before the restore.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub break_chain: Option<String>,
+    /// rolling-upgrade: the image the members start on; the run's image (`--image`) is
+    /// the one they move to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_image: Option<String>,
+    /// rolling-upgrade: `followers-first` (the leader last; the default) or `as-listed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// rolling-upgrade: upgrade only this many members, then put them back on
+    /// `from_image` (a partial upgrade rolled back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_after: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -188,6 +208,10 @@ pub struct RawExpect {
     pub watcher_misses_events: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_equal: Option<bool>,
+    /// rolling-upgrade: the cluster version (`/version`'s `etcdcluster`) after the
+    /// procedure: `new` (the minor of the image upgraded to) or `old` (still the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_version: Option<String>,
 }
 
 /// `[regression]`: how much worse than an earlier run `report compare` tolerates. The
@@ -300,6 +324,38 @@ pub enum ProcedureSpec {
         stop_at_last_good: bool,
         damage: Option<ChainDamage>,
     },
+    /// Replace the members one at a time with another image, on their data volumes.
+    RollingUpgrade(UpgradePlan),
+}
+
+/// A rolling upgrade: the members start on `from_image` and move to the run's image one at
+/// a time, with a graceful stop; with `rollback_after`, only that many move, and then go
+/// back to `from_image`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpgradePlan {
+    pub from_image: String,
+    pub order: UpgradeOrder,
+    pub rollback_after: Option<usize>,
+}
+
+/// In which order a rolling upgrade takes the members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeOrder {
+    /// The followers in topology order, the member leading at that moment last.
+    #[default]
+    FollowersFirst,
+    /// The topology's order, whoever leads.
+    AsListed,
+}
+
+impl UpgradeOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpgradeOrder::FollowersFirst => "followers-first",
+            UpgradeOrder::AsListed => "as-listed",
+        }
+    }
 }
 
 /// How an `incremental-restore` drill breaks the delta chain before restoring.
@@ -320,7 +376,7 @@ impl ChainDamage {
 }
 
 impl ProcedureSpec {
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "restart",
         "snapshot-restore",
         "restore-beside",
@@ -330,6 +386,7 @@ impl ProcedureSpec {
         "force-new-cluster",
         "purge-member",
         "incremental-restore",
+        "rolling-upgrade",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -343,6 +400,7 @@ impl ProcedureSpec {
             ProcedureSpec::ForceNewCluster { .. } => "force-new-cluster",
             ProcedureSpec::PurgeMember { .. } => "purge-member",
             ProcedureSpec::IncrementalRestore { .. } => "incremental-restore",
+            ProcedureSpec::RollingUpgrade(_) => "rolling-upgrade",
         }
     }
 }
@@ -355,6 +413,20 @@ pub struct Recovery {
     /// snapshot-restore only: restore with `--bump-revision N --mark-compacted`, so that
     /// watchers from before the restore hear "compacted" instead of missing events.
     pub bump_revision: Option<u64>,
+    /// Who restores the data dirs of a snapshot-restore or restore-beside.
+    pub restore_by: RestoreBy,
+}
+
+/// Who turns the snapshot into the members' data dirs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreBy {
+    /// etcd-drill, with the image's `etcdutl` (or 3.4's `etcdctl`) in one-off containers.
+    #[default]
+    Harness,
+    /// The image's own start-up, from the snapshot put into every member's container
+    /// (Bitnami: `ETCD_START_FROM_SNAPSHOT=yes`, `ETCD_INIT_SNAPSHOTS_DIR`).
+    Image,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -371,6 +443,18 @@ pub struct Expectations {
     /// restore that moves revisions backwards) or must miss none.
     pub watcher_misses_events: Option<bool>,
     pub hashkv_equal: bool,
+    /// rolling-upgrade: where the cluster version must be after the procedure.
+    pub cluster_version: Option<ExpectedClusterVersion>,
+}
+
+/// The cluster version a rolling upgrade must leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectedClusterVersion {
+    /// The minor of the image upgraded to.
+    New,
+    /// The minor the cluster started on.
+    Old,
 }
 
 /// How much worse than an earlier run of the same scenario a run may be before
@@ -851,6 +935,38 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 damage,
             }
         }
+        "rolling-upgrade" => {
+            let from_image = match r.from_image.as_deref().map(str::trim) {
+                Some(image) if !image.is_empty() => image.to_string(),
+                _ => {
+                    return Err(c.err(
+                        "recovery.from_image",
+                        "a rolling-upgrade needs `from_image`: the image the members start on (the run's --image is the one they move to)",
+                    ))
+                }
+            };
+            let order = match r.order.as_deref() {
+                None | Some("followers-first") => UpgradeOrder::FollowersFirst,
+                Some("as-listed") => UpgradeOrder::AsListed,
+                Some(other) => {
+                    return Err(c.err(
+                        "recovery.order",
+                        format!("unknown order `{other}`; use followers-first or as-listed"),
+                    ))
+                }
+            };
+            let members = topology.len() as u64;
+            let rollback_after = r
+                .rollback_after
+                .map(|n| c.in_range("recovery.rollback_after", Some(n), 0, 1..=members))
+                .transpose()?
+                .map(|n| n as usize);
+            ProcedureSpec::RollingUpgrade(UpgradePlan {
+                from_image,
+                order,
+                rollback_after,
+            })
+        }
         "member-replace" | "purge-member" => {
             let members = r.members.clone().unwrap_or_default();
             for m in &members {
@@ -872,10 +988,21 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             ))
         }
     };
-    if raw.faults.is_empty() && procedure != ProcedureSpec::Maintenance {
+    let upgrade_keys = r.from_image.is_some() || r.order.is_some() || r.rollback_after.is_some();
+    if upgrade_keys && r.procedure != "rolling-upgrade" {
+        return Err(c.err(
+            "recovery.from_image",
+            format!(
+                "`from_image`, `order` and `rollback_after` apply to rolling-upgrade, not {}",
+                r.procedure
+            ),
+        ));
+    }
+    let runs_without_faults = matches!(procedure, ProcedureSpec::Maintenance | ProcedureSpec::RollingUpgrade(_));
+    if raw.faults.is_empty() && !runs_without_faults {
         return Err(c.err(
             "faults",
-            "a drill needs at least one [[faults]] entry (only `maintenance` runs without)",
+            "a drill needs at least one [[faults]] entry (only `maintenance` and `rolling-upgrade` run without)",
         ));
     }
     if r.bump_revision.is_some() && !restores {
@@ -884,7 +1011,36 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             "only a snapshot-restore or restore-beside can bump the revision",
         ));
     }
+    let restore_by = match r.restore_by.as_deref() {
+        None | Some("harness") => RestoreBy::Harness,
+        Some("image") if !restores => {
+            return Err(c.err(
+                "recovery.restore_by",
+                format!("`restore_by` does not apply to {}", r.procedure),
+            ))
+        }
+        Some("image") if r.bump_revision.is_some() => {
+            return Err(c.err(
+                "recovery.restore_by",
+                "an image's own restore takes no flags: `restore_by = \"image\"` cannot bump the revision",
+            ))
+        }
+        Some("image") if r.source.as_deref() == Some("copied-db") => {
+            return Err(c.err(
+                "recovery.restore_by",
+                "a copied db file needs --skip-hash-check, which an image's own restore cannot pass: use restore_by = \"harness\"",
+            ))
+        }
+        Some("image") => RestoreBy::Image,
+        Some(other) => {
+            return Err(c.err(
+                "recovery.restore_by",
+                format!("unknown value `{other}`; use harness or image"),
+            ))
+        }
+    };
     let recovery = Recovery {
+        restore_by,
         procedure,
         delay_ms: c.in_range("recovery.delay_ms", r.delay_ms, 2_000, 0..=600_000)?,
         bump_revision: r
@@ -905,6 +1061,23 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         max_rpo_ms: opt("expect.max_rpo_ms", e.max_rpo_ms)?,
         watcher_misses_events: e.watcher_misses_events,
         hashkv_equal: e.hashkv_equal.unwrap_or(true),
+        cluster_version: match e.cluster_version.as_deref() {
+            None => None,
+            Some(_) if !matches!(recovery.procedure, ProcedureSpec::RollingUpgrade(_)) => {
+                return Err(c.err(
+                    "expect.cluster_version",
+                    "`cluster_version` is checked after a rolling-upgrade only",
+                ))
+            }
+            Some("new") => Some(ExpectedClusterVersion::New),
+            Some("old") => Some(ExpectedClusterVersion::Old),
+            Some(other) => {
+                return Err(c.err(
+                    "expect.cluster_version",
+                    format!("unknown value `{other}`; use new or old"),
+                ))
+            }
+        },
     };
     let regression = RegressionBudget::compile(
         &raw.regression.unwrap_or_default(),
@@ -1023,12 +1196,27 @@ impl Scenario {
                 },
                 delay_ms: i(self.recovery.delay_ms),
                 bump_revision: self.recovery.bump_revision.map(|n| n as i64),
+                restore_by: (self.recovery.restore_by == RestoreBy::Image).then(|| "image".to_string()),
                 stop_at_last_good: match &self.recovery.procedure {
                     ProcedureSpec::IncrementalRestore { stop_at_last_good, .. } => Some(*stop_at_last_good),
                     _ => None,
                 },
                 break_chain: match &self.recovery.procedure {
                     ProcedureSpec::IncrementalRestore { damage, .. } => damage.map(|d| d.as_str().to_string()),
+                    _ => None,
+                },
+                from_image: match &self.recovery.procedure {
+                    ProcedureSpec::RollingUpgrade(plan) => Some(plan.from_image.clone()),
+                    _ => None,
+                },
+                order: match &self.recovery.procedure {
+                    ProcedureSpec::RollingUpgrade(plan) if plan.order != UpgradeOrder::default() => {
+                        Some(plan.order.as_str().to_string())
+                    }
+                    _ => None,
+                },
+                rollback_after: match &self.recovery.procedure {
+                    ProcedureSpec::RollingUpgrade(plan) => plan.rollback_after.map(|n| n as i64),
                     _ => None,
                 },
             }),
@@ -1041,6 +1229,13 @@ impl Scenario {
                 max_rpo_ms: self.expect.max_rpo_ms.map(|v| v as i64),
                 watcher_misses_events: self.expect.watcher_misses_events,
                 hashkv_equal: Some(self.expect.hashkv_equal),
+                cluster_version: self.expect.cluster_version.map(|v| {
+                    match v {
+                        ExpectedClusterVersion::New => "new",
+                        ExpectedClusterVersion::Old => "old",
+                    }
+                    .to_string()
+                }),
             }),
             backup: self.backup.as_ref().map(|b| RawBackup {
                 interval_ms: b.interval_ms as i64,
@@ -1269,6 +1464,7 @@ mod tests {
                                 .filter(|_| hashkv_equal),
                             procedure,
                             delay_ms,
+                            restore_by: RestoreBy::Harness,
                         },
                         expect: Expectations {
                             quorum_lost,
@@ -1279,6 +1475,7 @@ mod tests {
                             max_rpo_ms: budget,
                             watcher_misses_events: quorum_lost,
                             hashkv_equal,
+                            cluster_version: None,
                         },
                         // A restore from a backup needs backups; others may have them or not.
                         backup: (budget.is_some() || recovery_needs_backup).then(|| BackupPlan {

@@ -144,6 +144,23 @@ impl Ledger {
             .min_by_key(|w| w.acked_ms)
     }
 
+    /// The acknowledgement from which writes resumed for good: of the puts sent at or after
+    /// `since_ms`, the first acknowledged after the last stretch longer than `outage_ms`
+    /// without an acknowledgement that began before `settled_ms` (when the recovery
+    /// finished). A cluster that serves for a moment and then goes away again (a temporary
+    /// etcd of a start-up script) has not resumed yet.
+    pub fn resumed_for_good(&self, since_ms: u64, settled_ms: u64, outage_ms: u64) -> Option<&AckedWrite> {
+        let mut acks: Vec<&AckedWrite> = self.acked.iter().filter(|w| w.sent_ms >= since_ms).collect();
+        acks.sort_by_key(|w| w.acked_ms);
+        let mut resumed = acks.first().copied();
+        for pair in acks.windows(2) {
+            if pair[0].acked_ms < settled_ms && pair[1].acked_ms - pair[0].acked_ms > outage_ms {
+                resumed = Some(pair[1]);
+            }
+        }
+        resumed
+    }
+
     /// Writes the ledger as JSON lines: one object per put, acknowledged or failed.
     pub fn write_jsonl(&self, path: &Path) -> Result<()> {
         let file = std::fs::File::create(path).map_err(Error::io(path))?;
@@ -318,6 +335,38 @@ mod tests {
         assert_eq!(ledger.longest_ack_gap(0, 1000), (150, 900));
         assert_eq!(ledger.longest_ack_gap(0, 3000), (950, 3000));
         assert_eq!(Ledger::default().longest_ack_gap(10, 20), (10, 20));
+    }
+
+    #[test]
+    fn writes_resume_for_good_after_the_last_outage_before_the_recovery_ends() {
+        let w = |sent_ms, acked_ms| AckedWrite {
+            writer: 0,
+            seq: acked_ms,
+            revision: 1,
+            sent_ms,
+            acked_ms,
+            member: "m".into(),
+        };
+        // A temporary etcd takes writes at 5000-5100, goes away, etcd is back at 7000.
+        let ledger = Ledger {
+            acked: vec![w(100, 110), w(5000, 5010), w(5100, 5110), w(7000, 7010), w(7050, 7060)],
+            ..Ledger::default()
+        };
+        assert_eq!(
+            ledger.resumed_for_good(1000, 8000, 1000).map(|a| a.acked_ms),
+            Some(7010)
+        );
+        // An outage after the recovery finished is not part of the RTO.
+        assert_eq!(
+            ledger.resumed_for_good(1000, 5100, 1000).map(|a| a.acked_ms),
+            Some(5010)
+        );
+        // Without an outage the first write after the fault is the one.
+        assert_eq!(
+            ledger.resumed_for_good(1000, 8000, 5000).map(|a| a.acked_ms),
+            Some(5010)
+        );
+        assert_eq!(ledger.resumed_for_good(8000, 9000, 1000), None);
     }
 
     #[test]

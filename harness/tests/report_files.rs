@@ -120,6 +120,7 @@ fn drill_events(run_id: &str, out_dir: &Path, slowdown_ms: u64, lost: u64, faili
                 started_at_ms: Some(7_000),
                 finished_at_ms: Some(recovered),
                 rto_ms: Some(recovered + 5 - fault_at),
+                first_write_ms: Some(recovered + 5 - fault_at),
                 procedure_ms: Some(recovered + 5 - 7_000),
                 healthy_ms: Some(recovered + 300 - fault_at),
                 max_write_gap_ms: recovered - fault_at,
@@ -256,7 +257,11 @@ fn junit_names_line_up_across_runs_and_differ_between_images() {
         assert_eq!(x.2, y.2, "test case names stay the scenario's and its checks'");
         assert_ne!((&x.0, &x.1), (&y.0, &y.1), "two images must not collide");
     }
-    assert!(b.iter().all(|n| n.1 == "etcd-drill.quay-io-coreos-etcd-v3-5-30.server-b-loss"), "{b:?}");
+    assert!(
+        b.iter()
+            .all(|n| n.1 == "etcd-drill.quay-io-coreos-etcd-v3-5-30.server-b-loss"),
+        "{b:?}"
+    );
 }
 
 #[test]

@@ -149,16 +149,17 @@ fn nightly_drills_a_matrix_of_images_and_compares_with_the_last_night() {
 }
 
 #[test]
-fn release_validation_runs_the_catalogue_and_perf_against_one_image() {
+fn release_validation_compares_the_candidate_with_the_baseline() {
     let (wf, scripts) = common_rules("release-validation.yml");
     let inputs = &key(&wf, "on")["workflow_dispatch"]["inputs"];
-    assert_eq!(inputs["image"]["required"].as_bool(), Some(true));
+    assert_eq!(inputs["baseline"]["required"].as_bool(), Some(true));
+    assert_eq!(inputs["candidate"]["required"].as_bool(), Some(true));
     assert!(
         key(&wf, "on")["schedule"].is_badvalue(),
         "release validation runs on demand only"
     );
-    assert!(scripts.contains("etcd-drill run --all --image \"$IMAGE\""));
-    assert!(scripts.contains("etcd-drill perf --load s --image \"$IMAGE\""));
+    assert!(scripts.contains("etcd-drill release --baseline \"$BASELINE\" --candidate \"$CANDIDATE\" --perf-load s"));
+    assert!(scripts.contains("release.md"));
     assert!(scripts.contains("exit $status"), "a failed check fails the job");
 }
 
@@ -166,13 +167,22 @@ fn release_validation_runs_the_catalogue_and_perf_against_one_image() {
 #[test]
 fn the_commands_the_workflows_call_exist() {
     let bin = env!("CARGO_BIN_EXE_etcd-drill");
-    for args in [vec!["run", "--help"], vec!["report", "compare", "--help"]] {
+    for args in [
+        vec!["run", "--help"],
+        vec!["report", "compare", "--help"],
+        vec!["release", "--help"],
+    ] {
         let out = std::process::Command::new(bin).args(&args).output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{args:?}: {help}");
         for flag in ["--all", "--image", "--out"] {
             if args[0] == "run" {
                 assert!(help.contains(flag), "run has no {flag}");
+            }
+        }
+        if args[0] == "release" {
+            for flag in ["--baseline", "--candidate", "--perf-load", "--out"] {
+                assert!(help.contains(flag), "release has no {flag}");
             }
         }
         if args[0] == "report" {

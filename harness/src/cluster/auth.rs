@@ -8,35 +8,73 @@ use std::time::{Duration, Instant};
 use super::flavor::FlavorKind;
 use super::Cluster;
 use crate::error::{Error, Result};
-use crate::etcd::security::{RootPassword, USER_FLAG};
+use crate::etcd::security::{is_auth_disabled, RootPassword, USER_FLAG};
 use crate::etcd::MemberClient;
 use crate::readiness::{Seen, Wait};
 
 impl Cluster {
-    /// Turns authentication on (unless the image did it itself) and makes every member's
-    /// client authenticate as root from now on.
+    /// Turns authentication on, unless the image does it itself, and makes every member's
+    /// client authenticate as root from now on. An image that turns auth on from
+    /// `ETCD_ROOT_PASSWORD` (Bitnami) does so on its first member with a temporary etcd
+    /// before it starts etcd for good; [`Cluster::create`] has waited for that
+    /// ([`Cluster::wait_healthy`] waits for the start-up scripts), so auth is on now, or
+    /// the image left it off and the harness turns it on itself.
     pub async fn enable_auth(&mut self, password: &RootPassword) -> Result<()> {
-        let timeout = Duration::from_secs(10);
-        if self.image.flavor.kind != FlavorKind::Bitnami {
-            let started = Instant::now();
-            let via = self.members[0].client.clone();
-            let enabled = via.enable_root_auth(password, timeout).await;
-            let e = &via.endpoint;
-            self.record(
-                "turn on authentication",
-                format!(
-                    "etcdctl --endpoints={e} user add root --new-user-password='***' && etcdctl --endpoints={e} role add root \\\n  && etcdctl --endpoints={e} user grant-role root root && etcdctl --endpoints={e} auth enable"
-                ),
-                started,
-                enabled.is_ok(),
-            );
-            enabled?;
+        let image_turns_it_on = self.image.flavor.kind == FlavorKind::Bitnami;
+        if !image_turns_it_on || !self.image_turned_auth_on(password).await? {
+            self.turn_on_auth(password).await?;
         }
         self.auth = Some(password.clone());
         // Right after `auth enable` a member may still be applying it, or busy with an
         // election: each member gets time to take the login; a wrong password still fails
         // at once.
         self.log_in_clients(Duration::from_secs(30)).await
+    }
+
+    /// Whether the image's own start-up turned authentication on: the root login works on
+    /// the first member (true) or etcd says authentication is not enabled (false).
+    async fn image_turned_auth_on(&mut self, password: &RootPassword) -> Result<bool> {
+        let started = Instant::now();
+        let first = &self.members[0];
+        let (name, endpoint) = (first.spec.name.clone(), first.client.endpoint.clone());
+        let login = MemberClient::connect_as(&name, &endpoint, Some(password), self.tls.as_deref()).await;
+        let on = match &login {
+            Ok(_) => Ok(true),
+            Err(e) if is_auth_disabled(&e.to_string()) => Ok(false),
+            Err(e) => Err(Error::Procedure {
+                step: format!("check whether the image turned authentication on ({name})"),
+                message: e.to_string(),
+            }),
+        };
+        let verdict = match &on {
+            Ok(true) => "on",
+            Ok(false) => "left off: etcd-drill turns it on",
+            Err(_) => "unknown",
+        };
+        self.record(
+            format!("check that the image turned authentication on ({verdict})"),
+            format!("etcdctl --endpoints={endpoint} {USER_FLAG} auth status"),
+            started,
+            on.is_ok(),
+        );
+        on
+    }
+
+    /// `user add root`, `role add root`, `user grant-role root root`, `auth enable`.
+    async fn turn_on_auth(&mut self, password: &RootPassword) -> Result<()> {
+        let started = Instant::now();
+        let via = self.members[0].client.clone();
+        let enabled = via.enable_root_auth(password, Duration::from_secs(10)).await;
+        let e = &via.endpoint;
+        self.record(
+            "turn on authentication",
+            format!(
+                "etcdctl --endpoints={e} user add root --new-user-password='***' && etcdctl --endpoints={e} role add root \\\n  && etcdctl --endpoints={e} user grant-role root root && etcdctl --endpoints={e} auth enable"
+            ),
+            started,
+            enabled.is_ok(),
+        );
+        enabled
     }
 
     /// Makes every member's client log in as root (auth must be on), trying each member

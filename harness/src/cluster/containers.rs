@@ -39,7 +39,7 @@ impl Cluster {
     ) -> ContainerSpec {
         let name = &member.spec.name;
         self.image.flavor.member_container(&MemberLaunch {
-            image: &self.image.name,
+            image: member.image.as_deref().unwrap_or(&self.image.name),
             container: self.container_name(name),
             member: &member.spec,
             ip: &member.ip,

@@ -59,6 +59,9 @@ pub struct Flavor {
     pub image_entrypoint_starts_etcd: bool,
 }
 
+/// Where an image that restores a snapshot at start-up looks for it (Bitnami's default).
+pub const INIT_SNAPSHOTS_DIR: &str = "/init-snapshot";
+
 /// The uid Bitnami images run as.
 pub const BITNAMI_UID: &str = "1001";
 
@@ -135,6 +138,20 @@ impl Flavor {
         }
     }
 
+    /// The environment that makes the image's own start-up restore `file` (a snapshot in
+    /// [`INIT_SNAPSHOTS_DIR`]) into an empty data dir: Bitnami's `ETCD_START_FROM_SNAPSHOT`.
+    /// None for an image whose start-up cannot restore (upstream: etcd is the command).
+    pub fn start_from_snapshot_env(&self, file: &str) -> Option<Vec<(String, String)>> {
+        match self.kind {
+            FlavorKind::Upstream => None,
+            FlavorKind::Bitnami => Some(vec![
+                ("ETCD_START_FROM_SNAPSHOT".into(), "yes".into()),
+                ("ETCD_INIT_SNAPSHOTS_DIR".into(), INIT_SNAPSHOTS_DIR.into()),
+                ("ETCD_INIT_SNAPSHOT_FILENAME".into(), file.into()),
+            ]),
+        }
+    }
+
     /// Entrypoint and command of a one-off tool container running `tool args...`. An image
     /// whose entrypoint is a script gets the tool as its entrypoint instead.
     pub fn tool_invocation(&self, tool: &str, args: &[String]) -> (Option<Vec<String>>, Vec<String>) {
@@ -145,6 +162,21 @@ impl Flavor {
             cmd.extend(args.iter().cloned());
             (None, cmd)
         }
+    }
+}
+
+/// Whether a container whose scripts start etcd has finished with them: it runs one
+/// process, and that process is etcd. While the scripts run, the etcd that answers may be a
+/// temporary one they stop again; once they `exec` etcd for good, nothing else is left.
+pub fn setup_finished(commands: &[String]) -> std::result::Result<(), String> {
+    let is_etcd = |command: &String| {
+        let program = command.split_whitespace().next().unwrap_or_default();
+        program.rsplit('/').next() == Some("etcd")
+    };
+    match commands {
+        [only] if is_etcd(only) => Ok(()),
+        [] => Err("no process runs".into()),
+        _ => Err(format!("start-up still running: {}", commands.join("; "))),
     }
 }
 
@@ -307,6 +339,38 @@ mod tests {
         };
         assert_eq!(detect_from_config(&local), FlavorKind::Upstream);
         assert_eq!(detect_from_config(&ImageConfig::default()), FlavorKind::Upstream);
+    }
+
+    #[test]
+    fn setup_is_finished_only_when_etcd_runs_alone() {
+        let etcd = "/opt/bitnami/etcd/bin/etcd".to_string();
+        assert_eq!(setup_finished(std::slice::from_ref(&etcd)), Ok(()));
+        assert_eq!(setup_finished(&["etcd --config-file /x".into()]), Ok(()));
+        let script = "/bin/sh /opt/bitnami/scripts/etcd/entrypoint.sh".to_string();
+        let seen = setup_finished(&[script.clone(), etcd.clone()]).unwrap_err();
+        assert!(
+            seen.contains("entrypoint.sh") && seen.contains("still running"),
+            "{seen}"
+        );
+        assert!(setup_finished(&[script]).is_err());
+        assert!(setup_finished(&["/usr/bin/etcdctl endpoint health".into()]).is_err());
+        assert!(setup_finished(&[]).is_err());
+    }
+
+    #[test]
+    fn the_scripted_test_image_is_taken_for_the_bitnami_layout() {
+        let config = ImageConfig {
+            entrypoint: vec![crate::docker::scripted::ENTRYPOINT.into()],
+            ..ImageConfig::default()
+        };
+        assert_eq!(detect_from_config(&config), FlavorKind::Bitnami);
+        let bitnami = Flavor::bitnami();
+        assert_eq!(bitnami.bin_dir, crate::docker::scripted::BIN_DIR);
+        assert_eq!(bitnami.data_dir, crate::docker::scripted::DATA_DIR);
+        assert_eq!(
+            bitnami.user.as_deref(),
+            Some(crate::docker::scripted::UID.to_string().as_str())
+        );
     }
 
     #[test]

@@ -217,6 +217,14 @@ impl Cluster {
         self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await
     }
 
+    /// Moves a member to `image` on its data volume: a graceful stop (SIGTERM, 10 s),
+    /// then a new container of `image` with the same configuration.
+    pub async fn change_member_image(&mut self, name: &str, image: &str) -> Result<()> {
+        let cluster_image = self.image.name.clone();
+        self.member_mut(name)?.image = (image != cluster_image).then(|| image.to_string());
+        self.recreate_member(name, &[]).await
+    }
+
     /// Stops and removes the member's container and starts a new one on the same data
     /// volume, with `extra_env` added to its configuration.
     pub async fn recreate_member(&mut self, name: &str, extra_env: &[(&str, &str)]) -> Result<()> {

@@ -33,6 +33,11 @@ use crate::topology::{MemberSpec, ServerSettings, Topology};
 pub use commands::{CommandSink, RecordedCommand};
 pub use image::ClusterImage;
 
+/// How long the waits give the start-up scripts of an image that has them to start etcd
+/// for good. Bitnami's first member, started on data with authentication on, spends about
+/// a minute retrying `etcdctl auth status` without credentials before it does.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// The runtime state of one member.
 #[derive(Clone)]
 pub struct Member {
@@ -48,6 +53,8 @@ pub struct Member {
     pub paused: bool,
     /// Cut off the peer network.
     pub partitioned: bool,
+    /// The image this member runs when it is not the cluster's (in a rolling upgrade).
+    pub image: Option<String>,
     pub client: MemberClient,
 }
 
@@ -204,6 +211,7 @@ impl Cluster {
                 has_container: false,
                 paused: false,
                 partitioned: false,
+                image: None,
                 client,
             });
         }
@@ -359,28 +367,106 @@ impl Cluster {
             .await
     }
 
-    /// Waits until every member in `names` answers a linearizable read.
+    /// Whether the etcd that answers for `name` is the one that stays. An image whose
+    /// command is etcd has no other; an image whose scripts start etcd may first answer
+    /// from a temporary etcd they stop again, so it counts only once its container runs
+    /// etcd alone ([`flavor::setup_finished`]). Asked before a health probe, this makes
+    /// the answer come from the etcd that stays.
+    pub async fn setup_finished(&self, name: &str) -> std::result::Result<(), String> {
+        if !self.image.flavor.image_entrypoint_starts_etcd {
+            return Ok(());
+        }
+        let container = self.container_name(name);
+        match self.docker.container_commands(&container).await {
+            Ok(commands) => flavor::setup_finished(&commands),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// How often the waits poll: an image whose scripts start etcd costs a `docker top`
+    /// per member and probe, so it is asked less often.
+    fn poll_interval(&self) -> Duration {
+        match self.image.flavor.image_entrypoint_starts_etcd {
+            true => Duration::from_millis(200),
+            false => Duration::from_millis(50),
+        }
+    }
+
+    /// Waits until every member in `names` answers a linearizable read from the etcd that
+    /// stays ([`Cluster::setup_finished`], asked first). An image with start-up scripts
+    /// gets at least [`SETUP_TIMEOUT`].
     pub async fn wait_healthy(&self, names: &[String], timeout: Duration) -> Result<()> {
+        let timeout = match self.image.flavor.image_entrypoint_starts_etcd {
+            true => timeout.max(SETUP_TIMEOUT),
+            false => timeout,
+        };
         let clients: Vec<&MemberClient> = names
             .iter()
             .map(|n| self.member(n).map(|m| &m.client))
             .collect::<Result<_>>()?;
         let wait = Wait::new(
             format!("members {} to become healthy", names.join(", ")),
-            Duration::from_millis(50),
+            self.poll_interval(),
+            timeout,
+        );
+        // Once a member's start-up has finished it stays finished: etcd runs for good.
+        let settled = std::sync::Mutex::new(vec![false; names.len()]);
+        wait.until(|| async {
+            let known = settled.lock().expect("settled lock").clone();
+            let setups = join_all(names.iter().zip(&known).map(|(n, done)| async move {
+                match done {
+                    true => Ok(()),
+                    false => self.setup_finished(n).await,
+                }
+            }))
+            .await;
+            let health = join_all(
+                clients
+                    .iter()
+                    .zip(&setups)
+                    .map(|(c, setup)| async move { setup.is_ok() && c.is_healthy(Duration::from_millis(500)).await }),
+            )
+            .await;
+            let mut known = settled.lock().expect("settled lock");
+            let mut sick = Vec::new();
+            for (i, (setup, healthy)) in setups.iter().zip(&health).enumerate() {
+                known[i] = setup.is_ok();
+                match (setup, healthy) {
+                    (Err(seen), _) => sick.push(format!("{}: {seen}", names[i])),
+                    (Ok(()), false) => sick.push(format!("{} not answering", names[i])),
+                    (Ok(()), true) => {}
+                }
+            }
+            match sick.is_empty() {
+                true => Seen::Ready(()),
+                false => Seen::NotYet(sick.join(", ")),
+            }
+        })
+        .await
+        .map_err(Error::from)
+    }
+
+    /// Waits until the start-up of every running member in `names` has finished
+    /// ([`Cluster::setup_finished`]); at once for an image whose command is etcd.
+    pub async fn wait_setup_finished(&self, names: &[String], timeout: Duration) -> Result<()> {
+        if !self.image.flavor.image_entrypoint_starts_etcd {
+            return Ok(());
+        }
+        let wait = Wait::new(
+            format!("the start-up scripts of {} to finish", names.join(", ")),
+            self.poll_interval(),
             timeout,
         );
         wait.until(|| async {
-            let health = join_all(clients.iter().map(|c| c.is_healthy(Duration::from_millis(500)))).await;
-            let sick: Vec<&str> = names
+            let setups = join_all(names.iter().map(|n| self.setup_finished(n))).await;
+            let busy: Vec<String> = names
                 .iter()
-                .zip(&health)
-                .filter(|(_, h)| !**h)
-                .map(|(n, _)| n.as_str())
+                .zip(setups)
+                .filter_map(|(n, s)| s.err().map(|seen| format!("{n}: {seen}")))
                 .collect();
-            match sick.is_empty() {
+            match busy.is_empty() {
                 true => Seen::Ready(()),
-                false => Seen::NotYet(format!("{} not answering", sick.join(", "))),
+                false => Seen::NotYet(busy.join(", ")),
             }
         })
         .await

@@ -9,4 +9,7 @@ pub struct EtcdBinaries {
     /// absolute paths.
     pub libraries: Vec<(String, Vec<u8>)>,
     pub version: Option<String>,
+    /// Where they came from, for the image's `io.etcd-drill.source` label and the build's
+    /// output (`Debian sid: etcd-server and etcd-client 3.5.30-2 from ...`).
+    pub source: String,
 }

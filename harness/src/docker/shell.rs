@@ -158,11 +158,13 @@ pub fn shell_quote(word: &str) -> String {
 /// (as shell words, e.g. `"$PWD/snapshot.db"`) mounted read-only at a path in the container.
 pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)]) -> String {
     let mut words: Vec<String> = vec!["docker".into()];
-    // A second network is connected between create and start.
+    // A second network is connected, and files are copied in, between create and start.
     let connect_later = spec.peer_network.as_ref().filter(|_| detach);
-    match connect_later {
-        Some(_) => words.push("create".into()),
-        None => words.push(if detach { "run -d".into() } else { "run --rm".into() }),
+    let create_then_start = detach && (connect_later.is_some() || !spec.copied_files.is_empty());
+    if create_then_start {
+        words.push("create".into());
+    } else {
+        words.push(if detach { "run -d".into() } else { "run --rm".into() });
     }
     words.push(format!("--name {}", spec.name));
     if let Some((network, alias)) = &spec.network {
@@ -202,9 +204,21 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
     if let Some(peer) = connect_later {
         let ip = peer.ipv4.as_ref().map(|ip| format!("--ip {ip} ")).unwrap_or_default();
         line.push_str(&format!(
-            " && docker network connect {ip}--alias {} {} {} && docker start {}",
-            peer.alias, peer.network, spec.name, spec.name
+            " && docker network connect {ip}--alias {} {} {}",
+            peer.alias, peer.network, spec.name
         ));
+    }
+    if detach {
+        for (host, target) in &spec.copied_files {
+            let file = host
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            line.push_str(&format!(" && docker cp {} {}:{target}", shell_quote(&file), spec.name));
+        }
+    }
+    if create_then_start {
+        line.push_str(&format!(" && docker start {}", spec.name));
     }
     line
 }
@@ -297,6 +311,20 @@ mod tests {
             "docker create --name c --network net --network-alias etcd1 -p 127.0.0.1:40000:2379 \
              -v vol:/var/lib/etcd -e ETCD_NAME=etcd1 img:1 /usr/local/bin/etcd \
              && docker network connect --ip 10.0.0.5 --alias etcd1 peers c && docker start c"
+        );
+    }
+
+    #[test]
+    fn copied_files_go_in_between_create_and_start() {
+        let spec = ContainerSpec {
+            name: "c".into(),
+            image: "img:1".into(),
+            copied_files: vec![("/tmp/run/snapshot.db".into(), "/init/snapshot.db".into())],
+            ..ContainerSpec::default()
+        };
+        assert_eq!(
+            docker_run_line(&spec, true, &[]),
+            "docker create --name c img:1 && docker cp snapshot.db c:/init/snapshot.db && docker start c"
         );
     }
 }

@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::etcd::security::is_unauthenticated;
 use crate::etcd::MemberClient;
 use crate::readiness::{Seen, Wait};
-use crate::scenario::{Expectations, SeedPlan};
+use crate::scenario::{Expectations, ExpectedClusterVersion, SeedPlan};
 use crate::topology::Topology;
+use crate::version::EtcdVersion;
 use crate::workload::Ledger;
 
 /// How the ledger compares with what the cluster holds.
@@ -240,6 +241,29 @@ impl CheckResult {
 }
 
 /// Compares a drill's figures with the scenario's expectations: one result per check.
+/// After a rolling upgrade: is the cluster version at the minor of the image upgraded to
+/// (`new`), or still at the one it started on (`old`)?
+fn cluster_version_check(expected: ExpectedClusterVersion, figures: &RecoveryFigures) -> CheckResult {
+    let minor = |v: &str| EtcdVersion::parse(v).map(|v| v.minor_line());
+    let upgrade = figures.outcome.as_ref().and_then(|o| o.upgrade.as_ref());
+    let (word, wanted) = match (expected, upgrade) {
+        (ExpectedClusterVersion::New, Some(u)) => ("new", minor(&u.to_version)),
+        (ExpectedClusterVersion::Old, Some(u)) => ("old", minor(&u.from_version)),
+        (ExpectedClusterVersion::New, None) => ("new", None),
+        (ExpectedClusterVersion::Old, None) => ("old", None),
+    };
+    let actual = upgrade.and_then(|u| u.cluster_version_after.clone());
+    CheckResult::new(
+        "cluster_version",
+        wanted.is_some() && actual.as_deref().and_then(minor) == wanted,
+        format!(
+            "the {word} minor ({}) after the upgrade",
+            wanted.as_deref().unwrap_or("unknown")
+        ),
+        actual.unwrap_or_else(|| "unread".into()),
+    )
+}
+
 pub fn judge(
     expect: &Expectations,
     topology: &Topology,
@@ -286,6 +310,9 @@ pub fn judge(
                 .map(|h| h.to_string())
                 .unwrap_or_else(|| "never healthy".into()),
         ));
+    }
+    if let Some(expected) = expect.cluster_version {
+        checks.push(cluster_version_check(expected, figures));
     }
     if let Some(max) = expect.max_write_gap_ms {
         checks.push(CheckResult::new(
@@ -477,6 +504,7 @@ mod tests {
             max_rpo_ms: Some(2_500),
             watcher_misses_events: None,
             hashkv_equal: true,
+            cluster_version: None,
         };
         let figures = RecoveryFigures {
             rto_ms: Some(6_000),
@@ -591,6 +619,7 @@ mod tests {
             max_rpo_ms: None,
             watcher_misses_events: None,
             hashkv_equal: false,
+            cluster_version: None,
         };
         let names: Vec<String> = judge(&expect, &topology, &figures, &data, &consistency)
             .into_iter()

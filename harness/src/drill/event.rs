@@ -9,6 +9,7 @@ use crate::cluster::RecordedCommand;
 use crate::drill::check::{CheckResult, Consistency, DataLoss};
 use crate::drill::measure::RecoveryFigures;
 use crate::drill::series::WorkloadSeries;
+use crate::etcd::known_bugs::ApplicableBug;
 use crate::scenario::Scenario;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,6 +49,14 @@ pub enum Event {
         seed: u64,
         out_dir: PathBuf,
         started_at: String,
+    },
+    /// What the image under test is, read from the image itself before any cluster starts:
+    /// the etcd release, the snapshot tool, and the known bugs of that release.
+    ImageInspected {
+        etcd_version: String,
+        snapshot_tool: String,
+        bump_revision: bool,
+        known_bugs: Vec<ApplicableBug>,
     },
     /// A step of the drill's timeline: cluster ready, workload started, checks begun...
     Phase {

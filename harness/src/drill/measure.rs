@@ -22,8 +22,13 @@ pub struct RecoveryFigures {
     pub fault_done_ms: u64,
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
-    /// From the fault's start to the first acknowledged write sent after it took effect.
+    /// From the fault's start until writes resumed for good: the acknowledgement of the
+    /// first write sent after the fault took effect, or, when writes stopped again for
+    /// longer than [`OUTAGE_MS`] before the recovery finished, the first one after that.
     pub rto_ms: Option<u64>,
+    /// From the fault's start to the first acknowledged write sent after it took effect
+    /// (equal to the RTO unless the cluster served for a moment and went away again).
+    pub first_write_ms: Option<u64>,
     /// Start of the procedure to the first acknowledged write sent after it.
     pub procedure_ms: Option<u64>,
     /// Fault to every member healthy.
@@ -99,9 +104,14 @@ pub struct RecoveryFacts {
     pub agent: Option<DrillAgentReport>,
 }
 
+/// A stretch without any acknowledged write longer than this, beginning before the
+/// recovery finished, means the cluster was not back yet: the RTO runs past it.
+pub const OUTAGE_MS: u64 = 1_000;
+
 /// The drill's recovery figures. Writes count as resumed only when sent after the fault
 /// had taken effect; the RTO runs from the moment the fault began to the acknowledgement
-/// of the first such write.
+/// of the first such write after which writes kept being acknowledged
+/// ([`Ledger::resumed_for_good`]).
 pub fn recovery_figures(
     moments: &Milestones,
     facts: RecoveryFacts,
@@ -109,7 +119,11 @@ pub fn recovery_figures(
     watch: Option<&WatchLog>,
 ) -> RecoveryFigures {
     let (fault_at, fault_done) = (moments.fault_at_ms(), moments.fault_done_ms());
-    let rto_ms = ledger.first_ack_sent_after(fault_done).map(|w| w.acked_ms - fault_at);
+    let first_write_ms = ledger.first_ack_sent_after(fault_done).map(|w| w.acked_ms - fault_at);
+    let settled = moments.recovery_finished_ms.unwrap_or(fault_done);
+    let rto_ms = ledger
+        .resumed_for_good(fault_done, settled, OUTAGE_MS)
+        .map(|w| w.acked_ms - fault_at);
     let procedure_ms = moments
         .recovery_started_ms
         .and_then(|start| ledger.first_ack_sent_after(start).map(|w| w.acked_ms - start));
@@ -130,6 +144,14 @@ pub fn recovery_figures(
             missed_after_recovery: missed,
         }
     });
+    let mut outcome = facts.outcome;
+    if let Some(upgrade) = outcome.as_mut().and_then(|o| o.upgrade.as_mut()) {
+        for step in &mut upgrade.steps {
+            let end = step.started_at_ms + step.healthy_after_ms.unwrap_or(0);
+            let (from, to) = ledger.longest_ack_gap(step.started_at_ms, end);
+            step.longest_write_gap_ms = to - from;
+        }
+    }
     RecoveryFigures {
         procedure: facts.procedure,
         fault_at_ms: fault_at,
@@ -137,12 +159,13 @@ pub fn recovery_figures(
         started_at_ms: moments.recovery_started_ms,
         finished_at_ms: moments.recovery_finished_ms,
         rto_ms,
+        first_write_ms,
         procedure_ms,
         healthy_ms: moments.healthy_at_ms.map(|at| at - fault_at),
         max_write_gap_ms: gap.1 - gap.0,
         max_write_gap_at_ms: gap,
         quorum_lost: facts.quorum_lost,
-        outcome: facts.outcome,
+        outcome,
         watch,
         backups: facts.backups,
         agent: facts.agent,

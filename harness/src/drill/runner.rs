@@ -114,6 +114,13 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
         crate::etcd::security::password_for(&scenario.name, scenario.security.auth, options.root_password.clone())?;
     let docker = DockerRuntime::connect().await?;
     docker.ensure_image(&options.image, DEFAULT_IMAGE).await?;
+    let upgrade = match &scenario.recovery.procedure {
+        ProcedureSpec::RollingUpgrade(plan) => Some(plan),
+        _ => None,
+    };
+    if let Some(plan) = upgrade {
+        docker.ensure_image(&plan.from_image, &plan.from_image).await?;
+    }
     std::fs::create_dir_all(&options.out_dir).map_err(|e| Error::InvalidArgument {
         argument: "--out".into(),
         message: format!("cannot create {}: {e}", options.out_dir.display()),
@@ -149,10 +156,38 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
             return Err(e);
         }
     };
+    if let Some(tools) = &image.tools {
+        emitter.emit(Event::ImageInspected {
+            etcd_version: tools.version.clone(),
+            snapshot_tool: tools.snapshot_tool.binary().to_string(),
+            bump_revision: tools.bump_revision,
+            known_bugs: crate::etcd::known_bugs::applicable_to(&tools.version),
+        });
+    }
+    // A rolling upgrade starts the members on its `from_image` and moves them to the
+    // run's image; every other drill runs the run's image throughout.
+    let cluster_image = match upgrade {
+        None => Ok(image.clone()),
+        Some(plan) => ClusterImage::inspect(&docker, &plan.from_image, options.flavor, options.user.clone(), &run_id)
+            .await
+            .map(|from| ClusterImage {
+                root_password: image.root_password.clone(),
+                tls: image.tls,
+                ..from
+            }),
+    };
+    let cluster_image = match cluster_image {
+        Ok(cluster_image) => cluster_image,
+        Err(e) => {
+            let _ = docker.remove_run(Some(&run_id)).await;
+            return Err(e);
+        }
+    };
     let unsupported = image
         .tools
         .as_ref()
-        .and_then(|tools| crate::procedure::unsupported(&scenario.recovery, tools, &options.image));
+        .and_then(|tools| crate::procedure::unsupported(&scenario.recovery, tools, &image.flavor, &options.image))
+        .or_else(|| upgrade.and_then(|_| crate::procedure::upgrade_unsupported(&cluster_image, &image)));
     if let Some(reason) = unsupported {
         if docker.remove_run(Some(&run_id)).await.is_ok() {
             guard.disarm();
@@ -174,7 +209,8 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
     let mut drill = Drill {
         scenario,
         options,
-        image: &image,
+        image: &cluster_image,
+        run_image: &image,
         run_id: run_id.clone(),
         clock,
         commands: emitter.command_sink(),
@@ -225,7 +261,10 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
 struct Drill<'a> {
     scenario: &'a Scenario,
     options: &'a RunOptions,
+    /// The image the cluster starts on (a rolling upgrade's `from_image`, else the run's).
     image: &'a ClusterImage,
+    /// The run's image (`--image`).
+    run_image: &'a ClusterImage,
     run_id: String,
     clock: Clock,
     emitter: Emitter,
@@ -260,7 +299,7 @@ impl Drill<'_> {
             format!(
                 "{} members from {} ({} layout{}, etcd {}, snapshots restored with {})",
                 scenario.topology.len(),
-                self.options.image,
+                self.image.name,
                 flavor.kind.as_str(),
                 flavor.user.as_ref().map(|u| format!(", uid {u}")).unwrap_or_default(),
                 tools.map(|t| t.version.as_str()).unwrap_or("unknown"),
@@ -521,7 +560,7 @@ impl Drill<'_> {
                 agent.stop(0, "stopped before the recovery").await;
             }
         }
-        let procedure = procedure::for_recovery(&scenario.recovery);
+        let procedure = procedure::for_recovery(&scenario.recovery, self.run_image);
         let started = self.clock.now_ms();
         moments.recovery_started_ms = Some(started);
         self.emitter.emit(Event::RecoveryStarted {

@@ -1,8 +1,12 @@
 //! A thin client for one etcd member, reached through its port published on 127.0.0.1.
 //! Every call has a deadline, so a dead or partitioned member never hangs the harness.
-//! Beside it: `security` (the root password and what a refused login looks like) and `tls`
-//! (the throwaway CA and certificates of a drill with TLS on).
+//! Beside it: `http` (`/version` and `/metrics` over plain HTTP), `known_bugs` (the etcd
+//! bugs by release that a drill can trip over), `security` (the root password and what a
+//! refused login looks like) and `tls` (the throwaway CA and certificates of a drill with
+//! TLS on).
 
+pub mod http;
+pub mod known_bugs;
 pub mod security;
 pub mod tls;
 
@@ -47,6 +51,8 @@ pub struct ListedMember {
     pub id: u64,
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// A learner: a non-voting member not yet promoted.
+    pub is_learner: bool,
 }
 
 async fn deadline<T, E: std::fmt::Display>(
@@ -179,11 +185,18 @@ impl MemberClient {
     }
 
     /// A linearizable read, as `etcdctl endpoint health` does: it needs a leader and quorum.
+    /// Like etcdctl, a refusal for want of credentials counts as healthy: etcd checks
+    /// permissions after the read has gone through raft (a client not logged in yet, while
+    /// an image turns authentication on by itself).
     pub async fn is_healthy(&self, timeout: Duration) -> bool {
         let mut kv = self.client.kv_client();
-        self.within(timeout, kv.get("health", Some(GetOptions::new().with_count_only())))
+        match self
+            .within(timeout, kv.get("health", Some(GetOptions::new().with_count_only())))
             .await
-            .is_ok()
+        {
+            Ok(_) => true,
+            Err(message) => crate::etcd::security::is_unauthenticated(&message),
+        }
     }
 
     pub async fn status(&self, timeout: Duration) -> Result<MemberStatus> {
@@ -222,6 +235,7 @@ impl MemberClient {
                 id: m.id(),
                 name: m.name().to_string(),
                 peer_urls: m.peer_urls().to_vec(),
+                is_learner: m.is_learner(),
             })
             .collect())
     }
@@ -249,6 +263,7 @@ impl MemberClient {
                 id: m.id(),
                 name: m.name().to_string(),
                 peer_urls: m.peer_urls().to_vec(),
+                is_learner: m.is_learner(),
             })
             .collect();
         Ok((id, members))

@@ -79,6 +79,11 @@ pub fn is_rejected_password(message: &str) -> bool {
     message.contains("authentication failed") || message.contains("invalid user ID or password")
 }
 
+/// Whether an etcd error says authentication is off (a login while auth is disabled).
+pub fn is_auth_disabled(message: &str) -> bool {
+    message.contains("authentication is not enabled")
+}
+
 /// Whether an etcd error says the request lacked valid credentials.
 pub fn is_unauthenticated(message: &str) -> bool {
     [

@@ -1,12 +1,11 @@
 //! A member's Prometheus metrics, read from `/metrics` on its client port (etcd serves
-//! HTTP and gRPC on the same port), over plain HTTP/1.0: resident memory for `datascale`,
+//! HTTP and gRPC on the same port), through `etcd::http`: resident memory for `datascale`,
 //! and CPU, WAL fsync and backend commit figures that show what limits a perf run.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The metric families a run reads, summed over their label sets.
 const WANTED: [&str; 7] = [
@@ -45,31 +44,7 @@ pub fn parse_exposition(text: &str, wanted: &[&str]) -> BTreeMap<String, f64> {
 
 /// `GET /metrics` from `endpoint` (`http://host:port`).
 pub async fn fetch_metrics_text(endpoint: &str, timeout: Duration) -> Result<String, String> {
-    let authority = endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{endpoint}: only http:// endpoints can be scraped"))?
-        .trim_end_matches('/');
-    let request = format!("GET /metrics HTTP/1.0\r\nHost: {authority}\r\nAccept: text/plain\r\n\r\n");
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(authority).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut body = Vec::new();
-        stream.read_to_end(&mut body).await?;
-        Ok::<_, std::io::Error>(body)
-    };
-    let bytes = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("{endpoint}/metrics: no answer within {} ms", timeout.as_millis()))?
-        .map_err(|e| format!("{endpoint}/metrics: {e}"))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{endpoint}/metrics: not an HTTP response"))?;
-    let status = head.lines().next().unwrap_or_default();
-    if !status.contains(" 200") {
-        return Err(format!("{endpoint}/metrics: {status}"));
-    }
-    Ok(body.to_string())
+    crate::etcd::http::get(endpoint, "/metrics", timeout).await
 }
 
 /// One member's figures at one moment.

@@ -159,6 +159,7 @@ impl Procedure for IncrementalRestore {
                 source: SnapshotSource::NewestBackup,
                 bump_revision: None,
                 beside: false,
+                restore_by: crate::scenario::RestoreBy::Harness,
                 prepared: Some(obtained),
             };
             let mut outcome = restore.run(cx).await?;

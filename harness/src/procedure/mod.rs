@@ -9,6 +9,7 @@ mod member_replace;
 mod purge_member;
 mod repair;
 mod restart;
+mod rolling_upgrade;
 mod snapshot_restore;
 
 use std::path::Path;
@@ -24,8 +25,10 @@ pub use member_replace::MemberReplace;
 pub use purge_member::PurgeMember;
 pub use repair::Repair;
 pub use restart::Restart;
+pub use rolling_upgrade::{RollingUpgrade, UpgradeFigures, UpgradeStep};
 pub use snapshot_restore::{SnapshotInfo, SnapshotRestore};
 
+use crate::cluster::flavor::Flavor;
 use crate::cluster::tools::ImageTools;
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -45,6 +48,9 @@ pub struct ProcedureOutcome {
     /// What a restore from the backup agent's store replayed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incremental: Option<IncrementalRestoreInfo>,
+    /// What a rolling upgrade did, member by member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeFigures>,
 }
 
 /// Everything a procedure may touch.
@@ -69,19 +75,23 @@ pub trait Procedure: Send + Sync {
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>>;
 }
 
-pub fn for_recovery(recovery: &Recovery) -> Box<dyn Procedure> {
+/// The procedure of `recovery`; `run_image` is the run's image (where a rolling upgrade
+/// takes the members).
+pub fn for_recovery(recovery: &Recovery, run_image: &crate::cluster::ClusterImage) -> Box<dyn Procedure> {
     match &recovery.procedure {
         ProcedureSpec::Restart => Box::new(Restart),
         ProcedureSpec::SnapshotRestore { source } => Box::new(SnapshotRestore {
             source: source.clone(),
             bump_revision: recovery.bump_revision,
             beside: false,
+            restore_by: recovery.restore_by,
             prepared: None,
         }),
         ProcedureSpec::RestoreBeside { source } => Box::new(SnapshotRestore {
             source: source.clone(),
             bump_revision: recovery.bump_revision,
             beside: true,
+            restore_by: recovery.restore_by,
             prepared: None,
         }),
         ProcedureSpec::Repair => Box::new(Repair),
@@ -100,6 +110,34 @@ pub fn for_recovery(recovery: &Recovery) -> Box<dyn Procedure> {
             stop_at_last_good: *stop_at_last_good,
             damage: *damage,
         }),
+        ProcedureSpec::RollingUpgrade(plan) => Box::new(RollingUpgrade {
+            plan: plan.clone(),
+            target: run_image.clone(),
+        }),
+    }
+}
+
+/// Why a rolling upgrade from `from` to `to` cannot run: the run's image is older than
+/// the one the members start on, or the two are run differently (another flavor).
+pub fn upgrade_unsupported(from: &crate::cluster::ClusterImage, to: &crate::cluster::ClusterImage) -> Option<String> {
+    use crate::version::EtcdVersion;
+    if from.flavor.kind != to.flavor.kind {
+        return Some(format!(
+            "unsupported: a rolling upgrade keeps the members' layout, but {} runs with the {} flavor and {} with the {} flavor",
+            from.name,
+            from.flavor.kind.as_str(),
+            to.name,
+            to.flavor.kind.as_str()
+        ));
+    }
+    let version =
+        |image: &crate::cluster::ClusterImage| image.tools.as_ref().and_then(|t| EtcdVersion::parse(&t.version));
+    match (version(from), version(to)) {
+        (Some(old), Some(new)) if new < old => Some(format!(
+            "unsupported: the run's image {} (etcd {new}) is older than from_image {} (etcd {old}); a rolling upgrade needs a newer image (run it with --image naming one)",
+            to.name, from.name
+        )),
+        _ => None,
     }
 }
 
@@ -107,7 +145,27 @@ pub fn for_recovery(recovery: &Recovery) -> Box<dyn Procedure> {
 pub const WRITABLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Polls with puts every 50 ms until one succeeds, and records it as the runbook's check.
+/// Before that, with an image whose scripts start etcd, waits until every running member's
+/// scripts have finished, so that the write is not taken by a temporary etcd.
 pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
+    if cluster.image.flavor.image_entrypoint_starts_etcd {
+        let started = std::time::Instant::now();
+        let running = cluster.running().await?;
+        let finished = cluster
+            .wait_setup_finished(&running, crate::cluster::SETUP_TIMEOUT)
+            .await;
+        let containers: Vec<String> = running.iter().map(|n| cluster.container_name(n)).collect();
+        cluster.record(
+            "wait until the members' start-up scripts have finished",
+            format!(
+                "for c in {}; do until [ \"$(docker top $c -o comm | tail -n +2)\" = etcd ]; do sleep 0.2; done; done",
+                containers.join(" ")
+            ),
+            started,
+            finished.is_ok(),
+        );
+        finished?;
+    }
     let started = std::time::Instant::now();
     // With auth on, the clients' tokens may be void (a restored cluster): log in afresh.
     for member in &cluster.members {
@@ -139,8 +197,15 @@ pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
     }
 }
 
-/// Why this image cannot run `recovery`, if it cannot: a restore flag its tools lack.
-pub fn unsupported(recovery: &Recovery, tools: &ImageTools, image: &str) -> Option<String> {
+/// Why this image cannot run `recovery`, if it cannot: a restore flag its tools lack, or a
+/// restore by the image's own start-up on an image whose start-up does not restore.
+pub fn unsupported(recovery: &Recovery, tools: &ImageTools, flavor: &Flavor, image: &str) -> Option<String> {
+    if recovery.restore_by == crate::scenario::RestoreBy::Image && flavor.start_from_snapshot_env("x").is_none() {
+        return Some(format!(
+            "unsupported by this image: `restore_by = \"image\"` needs an image whose start-up restores a snapshot (the bitnami flavor's ETCD_START_FROM_SNAPSHOT); {image} runs with the {} flavor",
+            flavor.kind.as_str()
+        ));
+    }
     if recovery.bump_revision.is_none() || tools.bump_revision {
         return None;
     }
@@ -165,13 +230,15 @@ mod tests {
             },
             delay_ms: 0,
             bump_revision: Some(1_000_000),
+            restore_by: crate::scenario::RestoreBy::Harness,
         };
         let tools = ImageTools {
             snapshot_tool: SnapshotTool::Etcdctl,
             bump_revision: false,
             version: "3.4.23".into(),
         };
-        let reason = unsupported(&recovery, &tools, "etcd-drill/etcd:3.4.23").unwrap();
+        let upstream = Flavor::upstream();
+        let reason = unsupported(&recovery, &tools, &upstream, "etcd-drill/etcd:3.4.23").unwrap();
         assert!(
             reason.contains("etcdctl snapshot restore") && reason.contains("3.4.23"),
             "{reason}"
@@ -182,10 +249,18 @@ mod tests {
                 bump_revision: true,
                 ..tools.clone()
             },
+            &upstream,
             "x"
         )
         .is_none());
         recovery.bump_revision = None;
-        assert!(unsupported(&recovery, &tools, "x").is_none());
+        assert!(unsupported(&recovery, &tools, &upstream, "x").is_none());
+        recovery.restore_by = crate::scenario::RestoreBy::Image;
+        let reason = unsupported(&recovery, &tools, &upstream, "quay.io/coreos/etcd:v3.5.21").unwrap();
+        assert!(
+            reason.contains("restore_by") && reason.contains("upstream flavor"),
+            "{reason}"
+        );
+        assert!(unsupported(&recovery, &tools, &Flavor::bitnami(), "x").is_none());
     }
 }

@@ -16,12 +16,13 @@ use futures_util::future::{join_all, BoxFuture};
 use serde::{Deserialize, Serialize};
 
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
+use crate::cluster::flavor::INIT_SNAPSHOTS_DIR;
 use crate::cluster::snapshot::{parse_snapshot_status, status_args, SNAPSHOT_IN_CONTAINER};
 use crate::cluster::ClusterState;
 use crate::docker::runtime::{ContainerSpec, ToolFile};
 use crate::docker::shell::docker_run_line;
 use crate::error::{Error, Result};
-use crate::scenario::SnapshotSource;
+use crate::scenario::{RestoreBy, SnapshotSource};
 
 /// What `etcdutl snapshot status` says about the snapshot, plus where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,9 @@ pub struct SnapshotRestore {
     pub bump_revision: Option<u64>,
     /// Restore into a new cluster beside the old one, then switch the application over.
     pub beside: bool,
+    /// Who restores the data dirs: etcd-drill with the image's tool, or the image's own
+    /// start-up from the snapshot put into each member's container.
+    pub restore_by: RestoreBy,
     /// A snapshot file another procedure already produced (a replayed backup): used
     /// instead of `source`.
     pub(crate) prepared: Option<Obtained>,
@@ -171,24 +175,106 @@ fn snapshot_tool_spec(
     Ok(cluster.image.snapshot_tool_container(name, args, volumes))
 }
 
-/// The runbooks' check before starting restored members that run as a non-root uid: each
-/// restored data dir must belong to that uid (the restore ran as it), or etcd cannot open it.
-async fn check_owner(cluster: &mut crate::cluster::Cluster, specs: &[ContainerSpec], user: &str) -> Result<()> {
-    let started = Instant::now();
+/// The snapshot's file name in each member's [`INIT_SNAPSHOTS_DIR`].
+const IMAGE_SNAPSHOT_FILE: &str = "snapshot.db";
+
+/// Creates (without starting) the containers of `names` so that the image's own start-up
+/// restores the snapshot `file` into their empty data dirs: the flavor's variables are set
+/// and the file is copied into every container (no bind mount, so that it works with any
+/// Docker daemon).
+async fn create_members_restoring(
+    cluster: &crate::cluster::Cluster,
+    names: &[String],
+    file: &std::path::Path,
+) -> Result<Vec<ContainerSpec>> {
+    let env = cluster
+        .image
+        .flavor
+        .start_from_snapshot_env(IMAGE_SNAPSHOT_FILE)
+        .ok_or_else(|| Error::Procedure {
+            step: "restore by the image".into(),
+            message: format!("the start-up of {} does not restore snapshots", cluster.image.name),
+        })?;
+    let in_container = format!("{INIT_SNAPSHOTS_DIR}/{IMAGE_SNAPSHOT_FILE}");
+    let specs: Vec<ContainerSpec> = names
+        .iter()
+        .map(|n| {
+            cluster.member(n).map(|m| {
+                let mut spec = cluster.member_container_spec(m, ClusterState::New);
+                spec.env.extend(env.iter().cloned());
+                spec.copied_files.push((file.to_path_buf(), in_container.clone()));
+                spec
+            })
+        })
+        .collect::<Result<_>>()?;
+    let created = join_all(specs.iter().map(|spec| cluster.create_member_container(spec))).await;
+    created.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(specs)
+}
+
+/// `uid[:gid]` as numbers; the group is 0 when not given, as Docker runs a numeric user
+/// with no entry in the image's /etc/passwd.
+pub(crate) fn numeric_user(user: &str) -> Result<(u64, u64)> {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
+    match (uid.parse(), gid.parse()) {
+        (Ok(uid), Ok(gid)) => Ok((uid, gid)),
+        _ => Err(Error::InvalidArgument {
+            argument: "--user".into(),
+            message: format!(
+                "`{user}` is not uid[:gid] in numbers; give the member's uid as a number, e.g. --user 1001"
+            ),
+        }),
+    }
+}
+
+/// The runbooks' step before starting restored members that run as a non-root uid: hand
+/// each restored data dir to that uid (`chown -R`; an image may create the data dir
+/// root-owned, and Docker copies it into every fresh volume), then check that the member
+/// can write everything in it.
+pub(crate) async fn hand_data_dirs_to(
+    cluster: &mut crate::cluster::Cluster,
+    specs: &[ContainerSpec],
+    volumes: &[String],
+    user: &str,
+) -> Result<()> {
+    let (uid, gid) = numeric_user(user)?;
     let data_dir = cluster.image.flavor.data_dir;
-    let uid: u64 = user.split(':').next().unwrap_or(user).parse().unwrap_or(u64::MAX);
-    let owners = join_all(specs.iter().map(|s| cluster.docker.owner_of(&s.name, data_dir))).await;
+    let data_mount = cluster.image.flavor.data_mount;
+    let started = Instant::now();
+    let docker = cluster.docker.clone();
+    let chowned = join_all(specs.iter().map(|s| docker.chown_tree(&s.name, data_dir, uid, gid))).await;
+    let chowned: Result<Vec<usize>> = chowned.into_iter().collect();
+    let image = cluster.image.name.clone();
+    cluster.record(
+        format!("give the restored data dirs to uid {uid}"),
+        format!(
+            "for v in {}; do docker run --rm --user 0 -v $v:{data_mount} --entrypoint chown {image} -R {uid}:{gid} {data_dir}; done   # etcd-drill does this through the archive API, which needs no shell or chown in the image",
+            volumes.join(" ")
+        ),
+        started,
+        chowned.is_ok(),
+    );
+    chowned?;
+
+    let started = Instant::now();
+    let owners = join_all(specs.iter().map(|s| docker.ownership(&s.name, data_dir))).await;
     let mut wrong = Vec::new();
-    for (spec, owner) in specs.iter().zip(owners) {
-        let owner = owner?;
-        if owner != uid {
-            wrong.push(format!("{} is owned by uid {owner}", spec.name));
+    for (spec, owners) in specs.iter().zip(owners) {
+        let owners = owners?;
+        if owners.is_empty() {
+            wrong.push(format!("{} has no {data_dir}", spec.name));
+        }
+        if let Some(o) = owners.iter().find(|o| !o.writable_by(uid, gid)) {
+            wrong.push(format!(
+                "{}: {} is owned by {}:{} with mode {:o}",
+                spec.name, o.path, o.uid, o.gid, o.mode
+            ));
         }
     }
     cluster.record(
-        format!("check that the restored data dirs belong to uid {uid}"),
+        format!("check that uid {uid} can write the restored data dirs"),
         format!(
-            "for c in {}; do docker cp $c:{data_dir} - | tar -tvf - | head -n 1; done   # owner: uid {uid}",
+            "for c in {}; do docker cp $c:{data_dir} - | tar -tvf -; done   # every entry writable by {uid}:{gid}",
             specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" ")
         ),
         started,
@@ -199,7 +285,7 @@ async fn check_owner(cluster: &mut crate::cluster::Cluster, specs: &[ContainerSp
     } else {
         Err(Error::Procedure {
             step: format!("check the owner of {data_dir}"),
-            message: format!("{}; chown -R {user} the data dirs before starting", wrong.join(", ")),
+            message: format!("{}; chown -R {user} the data dirs before starting", wrong.join("; ")),
         })
     }
 }
@@ -312,6 +398,7 @@ impl Procedure for SnapshotRestore {
                 .members
                 .iter()
                 .zip(&volumes)
+                .filter(|_| self.restore_by == RestoreBy::Harness)
                 .map(|(m, volume)| {
                     let name = &m.spec.name;
                     let cmd = vec![
@@ -368,7 +455,12 @@ impl Procedure for SnapshotRestore {
                         started.elapsed().as_millis() as u64,
                     )
                 },
-                cluster.create_members(&names, ClusterState::New),
+                async {
+                    match self.restore_by {
+                        RestoreBy::Harness => cluster.create_members(&names, ClusterState::New).await,
+                        RestoreBy::Image => create_members_restoring(cluster, &names, &file).await,
+                    }
+                },
             );
 
             let (stopped, stop_ms) = stopped;
@@ -436,8 +528,12 @@ impl Procedure for SnapshotRestore {
                 }
             }
             let specs = created?;
-            if let Some(user) = cluster.image.flavor.user.clone() {
-                check_owner(cluster, &specs, &user).await?;
+            // With restore_by = "image", each member's start line copies the snapshot in
+            // (`docker cp`) for the image's start-up to restore: no data dir to hand over.
+            if self.restore_by != RestoreBy::Image {
+                if let Some(user) = cluster.image.flavor.user.clone() {
+                    hand_data_dirs_to(cluster, &specs, &volumes, &user).await?;
+                }
             }
 
             // 4. Start every member on its restored dir, as a new cluster, and wait for a write.

@@ -121,7 +121,8 @@ pub fn render_html(r: &DrillReport) -> String {
     s.push_str("<h2>Figures</h2>\n<table>\n");
     let mut figures: Vec<(&str, String)> = vec![
         ("procedure", escape(&rec.procedure)),
-        ("RTO: fault to first acknowledged write", ms(rec.rto_ms)),
+        ("RTO: fault to writes resumed for good", ms(rec.rto_ms)),
+        ("fault to first acknowledged write", ms(rec.first_write_ms)),
         ("procedure start to first acknowledged write", ms(rec.procedure_ms)),
         ("fault to every member healthy", ms(rec.healthy_ms)),
         (

@@ -32,6 +32,32 @@ pub fn render_markdown(r: &DrillReport) -> String {
     if let Some(e) = &r.error {
         let _ = writeln!(s, "**The drill broke down:** {e}\n");
     }
+    if let Some(version) = &r.etcd_version {
+        if r.known_bugs.is_empty() {
+            let _ = writeln!(
+                s,
+                "etcd {version}: no known bug of this release in etcd-drill's table.\n"
+            );
+        } else {
+            let _ = writeln!(s, "## Known bugs of etcd {version}\n");
+            let _ = writeln!(
+                s,
+                "A failure these explain is a defect of this release; newer releases fix them.\n"
+            );
+            let _ = writeln!(
+                s,
+                "| bug | releases | fixed in | what a drill sees |\n|---|---|---|---|"
+            );
+            for bug in &r.known_bugs {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} |",
+                    bug.reference, bug.affects, bug.fixed_in, bug.summary
+                );
+            }
+            let _ = writeln!(s);
+        }
+    }
     let rec = &r.recovery;
     let d = &r.data;
     let _ = writeln!(s, "## Figures\n");
@@ -43,7 +69,8 @@ pub fn render_markdown(r: &DrillReport) -> String {
         None => "not probed",
     };
     let _ = writeln!(s, "| quorum after the faults | {quorum} |");
-    let _ = writeln!(s, "| RTO: fault to first acknowledged write | {} |", ms(rec.rto_ms));
+    let _ = writeln!(s, "| RTO: fault to writes resumed for good | {} |", ms(rec.rto_ms));
+    let _ = writeln!(s, "| fault to first acknowledged write | {} |", ms(rec.first_write_ms));
     let _ = writeln!(
         s,
         "| procedure start to first acknowledged write | {} |",
@@ -116,6 +143,9 @@ pub fn render_markdown(r: &DrillReport) -> String {
         );
     }
 
+    if let Some(upgrade) = rec.outcome.as_ref().and_then(|o| o.upgrade.as_ref()) {
+        upgrade_section(&mut s, upgrade);
+    }
     let _ = writeln!(
         s,
         "\n## Checks\n\n| check | result | expected | actual |\n|---|---|---|---|"
@@ -159,4 +189,44 @@ pub fn render_markdown(r: &DrillReport) -> String {
         );
     }
     s
+}
+
+/// A rolling upgrade, member by member, with the cluster version as it moved.
+fn upgrade_section(s: &mut String, u: &crate::procedure::UpgradeFigures) {
+    let unread = |v: &Option<String>| v.clone().unwrap_or_else(|| "unread".into());
+    let _ = writeln!(
+        s,
+        "\n## Rolling upgrade\n\nFrom `{}` (etcd {}) to `{}` (etcd {}), {}. Cluster version before: {}; after: {}.\n",
+        u.from_image,
+        u.from_version,
+        u.to_image,
+        u.to_version,
+        u.order,
+        unread(&u.cluster_version_before),
+        unread(&u.cluster_version_after)
+    );
+    let learners = match &u.learners_before {
+        None => "unread".to_string(),
+        Some(l) if l.is_empty() => "none".to_string(),
+        Some(l) => l.join(", "),
+    };
+    let _ = writeln!(s, "Pre-upgrade check, learners in the member list: {learners}.\n");
+    let _ = writeln!(
+        s,
+        "| member | step | image | led | stop to healthy | longest write gap | member version | cluster version |\n|---|---|---|---|---|---|---|---|"
+    );
+    for step in &u.steps {
+        let _ = writeln!(
+            s,
+            "| {} | {} | `{}` | {} | {} | {} ms | {} | {} |",
+            step.member,
+            step.action,
+            step.image,
+            if step.was_leader { "yes" } else { "no" },
+            ms(step.healthy_after_ms),
+            step.longest_write_gap_ms,
+            unread(&step.server_version),
+            unread(&step.cluster_version)
+        );
+    }
 }

@@ -2,12 +2,13 @@
 //! (the versioned, machine-readable record), `report.md` (verdict, figures, timeline),
 //! `junit.xml` (for CI test viewers), `report.html` (charts) and `runbook.sh` (the
 //! procedure's commands). The terminal reporter prints progress while the drill runs;
-//! `compare` and `suite` work on finished reports.
+//! `compare`, `suite` and `release` work on finished reports.
 
 pub mod compare;
 mod html;
 mod junit;
 mod markdown;
+pub mod release;
 mod runbook;
 pub mod suite;
 mod svg;
@@ -29,6 +30,7 @@ use crate::drill::event::{Event, Outcome, Reporter};
 use crate::drill::measure::RecoveryFigures;
 use crate::drill::series::WorkloadSeries;
 use crate::error::{Error, Result};
+use crate::etcd::known_bugs::ApplicableBug;
 use crate::scenario::Scenario;
 use crate::topology::Topology;
 
@@ -64,6 +66,12 @@ pub struct DrillReport {
     pub duration_ms: u64,
     pub seed: u64,
     pub image: String,
+    /// The etcd release the image runs (`etcd --version`); None when the image could not
+    /// be inspected.
+    pub etcd_version: Option<String>,
+    /// The known etcd bugs of that release (`etcd::known_bugs`): a failure they explain is
+    /// a defect of the release, not news.
+    pub known_bugs: Vec<ApplicableBug>,
     pub scenario: ScenarioSummary,
     pub topology: Topology,
     pub outcome: Outcome,
@@ -115,6 +123,8 @@ impl ReportBuilder {
             duration_ms: 0,
             seed,
             image: image.to_string(),
+            etcd_version: None,
+            known_bugs: Vec::new(),
             scenario: ScenarioSummary {
                 name: scenario.name.clone(),
                 description: scenario.description.clone(),
@@ -163,6 +173,14 @@ impl Reporter for ReportBuilder {
         };
         match event {
             Event::RunStarted { .. } => {}
+            Event::ImageInspected {
+                etcd_version,
+                known_bugs,
+                ..
+            } => {
+                report.etcd_version = Some(etcd_version.clone());
+                report.known_bugs = known_bugs.clone();
+            }
             Event::Phase { at_ms, name, detail } => timeline(*at_ms, name, detail.clone()),
             Event::FaultInjected {
                 at_ms,

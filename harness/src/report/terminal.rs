@@ -62,6 +62,18 @@ impl Reporter for TerminalReporter {
                 ));
                 self.spinner.set_message("starting the cluster");
             }
+            Event::ImageInspected {
+                etcd_version,
+                known_bugs,
+                ..
+            } => {
+                for bug in known_bugs {
+                    self.say(format!(
+                        "  known bug of etcd {etcd_version}: {} (fixed in {}): {}",
+                        bug.reference, bug.fixed_in, bug.summary
+                    ));
+                }
+            }
             Event::Phase { at_ms, name, detail } => {
                 self.line(*at_ms, format!("{name}: {detail}"));
                 self.spinner.set_message(name.clone());
@@ -129,8 +141,9 @@ impl Reporter for TerminalReporter {
                 consistency,
             } => {
                 self.say(format!(
-                    "\n  RTO (fault -> first write)    {}\n  procedure -> first write       {}\n  fault -> all healthy           {}\n  longest write gap              {} ms\n  acknowledged writes            {}\n  lost acknowledged writes       {}\n  RPO (span of lost writes)      {} ms\n  HashKV equal                   {}",
+                    "\n  RTO (fault -> writes back)     {}\n  fault -> first write           {}\n  procedure -> first write       {}\n  fault -> all healthy           {}\n  longest write gap              {} ms\n  acknowledged writes            {}\n  lost acknowledged writes       {}\n  RPO (span of lost writes)      {} ms\n  HashKV equal                   {}",
                     ms(recovery.rto_ms),
+                    ms(recovery.first_write_ms),
                     ms(recovery.procedure_ms),
                     ms(recovery.healthy_ms),
                     recovery.max_write_gap_ms,

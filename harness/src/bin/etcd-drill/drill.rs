@@ -53,10 +53,35 @@ pub(crate) struct RunArgs {
     seed: Option<u64>,
 }
 
+impl RunArgs {
+    /// A suite on one image: `scenarios` (none: every scenario in `scenarios_dir`).
+    pub(crate) fn suite_on(
+        image: &str,
+        scenarios: Vec<String>,
+        scenarios_dir: PathBuf,
+        root_password_file: Option<PathBuf>,
+        out: PathBuf,
+        seed: Option<u64>,
+    ) -> Self {
+        RunArgs {
+            all: scenarios.is_empty(),
+            scenarios,
+            scenarios_dir,
+            images: vec![image.to_string()],
+            flavor: None,
+            user: None,
+            root_password_file,
+            out: Some(out),
+            keep: false,
+            seed,
+        }
+    }
+}
+
 /// Runs every scenario of the suite (--all, or the one scenario) on every image, each in
 /// `<out>/<scenario>/` (`<out>/<scenario>/<image>/` with several images), then writes the
 /// combined report. A run that fails does not stop the suite; an unusable environment does.
-async fn run_suite(args: RunArgs) -> Result<u8> {
+pub(crate) async fn run_suite(args: RunArgs) -> Result<u8> {
     if args.keep {
         return Err(Error::InvalidArgument {
             argument: "--keep".into(),

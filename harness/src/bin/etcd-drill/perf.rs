@@ -284,6 +284,40 @@ async fn perf(args: PerfRunArgs) -> Result<u8> {
     finish_report(&report, &out_dir)
 }
 
+/// `perf --load LOAD` on a cluster of 5 members from `image`, with the defaults of the
+/// command; writes report.json into `out` and returns the report.
+pub(crate) async fn perf_on_image(
+    image: &str,
+    load: Load,
+    duration: Option<Duration>,
+    seed: u64,
+    out: &Path,
+) -> Result<PerfReport> {
+    let target = Target::Members(5);
+    let run_id = etcd_drill::docker::runtime::new_run_id();
+    let mut settings = RunSettings::perf(load, duration, seed);
+    settings.spec.prefix = PERF_PREFIX.to_string();
+    let seconds = duration.unwrap_or(Duration::from_secs(60)).as_secs();
+    let mut progress = progress_printer(if seconds > 20 { 5 } else { 1 });
+    let (settings, run_id_ref) = (&settings, &run_id);
+    let report = on_bench(&target, image, run_id_ref, PERF_PREFIX, false, |bench| async move {
+        println!(
+            "{}",
+            render_header(
+                &settings.config(bench.target.endpoints.len()),
+                &bench.target,
+                run_id_ref
+            )
+        );
+        let outcome = bench.run(settings, &mut progress).await;
+        (bench, outcome)
+    })
+    .await?;
+    print!("{}", render_terminal(&report));
+    report.write_json(&out.join("report.json"))?;
+    Ok(report)
+}
+
 fn print_trial(trial: &Trial) {
     let rate = trial
         .rate

@@ -1,0 +1,272 @@
+//! `rolling-upgrade`: the members, started on the scenario's `from_image`, move to the
+//! run's image one at a time on their own data volumes (graceful stop, new container,
+//! wait until healthy), followers first and the leader of the moment last, while the
+//! workload writes. The cluster version (`/version`'s `etcdcluster`) is read before,
+//! after each member and at the end, once it has settled. With `rollback_after = N`,
+//! N members move and then go back to `from_image`, newest first: a partial upgrade
+//! rolled back while the cluster version is still the old one.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
+use crate::cluster::{Cluster, ClusterImage};
+use crate::error::{Error, Result};
+use crate::scenario::{UpgradeOrder, UpgradePlan};
+use crate::version::EtcdVersion;
+
+/// How long a member may take to serve again on its new image.
+const MEMBER_HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the leader may take to move the cluster version once every member runs the
+/// new minor (etcd checks the members' versions every few seconds).
+const CLUSTER_VERSION_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct RollingUpgrade {
+    pub plan: UpgradePlan,
+    /// The run's image: where the members go.
+    pub target: ClusterImage,
+}
+
+/// The upgrade's part of the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UpgradeFigures {
+    pub from_image: String,
+    pub from_version: String,
+    pub to_image: String,
+    pub to_version: String,
+    pub order: String,
+    /// The cluster version before the first member moved, and at the end once settled.
+    pub cluster_version_before: Option<String>,
+    pub cluster_version_after: Option<String>,
+    /// Pre-upgrade check: the members the member list showed as learners before the first
+    /// move (None when the list could not be read). A learner must be promoted or removed
+    /// before an upgrade (etcd 3.6 requires it; etcd-io/etcd#19557 loses promotions on
+    /// 3.5.1-3.5.19).
+    pub learners_before: Option<Vec<String>>,
+    pub steps: Vec<UpgradeStep>,
+}
+
+/// One member moved to one image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UpgradeStep {
+    pub member: String,
+    /// `upgrade` or `rollback`.
+    pub action: String,
+    pub image: String,
+    /// The member led the cluster when its turn came.
+    pub was_leader: bool,
+    /// When the graceful stop began, in run milliseconds.
+    pub started_at_ms: u64,
+    /// From the stop to the member answering a linearizable read on its new image.
+    pub healthy_after_ms: Option<u64>,
+    /// The longest stretch without an acknowledged write while this member moved (from
+    /// its stop until it was healthy), filled in from the ledger.
+    pub longest_write_gap_ms: u64,
+    /// What the member and the cluster said (`/version`) once it was healthy.
+    pub server_version: Option<String>,
+    pub cluster_version: Option<String>,
+}
+
+impl Procedure for RollingUpgrade {
+    fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
+        Box::pin(async move {
+            let cluster = &mut *cx.cluster;
+            let from_image = cluster.image.name.clone();
+            let version = |image: &ClusterImage| image.tools.as_ref().map(|t| t.version.clone()).unwrap_or_default();
+            let mut figures = UpgradeFigures {
+                from_image: from_image.clone(),
+                from_version: version(&cluster.image),
+                to_image: self.target.name.clone(),
+                to_version: version(&self.target),
+                order: self.plan.order.as_str().to_string(),
+                cluster_version_before: cluster_version(cluster).await,
+                learners_before: learners(cluster).await,
+                ..UpgradeFigures::default()
+            };
+            let mut remaining: Vec<String> = cluster.members.iter().map(|m| m.spec.name.clone()).collect();
+            let upgrade_count = self.plan.rollback_after.unwrap_or(remaining.len());
+            let mut upgraded: Vec<String> = Vec::new();
+            while upgraded.len() < upgrade_count {
+                let leader = cluster.leader().await;
+                let next = next_member(&remaining, leader.as_deref(), self.plan.order);
+                remaining.retain(|m| *m != next);
+                let was_leader = leader.as_deref() == Some(next.as_str());
+                let step = move_member(cluster, &next, &self.target.name, "upgrade", was_leader).await;
+                figures.steps.push(step?);
+                upgraded.push(next);
+            }
+            if self.plan.rollback_after.is_some() {
+                for name in upgraded.iter().rev() {
+                    let was_leader = cluster.leader().await.as_deref() == Some(name.as_str());
+                    let step = move_member(cluster, name, &from_image, "rollback", was_leader).await;
+                    figures.steps.push(step?);
+                }
+            } else {
+                // Every member runs the new image: it is the cluster's image from now on
+                // (the checks' and any later tool's), with the run's auth and TLS.
+                cluster.image = ClusterImage {
+                    root_password: cluster.image.root_password.clone(),
+                    tls: cluster.image.tls,
+                    ..self.target.clone()
+                };
+                for member in &mut cluster.members {
+                    member.image = None;
+                }
+            }
+            figures.cluster_version_after = settled_cluster_version(cluster).await;
+            wait_writable(cluster).await?;
+            Ok(ProcedureOutcome {
+                members: figures.steps.iter().map(|s| s.member.clone()).collect(),
+                upgrade: Some(figures),
+                ..ProcedureOutcome::default()
+            })
+        })
+    }
+}
+
+/// The next member to move: in topology order, skipping the leader of the moment while
+/// any other member is left (`followers-first`).
+pub fn next_member(remaining: &[String], leader: Option<&str>, order: UpgradeOrder) -> String {
+    let first_follower = remaining.iter().find(|m| Some(m.as_str()) != leader);
+    match (order, first_follower) {
+        (UpgradeOrder::FollowersFirst, Some(follower)) => follower.clone(),
+        _ => remaining[0].clone(),
+    }
+}
+
+/// Moves `name` to `image` and waits until it serves; says what etcd said when it does not.
+async fn move_member(
+    cluster: &mut Cluster,
+    name: &str,
+    image: &str,
+    action: &str,
+    was_leader: bool,
+) -> Result<UpgradeStep> {
+    let started_at_ms = cluster.clock.now_ms();
+    let started = Instant::now();
+    cluster.change_member_image(name, image).await?;
+    let healthy = cluster.wait_healthy(&[name.to_string()], MEMBER_HEALTHY_TIMEOUT).await;
+    let healthy_after_ms = started.elapsed().as_millis() as u64;
+    let container = cluster.container_name(name);
+    cluster.record(
+        format!("wait until {name} serves on {image}"),
+        format!(
+            "until etcdctl --endpoints={} endpoint health; do sleep 1; done",
+            cluster.member(name)?.client.endpoint
+        ),
+        started,
+        healthy.is_ok(),
+    );
+    if let Err(e) = healthy {
+        let running = cluster.docker.is_running(&container).await.unwrap_or(false);
+        let (out, err) = cluster.docker.logs(&container).await.unwrap_or_default();
+        let tail = last_lines(&format!("{out}{err}"), 6);
+        return Err(Error::Procedure {
+            step: format!("{action} {name} to {image}"),
+            message: format!(
+                "{name} did not serve on {image} within {} s ({e}); its container is {}; its last log lines:\n{tail}",
+                MEMBER_HEALTHY_TIMEOUT.as_secs(),
+                if running { "running" } else { "stopped" }
+            ),
+        });
+    }
+    let versions = crate::etcd::http::versions(&cluster.member(name)?.client.endpoint, Duration::from_secs(2))
+        .await
+        .ok();
+    Ok(UpgradeStep {
+        member: name.to_string(),
+        action: action.to_string(),
+        image: image.to_string(),
+        was_leader,
+        started_at_ms,
+        healthy_after_ms: Some(healthy_after_ms),
+        longest_write_gap_ms: 0,
+        server_version: versions.as_ref().map(|v| v.server.clone()),
+        cluster_version: versions.map(|v| v.cluster),
+    })
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The learners in the member list of the first member that answers it.
+async fn learners(cluster: &Cluster) -> Option<Vec<String>> {
+    for client in cluster.clients() {
+        if let Ok(list) = client.member_list(Duration::from_secs(2)).await {
+            return Some(list.into_iter().filter(|m| m.is_learner).map(|m| m.name).collect());
+        }
+    }
+    None
+}
+
+/// The cluster version as the first member that answers `/version` reports it; None when
+/// none does (members with TLS on are not read).
+async fn cluster_version(cluster: &Cluster) -> Option<String> {
+    for member in &cluster.members {
+        if let Ok(v) = crate::etcd::http::versions(&member.client.endpoint, Duration::from_secs(2)).await {
+            return Some(v.cluster);
+        }
+    }
+    None
+}
+
+/// The cluster version once it has caught up with the members: the lowest minor among
+/// their server versions, waited for up to [`CLUSTER_VERSION_TIMEOUT`]; what it is then
+/// if it never does.
+async fn settled_cluster_version(cluster: &Cluster) -> Option<String> {
+    let deadline = Instant::now() + CLUSTER_VERSION_TIMEOUT;
+    loop {
+        let mut lowest: Option<EtcdVersion> = None;
+        for member in &cluster.members {
+            let server = crate::etcd::http::versions(&member.client.endpoint, Duration::from_secs(2))
+                .await
+                .ok()
+                .and_then(|v| EtcdVersion::parse(&v.server));
+            lowest = match (lowest, server) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let current = cluster_version(cluster).await;
+        let settled = match (lowest, current.as_deref().and_then(EtcdVersion::parse)) {
+            (Some(low), Some(cur)) => low.minor_line() == cur.minor_line(),
+            _ => true,
+        };
+        if settled || Instant::now() >= deadline {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_leader_goes_last_unless_the_order_is_as_listed() {
+        let all = names(&["etcd1", "etcd2", "etcd3"]);
+        assert_eq!(next_member(&all, Some("etcd1"), UpgradeOrder::FollowersFirst), "etcd2");
+        assert_eq!(next_member(&all, Some("etcd2"), UpgradeOrder::FollowersFirst), "etcd1");
+        assert_eq!(next_member(&all, None, UpgradeOrder::FollowersFirst), "etcd1");
+        assert_eq!(
+            next_member(&names(&["etcd3"]), Some("etcd3"), UpgradeOrder::FollowersFirst),
+            "etcd3"
+        );
+        assert_eq!(next_member(&all, Some("etcd1"), UpgradeOrder::AsListed), "etcd1");
+    }
+
+    #[test]
+    fn only_the_last_log_lines_are_kept() {
+        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b\nc");
+        assert_eq!(last_lines("", 3), "");
+    }
+}
