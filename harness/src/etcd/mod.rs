@@ -21,7 +21,7 @@ use etcd_client::{Client, CompactionOptions, ConnectOptions, DeleteOptions, GetO
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::readiness::Wait;
+use crate::readiness::{Seen, Wait};
 
 /// One member's client. Cheap to clone; connects lazily and reconnects by itself.
 #[derive(Clone)]
@@ -146,22 +146,40 @@ impl MemberClient {
         if flag.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (client, flag) = (self.client.clone(), flag.clone());
+        let (member, flag) = (self.clone(), flag.clone());
         tokio::spawn(async move {
-            Wait::new("a new token", Duration::from_millis(200), Duration::from_secs(60))
-                .until_some(|| {
-                    let client = client.clone();
-                    async move {
-                        matches!(
-                            tokio::time::timeout(Duration::from_secs(5), client.refresh_token()).await,
-                            Ok(Ok(()))
-                        )
-                        .then_some(())
-                    }
-                })
-                .await;
+            let _ = member.log_in_now(Duration::from_secs(60)).await;
             flag.store(false, Ordering::Release);
         });
+    }
+
+    /// Logs in again and returns once this client holds a fresh token (retrying for up to
+    /// `window`), when auth is on; at once otherwise. A procedure that restarted or
+    /// restored members awaits this for every member before it declares the cluster back,
+    /// so that no client is left with a token the new cluster would hold requests on.
+    pub async fn log_in_now(&self, window: Duration) -> Result<()> {
+        if self.reauthenticating.is_none() {
+            return Ok(());
+        }
+        Wait::new(
+            format!("{} to accept root's login", self.name),
+            Duration::from_millis(200),
+            window,
+        )
+        .until(|| {
+            let client = self.client.clone();
+            async move {
+                let seen = match tokio::time::timeout(Duration::from_secs(5), client.refresh_token()).await {
+                    Ok(Ok(())) => Seen::Ready(()),
+                    Ok(Err(e)) => Seen::NotYet(e.to_string()),
+                    Err(_) => Seen::NotYet("no answer within 5 s".to_string()),
+                };
+                tracing::debug!(member = %self.name, ?seen, "login attempt");
+                seen
+            }
+        })
+        .await
+        .map_err(Error::from)
     }
 
     /// The underlying client, for streaming calls (watches) this wrapper does not cover.

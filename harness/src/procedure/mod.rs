@@ -15,7 +15,7 @@ mod snapshot_restore;
 use std::path::Path;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{join_all, BoxFuture};
 use serde::Serialize;
 
 pub use force_new_cluster::ForceNewCluster;
@@ -167,10 +167,20 @@ pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
         finished?;
     }
     let started = std::time::Instant::now();
-    // With auth on, the clients' tokens may be void (a restored cluster): log in afresh.
-    for member in &cluster.members {
-        member.client.log_in_again();
-    }
+    // With auth on, the clients' tokens may be void (a restored cluster): every running
+    // member's client logs in afresh before the cluster counts as back. One write taken by
+    // one member is not enough: a client still holding an old token would have its writes
+    // held by its member until they time out.
+    let running = cluster.running().await?;
+    let logins = join_all(
+        cluster
+            .members
+            .iter()
+            .filter(|m| running.contains(&m.spec.name))
+            .map(|m| m.client.log_in_now(WRITABLE_TIMEOUT)),
+    )
+    .await;
+    logins.into_iter().collect::<Result<Vec<()>>>()?;
     let ok = cluster
         .probe_writable(WRITABLE_TIMEOUT, Duration::from_millis(500))
         .await
