@@ -228,6 +228,8 @@ pub struct RawRegression {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_new_data_loss: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_worse_pct: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub noise_ms: Option<i64>,
 }
 
@@ -469,6 +471,10 @@ pub struct RegressionBudget {
     pub throughput_worse_pct: u64,
     /// May a run lose more acknowledged writes than the earlier one?
     pub allow_new_data_loss: bool,
+    /// Where the earlier run lost writes too (a drill that loses them by design, such as a
+    /// restore from an older backup), how many percent more the new one may lose. A run
+    /// that loses writes where the earlier one lost none is always a regression.
+    pub lost_worse_pct: u64,
     /// Time changes smaller than this never count as a regression (timer noise).
     pub noise_ms: u64,
 }
@@ -480,6 +486,7 @@ impl Default for RegressionBudget {
             procedure_worse_pct: 20,
             throughput_worse_pct: 20,
             allow_new_data_loss: false,
+            lost_worse_pct: 20,
             noise_ms: 250,
         }
     }
@@ -502,6 +509,7 @@ impl RegressionBudget {
                 0..=100,
             )?,
             allow_new_data_loss: raw.allow_new_data_loss.unwrap_or(base.allow_new_data_loss),
+            lost_worse_pct: pct("lost_worse_pct", raw.lost_worse_pct, base.lost_worse_pct)?,
             noise_ms: c.in_range(&format!("{section}noise_ms"), raw.noise_ms, base.noise_ms, 0..=600_000)?,
         })
     }
@@ -512,6 +520,7 @@ impl RegressionBudget {
             procedure_worse_pct: Some(self.procedure_worse_pct as i64),
             throughput_worse_pct: Some(self.throughput_worse_pct as i64),
             allow_new_data_loss: Some(self.allow_new_data_loss),
+            lost_worse_pct: Some(self.lost_worse_pct as i64),
             noise_ms: Some(self.noise_ms as i64),
         }
     }
@@ -1493,6 +1502,7 @@ mod tests {
                             procedure_worse_pct: rto_worse_pct / 2,
                             throughput_worse_pct,
                             allow_new_data_loss,
+                            lost_worse_pct: throughput_worse_pct * 3,
                             noise_ms,
                         },
                         security: Security {

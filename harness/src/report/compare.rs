@@ -207,6 +207,28 @@ fn latest_by_scenario(reports: &[ReportFigures]) -> BTreeMap<String, &ReportFigu
     latest
 }
 
+/// More lost acknowledged writes is a regression: always when the old run lost none, and
+/// beyond `lost_worse_pct` percent when it lost some too (a drill that loses writes by
+/// design loses a few more or fewer from run to run).
+fn lost_regression(old_lost: u64, new_lost: u64, b: &RegressionBudget) -> Option<String> {
+    if b.allow_new_data_loss || new_lost <= old_lost {
+        return None;
+    }
+    if old_lost == 0 {
+        return Some(format!(
+            "{new_lost} acknowledged writes lost, none before: new data loss"
+        ));
+    }
+    let ceiling = old_lost as f64 * (1.0 + b.lost_worse_pct as f64 / 100.0);
+    (new_lost as f64 > ceiling).then(|| {
+        format!(
+            "{new_lost} acknowledged writes lost, {old_lost} before: more than {}% more (budget {})",
+            b.lost_worse_pct,
+            ceiling.floor() as u64
+        )
+    })
+}
+
 /// A time figure is worse when it grew by more than `pct` percent and by more than the
 /// noise floor, or when it went missing (writes never resumed).
 fn time_regression(old: Option<u64>, new: Option<u64>, pct: u64, noise_ms: u64) -> Option<String> {
@@ -251,8 +273,7 @@ fn compare_one(old: &ReportFigures, new: &ReportFigures, budget: RegressionBudge
         unit: "",
         old: Some(old_lost as f64),
         new: Some(new_lost as f64),
-        regression: (!b.allow_new_data_loss && new_lost > old_lost)
-            .then(|| format!("{new_lost} acknowledged writes lost, {old_lost} before: new data loss")),
+        regression: lost_regression(old_lost, new_lost, b),
     });
     let (old_tp, new_tp) = (
         old.series.as_ref().map(|s| s.mean_acked_per_s),
@@ -338,7 +359,7 @@ pub fn render_comparison(c: &Comparison) -> String {
         let b = &sc.budget;
         let _ = writeln!(
             s,
-            "## {} (run {} → {})\n\nBudget: RTO +{}%, procedure +{}%, throughput −{}%, new data loss {}, noise {} ms.\n",
+            "## {} (run {} → {})\n\nBudget: RTO +{}%, procedure +{}%, throughput −{}%, new data loss {}, lost writes +{}% where some were lost before, noise {} ms.\n",
             sc.scenario,
             sc.old_run,
             sc.new_run,
@@ -346,6 +367,7 @@ pub fn render_comparison(c: &Comparison) -> String {
             b.procedure_worse_pct,
             b.throughput_worse_pct,
             if b.allow_new_data_loss { "allowed" } else { "not allowed" },
+            b.lost_worse_pct,
             b.noise_ms
         );
         let _ = writeln!(s, "| figure | old | new | change | verdict |\n|---|---|---|---|---|");
@@ -439,6 +461,29 @@ mod tests {
         assert!(flagged(&compare(&tiny_old, &tiny_new, None).unwrap()).is_empty());
         let slow_tp = [report("s", 1_000, 500, 2, 70.0, "")];
         assert_eq!(flagged(&compare(&old, &slow_tp, None).unwrap()), vec!["throughput"]);
+    }
+
+    #[test]
+    fn a_drill_that_loses_writes_by_design_regresses_only_beyond_its_budget() {
+        let old = [report("s", 5_000, 2_500, 158, 95.0, "")];
+        // One write more, and exactly +20%: within the default budget.
+        for lost in [159, 189] {
+            let new = [report("s", 5_000, 2_500, lost, 95.0, "")];
+            assert!(flagged(&compare(&old, &new, None).unwrap()).is_empty(), "{lost}");
+        }
+        let worse = [report("s", 5_000, 2_500, 190, 95.0, "")];
+        let c = compare(&old, &worse, None).unwrap();
+        assert_eq!(flagged(&c), vec!["lost acknowledged writes"]);
+        assert!(
+            render_comparison(&c).contains("190 acknowledged writes lost, 158 before: more than 20% more (budget 189)")
+        );
+        let strict = "[regression]\nlost_worse_pct = 0\n";
+        let old = [report("s", 5_000, 2_500, 158, 95.0, strict)];
+        let new = [report("s", 5_000, 2_500, 159, 95.0, strict)];
+        assert_eq!(
+            flagged(&compare(&old, &new, None).unwrap()),
+            vec!["lost acknowledged writes"]
+        );
     }
 
     #[test]
