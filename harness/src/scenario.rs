@@ -47,6 +47,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "upgrade-from-3-4",
     "upgrade-from-3-5-1",
     "upgrade-rollback-partial",
+    "upgrade-rollback-complete",
 ];
 
 // ---------------------------------------------------------------- raw file format
@@ -187,6 +188,11 @@ pub struct RawRecovery {
     /// `from_image` (a partial upgrade rolled back).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_after: Option<i64>,
+    /// rolling-upgrade: `restore` completes the upgrade, then goes back to `from_image` by
+    /// restoring the snapshot taken before the first member moved (the way back once the
+    /// cluster version has moved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -332,12 +338,14 @@ pub enum ProcedureSpec {
 
 /// A rolling upgrade: the members start on `from_image` and move to the run's image one at
 /// a time, with a graceful stop; with `rollback_after`, only that many move, and then go
-/// back to `from_image`.
+/// back to `from_image`; with `rollback_by_restore`, all move, and then the cluster goes
+/// back to `from_image` through a restore of the snapshot taken before the upgrade.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UpgradePlan {
     pub from_image: String,
     pub order: UpgradeOrder,
     pub rollback_after: Option<usize>,
+    pub rollback_by_restore: bool,
 }
 
 /// In which order a rolling upgrade takes the members.
@@ -970,10 +978,27 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 .map(|n| c.in_range("recovery.rollback_after", Some(n), 0, 1..=members))
                 .transpose()?
                 .map(|n| n as usize);
+            let rollback_by_restore = match r.rollback.as_deref() {
+                None => false,
+                Some("restore") if rollback_after.is_some() => {
+                    return Err(c.err(
+                        "recovery.rollback",
+                        "`rollback = \"restore\"` goes back after a complete upgrade by restoring the pre-upgrade snapshot, `rollback_after` moves members back one at a time during a partial one: keep one of the two",
+                    ))
+                }
+                Some("restore") => true,
+                Some(other) => {
+                    return Err(c.err(
+                        "recovery.rollback",
+                        format!("unknown rollback `{other}`; use restore (or rollback_after = N to move members back)"),
+                    ))
+                }
+            };
             ProcedureSpec::RollingUpgrade(UpgradePlan {
                 from_image,
                 order,
                 rollback_after,
+                rollback_by_restore,
             })
         }
         "member-replace" | "purge-member" => {
@@ -997,12 +1022,13 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             ))
         }
     };
-    let upgrade_keys = r.from_image.is_some() || r.order.is_some() || r.rollback_after.is_some();
+    let upgrade_keys =
+        r.from_image.is_some() || r.order.is_some() || r.rollback_after.is_some() || r.rollback.is_some();
     if upgrade_keys && r.procedure != "rolling-upgrade" {
         return Err(c.err(
             "recovery.from_image",
             format!(
-                "`from_image`, `order` and `rollback_after` apply to rolling-upgrade, not {}",
+                "`from_image`, `order`, `rollback_after` and `rollback` apply to rolling-upgrade, not {}",
                 r.procedure
             ),
         ));
@@ -1228,6 +1254,10 @@ impl Scenario {
                     ProcedureSpec::RollingUpgrade(plan) => plan.rollback_after.map(|n| n as i64),
                     _ => None,
                 },
+                rollback: match &self.recovery.procedure {
+                    ProcedureSpec::RollingUpgrade(plan) if plan.rollback_by_restore => Some("restore".to_string()),
+                    _ => None,
+                },
             }),
             expect: Some(RawExpect {
                 quorum_lost: self.expect.quorum_lost,
@@ -1340,6 +1370,26 @@ mod tests {
 
         let e = parse_str("[workload]\nwriters = -1\n").unwrap_err();
         assert!(e.to_string().contains("workload.writers"), "{e}");
+    }
+
+    #[test]
+    fn a_rollback_by_restore_is_one_way_back_and_round_trips() {
+        let upgrade = "[recovery]\nprocedure = \"rolling-upgrade\"\nfrom_image = \"etcd-drill/etcd:3.4\"\n";
+        let s = parse_str(&format!("{upgrade}rollback = \"restore\"\n")).unwrap();
+        let ProcedureSpec::RollingUpgrade(plan) = &s.recovery.procedure else {
+            panic!("{:?}", s.recovery.procedure)
+        };
+        assert!(plan.rollback_by_restore && plan.rollback_after.is_none());
+        assert_eq!(parse_str(&s.to_toml()).unwrap(), s);
+        let both = parse_str(&format!("{upgrade}rollback = \"restore\"\nrollback_after = 2\n")).unwrap_err();
+        assert!(both.to_string().contains("recovery.rollback"), "{both}");
+        let unknown = parse_str(&format!("{upgrade}rollback = \"members\"\n")).unwrap_err();
+        assert!(unknown.to_string().contains("unknown rollback `members`"), "{unknown}");
+        let elsewhere = parse_str("[[faults]]\naction = \"kill\"\nrole = \"leader\"\n[recovery]\nprocedure = \"restart\"\nrollback = \"restore\"\n").unwrap_err();
+        assert!(
+            elsewhere.to_string().contains("apply to rolling-upgrade"),
+            "{elsewhere}"
+        );
     }
 
     #[test]

@@ -1755,6 +1755,10 @@ fn main() {
             images::upgrade::rolling_upgrade_rolled_back_to_3_4,
         ),
         Trial::test(
+            "rolling_upgrade_rolled_back_by_restore",
+            images::upgrade::rolling_upgrade_rolled_back_by_restore,
+        ),
+        Trial::test(
             "rolling_upgrade_to_an_older_image_is_skipped",
             images::upgrade::rolling_upgrade_to_an_older_image_is_skipped,
         ),

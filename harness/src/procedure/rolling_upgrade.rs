@@ -4,21 +4,30 @@
 //! workload writes. The cluster version (`/version`'s `etcdcluster`) is read before,
 //! after each member and at the end, once it has settled. With `rollback_after = N`,
 //! N members move and then go back to `from_image`, newest first: a partial upgrade
-//! rolled back while the cluster version is still the old one.
+//! rolled back while the cluster version is still the old one. With `rollback =
+//! "restore"`, a snapshot is saved before the first member moves, every member moves, one
+//! upgraded member is then started on `from_image` to record what the old etcd does with
+//! the upgraded data, and the cluster goes back to `from_image` through a restore of that
+//! snapshot (new token, fresh data dirs): the writes acknowledged since it are lost.
 
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
+use super::snapshot_restore::{Obtained, SnapshotRestore};
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
 use crate::cluster::{Cluster, ClusterImage};
 use crate::error::{Error, Result};
-use crate::scenario::{UpgradeOrder, UpgradePlan};
+use crate::scenario::{RestoreBy, SnapshotSource, UpgradeOrder, UpgradePlan};
 use crate::version::EtcdVersion;
 
 /// How long a member may take to serve again on its new image.
 const MEMBER_HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an upgraded member started on the old image gets to serve, or to give up.
+const OLD_IMAGE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The pre-upgrade snapshot's file in the run's folder.
+const PRE_UPGRADE_SNAPSHOT: &str = "pre-upgrade.db";
 /// How long the leader may take to move the cluster version once every member runs the
 /// new minor (etcd checks the members' versions every few seconds).
 const CLUSTER_VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,6 +55,25 @@ pub struct UpgradeFigures {
     /// 3.5.1-3.5.19).
     pub learners_before: Option<Vec<String>>,
     pub steps: Vec<UpgradeStep>,
+    /// With `rollback = "restore"`: what etcd did when an upgraded member was started on
+    /// the old image with its data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_image_on_upgraded_data: Option<OldImageAttempt>,
+}
+
+/// An upgraded member started on the old image with the data the new version wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OldImageAttempt {
+    pub member: String,
+    pub image: String,
+    /// The cluster version when it was tried: settled after the complete upgrade.
+    pub cluster_version: Option<String>,
+    /// It answered a linearizable read within the wait.
+    pub served: bool,
+    /// Its container's exit code, when it had stopped.
+    pub exit_code: Option<i64>,
+    /// The last lines of its log.
+    pub last_log_lines: String,
 }
 
 /// One member moved to one image.
@@ -73,7 +101,8 @@ impl Procedure for RollingUpgrade {
     fn run<'a>(&'a self, cx: &'a mut RecoveryContext<'_>) -> BoxFuture<'a, Result<ProcedureOutcome>> {
         Box::pin(async move {
             let cluster = &mut *cx.cluster;
-            let from_image = cluster.image.name.clone();
+            let from = cluster.image.clone();
+            let from_image = from.name.clone();
             let version = |image: &ClusterImage| image.tools.as_ref().map(|t| t.version.clone()).unwrap_or_default();
             let mut figures = UpgradeFigures {
                 from_image: from_image.clone(),
@@ -84,6 +113,10 @@ impl Procedure for RollingUpgrade {
                 cluster_version_before: cluster_version(cluster).await,
                 learners_before: learners(cluster).await,
                 ..UpgradeFigures::default()
+            };
+            let pre_upgrade = match self.plan.rollback_by_restore {
+                true => Some(save_pre_upgrade_snapshot(cluster, cx.out_dir).await?),
+                false => None,
             };
             let mut remaining: Vec<String> = cluster.members.iter().map(|m| m.spec.name.clone()).collect();
             let upgrade_count = self.plan.rollback_after.unwrap_or(remaining.len());
@@ -116,14 +149,116 @@ impl Procedure for RollingUpgrade {
                 }
             }
             figures.cluster_version_after = settled_cluster_version(cluster).await;
-            wait_writable(cluster).await?;
+            let Some(snapshot) = pre_upgrade else {
+                wait_writable(cluster).await?;
+                return Ok(ProcedureOutcome {
+                    members: figures.steps.iter().map(|s| s.member.clone()).collect(),
+                    upgrade: Some(figures),
+                    ..ProcedureOutcome::default()
+                });
+            };
+
+            // The way back after a complete upgrade: first what the old etcd makes of the
+            // upgraded data, then the restore of the pre-upgrade snapshot on the old image.
+            let first = cluster.topology.names()[0].clone();
+            let mut attempt = try_old_image(cluster, &first, &from_image).await?;
+            attempt.cluster_version = figures.cluster_version_after.clone();
+            figures.old_image_on_upgraded_data = Some(attempt);
+            cluster.image = from;
+            for member in &mut cluster.members {
+                member.image = None;
+            }
+            let restore = SnapshotRestore {
+                source: SnapshotSource::Member {
+                    from: snapshot.from.clone(),
+                },
+                bump_revision: None,
+                beside: false,
+                restore_by: RestoreBy::Harness,
+                prepared: Some(snapshot),
+            };
+            let restored = restore.run(cx).await?;
+            figures.cluster_version_after = settled_cluster_version(cx.cluster).await;
             Ok(ProcedureOutcome {
-                members: figures.steps.iter().map(|s| s.member.clone()).collect(),
                 upgrade: Some(figures),
-                ..ProcedureOutcome::default()
+                ..restored
             })
         })
     }
+}
+
+/// Saves the snapshot an upgrade runbook takes before the first member moves: the way
+/// back once the cluster version has moved.
+async fn save_pre_upgrade_snapshot(cluster: &mut Cluster, out_dir: &std::path::Path) -> Result<Obtained> {
+    let path = out_dir.join(PRE_UPGRADE_SNAPSHOT);
+    let started = Instant::now();
+    let client = cluster.healthy_member(&[]).await?;
+    let saved = client.save_snapshot(&path, Duration::from_secs(60)).await;
+    cluster.record(
+        format!("save a snapshot from {} before the upgrade (the way back)", client.name),
+        format!(
+            "etcdctl --endpoints={} snapshot save {PRE_UPGRADE_SNAPSHOT}",
+            client.endpoint
+        ),
+        started,
+        saved.is_ok(),
+    );
+    saved?;
+    Ok(Obtained {
+        path,
+        file: PRE_UPGRADE_SNAPSHOT.into(),
+        source: "pre-upgrade",
+        from: client.name.clone(),
+        taken_ms: cluster.clock.now_ms(),
+        skip_hash_check: false,
+    })
+}
+
+/// Starts the upgraded member `name` on `image` (the old one) with its data, and records
+/// what etcd did: served, or stopped with an exit code and log lines. The member is left
+/// as it is; the restore that follows replaces every member.
+async fn try_old_image(cluster: &mut Cluster, name: &str, image: &str) -> Result<OldImageAttempt> {
+    let started = Instant::now();
+    cluster.change_member_image(name, image).await?;
+    let container = cluster.container_name(name);
+    let client = cluster.member(name)?.client.clone();
+    let deadline = Instant::now() + OLD_IMAGE_TIMEOUT;
+    let served = loop {
+        if client.is_healthy(Duration::from_millis(500)).await {
+            break true;
+        }
+        if !cluster.docker.is_running(&container).await.unwrap_or(false) || Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let exit_code = match cluster.docker.is_running(&container).await {
+        Ok(false) => cluster.docker.exit_code(&container).await.ok().flatten(),
+        _ => None,
+    };
+    let (out, err) = cluster.docker.logs(&container).await.unwrap_or_default();
+    let attempt = OldImageAttempt {
+        member: name.to_string(),
+        image: image.to_string(),
+        cluster_version: None,
+        served,
+        exit_code,
+        last_log_lines: last_lines(&format!("{out}{err}"), 3),
+    };
+    cluster.record(
+        format!("see what {image} does with {name}'s upgraded data"),
+        format!(
+            "docker logs --tail 3 {container}; docker inspect -f '{{{{.State.ExitCode}}}}' {container}   # {}",
+            match (served, exit_code) {
+                (true, _) => "it served".to_string(),
+                (false, Some(code)) => format!("it exited with code {code}"),
+                (false, None) => format!("it did not serve within {} s", OLD_IMAGE_TIMEOUT.as_secs()),
+            }
+        ),
+        started,
+        true,
+    );
+    Ok(attempt)
 }
 
 /// The next member to move: in topology order, skipping the leader of the moment while

@@ -27,7 +27,7 @@ use crate::scenario::{RestoreBy, SnapshotSource};
 /// What `etcdutl snapshot status` says about the snapshot, plus where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
-    /// `member`, `backup` or `copied-db`.
+    /// `member`, `backup`, `copied-db` or `pre-upgrade` (saved before a rolling upgrade).
     pub source: String,
     /// The member it was saved or copied from.
     pub from: String,

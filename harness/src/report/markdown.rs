@@ -229,4 +229,20 @@ fn upgrade_section(s: &mut String, u: &crate::procedure::UpgradeFigures) {
             unread(&step.cluster_version)
         );
     }
+    if let Some(attempt) = &u.old_image_on_upgraded_data {
+        let what = match (attempt.served, attempt.exit_code) {
+            (true, _) => "it served".to_string(),
+            (false, Some(code)) => format!("it exited with code {code}"),
+            (false, None) => "it did not serve".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "\nThe way back: with the cluster version at {}, {} started on `{}` with the data the upgrade wrote: {what}. Its last log lines:\n\n```\n{}\n```\n\nThe cluster then went back to `{}` through a restore of the snapshot saved before the upgrade (the row \"snapshot used\"); the writes acknowledged after it are this report's lost acknowledged writes.",
+            unread(&attempt.cluster_version),
+            attempt.member,
+            attempt.image,
+            attempt.last_log_lines,
+            u.from_image
+        );
+    }
 }

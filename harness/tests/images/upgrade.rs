@@ -113,6 +113,62 @@ pub fn rolling_upgrade_rolled_back_to_3_4() -> TestResult {
     })
 }
 
+/// A complete upgrade from 3.4 taken back: 3.4 refuses an upgraded member's data (the
+/// cluster version moved to 3.5), and the restore of the pre-upgrade snapshot brings the
+/// cluster back on 3.4, losing writes acknowledged after the snapshot and no others.
+pub fn rolling_upgrade_rolled_back_by_restore() -> TestResult {
+    let (report, out) = run_scenario("upgrade-rollback-complete", 94)?;
+    common_assertions(&report, out.path())?;
+    let u = upgrade_figures(&report)?;
+    ensure(
+        u.steps.len() == 5 && u.steps.iter().all(|s| s.action == "upgrade"),
+        || format!("steps {:?}", u.steps),
+    )?;
+    let attempt = u
+        .old_image_on_upgraded_data
+        .as_ref()
+        .ok_or("no record of the old image on the upgraded data")?;
+    ensure(
+        !attempt.served
+            && attempt.exit_code.is_some_and(|c| c != 0)
+            && attempt.last_log_lines.contains("cannot be downgraded"),
+        || format!("3.4 on the upgraded data: {attempt:?}"),
+    )?;
+    ensure(minor(attempt.cluster_version.as_deref()) == "3.5", || {
+        format!(
+            "cluster version after the complete upgrade {:?}",
+            attempt.cluster_version
+        )
+    })?;
+    ensure(minor(u.cluster_version_after.as_deref()) == "3.4", || {
+        format!("cluster version after the restore {:?}", u.cluster_version_after)
+    })?;
+    let snapshot = report
+        .recovery
+        .outcome
+        .as_ref()
+        .and_then(|o| o.snapshot.as_ref())
+        .ok_or("no snapshot in the outcome")?;
+    ensure(snapshot.source == "pre-upgrade", || format!("snapshot {snapshot:?}"))?;
+    // Writes acknowledged after the save began may be lost; earlier ones may not.
+    let save_began = report
+        .commands
+        .iter()
+        .find(|c| c.step.contains("before the upgrade"))
+        .map(|c| c.at_ms)
+        .ok_or("no recorded pre-upgrade snapshot save")?;
+    let ledger = std::fs::read_to_string(out.path().join("ledger.jsonl"))?;
+    let acked_after = ledger
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|w| w["outcome"] == "acked" && w["acked_ms"].as_u64().is_some_and(|t| t >= save_began))
+        .count() as u64;
+    let lost = report.data.lost_acked_writes;
+    ensure(lost > 0 && lost <= acked_after, || {
+        format!("{lost} lost; {acked_after} writes were acknowledged after the snapshot save began")
+    })
+}
+
 /// An "upgrade" onto an older etcd is refused with the reason, before any cluster starts.
 pub fn rolling_upgrade_to_an_older_image_is_skipped() -> TestResult {
     let (report, _out) = run_scenario_on("upgrade-from-3-5-1", 93, IMAGE_3_4, None)?;
