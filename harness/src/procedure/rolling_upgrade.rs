@@ -55,10 +55,31 @@ pub struct UpgradeFigures {
     /// 3.5.1-3.5.19).
     pub learners_before: Option<Vec<String>>,
     pub steps: Vec<UpgradeStep>,
+    /// Pre-upgrade check: `etcdutl check v2store` of the run's image on the data of the
+    /// first member to move, while it is stopped (None when it did not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v2store_check: Option<V2storeCheck>,
     /// With `rollback = "restore"`: what etcd did when an upgraded member was started on
     /// the old image with its data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_image_on_upgraded_data: Option<OldImageAttempt>,
+}
+
+/// `etcdutl check v2store` (etcd 3.5.18 and later) on one member's stopped data dir: etcd
+/// 3.6 refuses data whose v2 store holds more than membership, so its upgrade runbook runs
+/// this on 3.5 first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct V2storeCheck {
+    pub member: String,
+    /// The image whose etcdutl ran.
+    pub image: String,
+    /// The tool has the command (false: an etcdutl older than 3.5.18, or none at all).
+    pub available: bool,
+    /// It ran and exited 0.
+    pub passed: bool,
+    pub exit_code: Option<i64>,
+    /// Its last lines of output.
+    pub output: String,
 }
 
 /// An upgraded member started on the old image with the data the new version wrote.
@@ -126,6 +147,9 @@ impl Procedure for RollingUpgrade {
                 let next = next_member(&remaining, leader.as_deref(), self.plan.order);
                 remaining.retain(|m| *m != next);
                 let was_leader = leader.as_deref() == Some(next.as_str());
+                if upgraded.is_empty() {
+                    figures.v2store_check = Some(check_v2store(cluster, &next, &self.target).await?);
+                }
                 let step = move_member(cluster, &next, &self.target.name, "upgrade", was_leader).await;
                 figures.steps.push(step?);
                 upgraded.push(next);
@@ -185,6 +209,74 @@ impl Procedure for RollingUpgrade {
             })
         })
     }
+}
+
+/// Stops `name` (gracefully, as its move would) and runs `etcdutl check v2store` of
+/// `target` on its data dir, which must not be in use. An image without the command gets
+/// a record that says so; the check's own verdict is recorded, never fatal.
+async fn check_v2store(cluster: &mut Cluster, name: &str, target: &ClusterImage) -> Result<V2storeCheck> {
+    let mut check = V2storeCheck {
+        member: name.to_string(),
+        image: target.name.clone(),
+        ..V2storeCheck::default()
+    };
+    let has_etcdutl = target
+        .tools
+        .as_ref()
+        .is_some_and(|t| t.snapshot_tool == crate::cluster::tools::SnapshotTool::Etcdutl);
+    if !has_etcdutl {
+        check.output = "no etcdutl in the image (etcd 3.4): nothing to run".into();
+        return Ok(check);
+    }
+    let container = cluster.container_name(name);
+    let started = Instant::now();
+    let stopped = cluster.docker.stop(&container, 10).await;
+    cluster.record(
+        format!("stop {name} for the pre-upgrade check"),
+        format!("docker stop {container}"),
+        started,
+        stopped.is_ok(),
+    );
+    stopped?;
+    let member = cluster.member(name)?;
+    let volume = cluster.volume_name(name, member.volume_generation);
+    let spec = crate::cluster::tools::tool_container(
+        &target.name,
+        &target.flavor,
+        format!("etcd-drill-{}-check-v2store-{name}", cluster.run_id),
+        "etcdutl",
+        vec![
+            "check".into(),
+            "v2store".into(),
+            format!("--data-dir={}", target.flavor.data_dir),
+        ],
+        vec![(volume, target.flavor.data_mount.into())],
+    );
+    let started = Instant::now();
+    let output = cluster
+        .docker
+        .run_tool(&spec, &cluster.run_id, &[], Duration::from_secs(60))
+        .await?;
+    let text = format!("{}{}", output.stdout, output.stderr);
+    check.available = !text.contains("unknown command");
+    check.passed = check.available && output.exit_code == 0;
+    check.exit_code = Some(output.exit_code);
+    check.output = last_lines(&text, 3);
+    cluster.record_span(
+        format!(
+            "pre-upgrade check: etcdutl check v2store on {name}'s data ({})",
+            match (check.available, check.passed) {
+                (false, _) => "this etcdutl lacks it: 3.5.18 and later have it",
+                (true, true) => "passed",
+                (true, false) => "FAILED",
+            }
+        ),
+        crate::docker::shell::docker_run_line(&spec, false, &[]),
+        started,
+        output.elapsed_ms,
+        true,
+    );
+    Ok(check)
 }
 
 /// Saves the snapshot an upgrade runbook takes before the first member moves: the way

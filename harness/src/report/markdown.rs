@@ -211,6 +211,20 @@ fn upgrade_section(s: &mut String, u: &crate::procedure::UpgradeFigures) {
         Some(l) => l.join(", "),
     };
     let _ = writeln!(s, "Pre-upgrade check, learners in the member list: {learners}.\n");
+    if let Some(check) = &u.v2store_check {
+        let verdict = match (check.available, check.passed) {
+            (false, _) => "not available in this etcdutl (3.5.18 and later have it)",
+            (true, true) => "passed",
+            (true, false) => "FAILED",
+        };
+        let _ = writeln!(
+            s,
+            "Pre-upgrade check, `etcdutl check v2store` of `{}` on {}'s stopped data dir: {verdict} ({}).\n",
+            check.image,
+            check.member,
+            check.output.lines().last().unwrap_or_default()
+        );
+    }
     let _ = writeln!(
         s,
         "| member | step | image | led | stop to healthy | longest write gap | member version | cluster version |\n|---|---|---|---|---|---|---|---|"

@@ -44,6 +44,14 @@ pub fn rolling_upgrade_from_3_4() -> TestResult {
     ensure(u.learners_before.as_ref().is_some_and(|l| l.is_empty()), || {
         format!("pre-upgrade learners {:?}", u.learners_before)
     })?;
+    // The default image (3.5.30) has `etcdutl check v2store`; a 3.4 data dir holds only
+    // membership in its v2 store.
+    ensure(
+        u.v2store_check
+            .as_ref()
+            .is_some_and(|c| c.available && c.passed && c.member == u.steps[0].member),
+        || format!("v2store check {:?}", u.v2store_check),
+    )?;
     let mut members: Vec<&str> = u.steps.iter().map(|s| s.member.as_str()).collect();
     members.sort();
     ensure(members == ["etcd1", "etcd2", "etcd3", "etcd4", "etcd5"], || {
