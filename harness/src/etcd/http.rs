@@ -37,14 +37,17 @@ pub async fn get(endpoint: &str, path: &str, timeout: Duration) -> Result<String
     Ok(body.to_string())
 }
 
-/// What `/version` says: the member's own release and the cluster version (the lowest
-/// minor every member runs, decided by the leader).
+/// What `/version` says: the member's own release, the cluster version (the lowest minor
+/// every member runs, decided by the leader) and, from etcd 3.6 on, the storage version
+/// of its data (`storage`; absent before 3.6).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Versions {
     #[serde(rename = "etcdserver")]
     pub server: String,
     #[serde(rename = "etcdcluster")]
     pub cluster: String,
+    #[serde(default)]
+    pub storage: Option<String>,
 }
 
 pub fn parse_versions(body: &str) -> Result<Versions, String> {
@@ -64,6 +67,10 @@ mod tests {
     fn version_answers_are_read_and_junk_is_refused() {
         let v = parse_versions(r#"{"etcdserver":"3.5.30","etcdcluster":"3.4.0"}"#).unwrap();
         assert_eq!((v.server.as_str(), v.cluster.as_str()), ("3.5.30", "3.4.0"));
+        assert_eq!(v.storage, None);
+        // etcd 3.6's answer, as its upgrade guide shows it (no 3.6 binary runs here).
+        let v = parse_versions(r#"{"etcdserver":"3.6.13","etcdcluster":"3.6.0","storage":"3.6.0"}"#).unwrap();
+        assert_eq!(v.storage.as_deref(), Some("3.6.0"));
         assert!(parse_versions("404 page not found").is_err());
     }
 }

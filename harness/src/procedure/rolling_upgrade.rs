@@ -48,6 +48,10 @@ pub struct UpgradeFigures {
     pub order: String,
     /// The cluster version before the first member moved, and at the end once settled.
     pub cluster_version_before: Option<String>,
+    /// Pre-upgrade check: the storage version `/version` reports before the first move
+    /// and at the end (etcd 3.6 on; None before 3.6, which does not report one).
+    pub storage_version_before: Option<String>,
+    pub storage_version_after: Option<String>,
     pub cluster_version_after: Option<String>,
     /// Pre-upgrade check: the members the member list showed as learners before the first
     /// move (None when the list could not be read). A learner must be promoted or removed
@@ -132,6 +136,7 @@ impl Procedure for RollingUpgrade {
                 to_version: version(&self.target),
                 order: self.plan.order.as_str().to_string(),
                 cluster_version_before: cluster_version(cluster).await,
+                storage_version_before: storage_version(cluster).await,
                 learners_before: learners(cluster).await,
                 ..UpgradeFigures::default()
             };
@@ -173,6 +178,7 @@ impl Procedure for RollingUpgrade {
                 }
             }
             figures.cluster_version_after = settled_cluster_version(cluster).await;
+            figures.storage_version_after = storage_version(cluster).await;
             let Some(snapshot) = pre_upgrade else {
                 wait_writable(cluster).await?;
                 return Ok(ProcedureOutcome {
@@ -433,9 +439,20 @@ async fn learners(cluster: &Cluster) -> Option<Vec<String>> {
 /// The cluster version as the first member that answers `/version` reports it; None when
 /// none does (members with TLS on are not read).
 async fn cluster_version(cluster: &Cluster) -> Option<String> {
+    first_versions(cluster).await.map(|v| v.cluster)
+}
+
+/// The storage version as the first member that answers `/version` reports it (etcd 3.6
+/// on; None before).
+async fn storage_version(cluster: &Cluster) -> Option<String> {
+    first_versions(cluster).await.and_then(|v| v.storage)
+}
+
+/// `/version` of the first member that answers it.
+async fn first_versions(cluster: &Cluster) -> Option<crate::etcd::http::Versions> {
     for member in &cluster.members {
         if let Ok(v) = crate::etcd::http::versions(&member.client.endpoint, Duration::from_secs(2)).await {
-            return Some(v.cluster);
+            return Some(v);
         }
     }
     None

@@ -211,6 +211,13 @@ fn upgrade_section(s: &mut String, u: &crate::procedure::UpgradeFigures) {
         Some(l) => l.join(", "),
     };
     let _ = writeln!(s, "Pre-upgrade check, learners in the member list: {learners}.\n");
+    let storage = |v: &Option<String>| v.clone().unwrap_or_else(|| "not reported (before etcd 3.6)".into());
+    let _ = writeln!(
+        s,
+        "Storage version before: {}; after: {}.\n",
+        storage(&u.storage_version_before),
+        storage(&u.storage_version_after)
+    );
     if let Some(check) = &u.v2store_check {
         let verdict = match (check.available, check.passed) {
             (false, _) => "not available in this etcdutl (3.5.18 and later have it)",

@@ -44,6 +44,16 @@ pub fn rolling_upgrade_from_3_4() -> TestResult {
     ensure(u.learners_before.as_ref().is_some_and(|l| l.is_empty()), || {
         format!("pre-upgrade learners {:?}", u.learners_before)
     })?;
+    // Neither 3.4 nor 3.5 reports a storage version (etcd 3.6 does).
+    ensure(
+        u.storage_version_before.is_none() && u.storage_version_after.is_none(),
+        || {
+            format!(
+                "storage versions {:?} {:?}",
+                u.storage_version_before, u.storage_version_after
+            )
+        },
+    )?;
     // The default image (3.5.30) has `etcdutl check v2store`; a 3.4 data dir holds only
     // membership in its v2 store.
     ensure(
