@@ -1022,11 +1022,17 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             ))
         }
     };
-    let upgrade_keys =
-        r.from_image.is_some() || r.order.is_some() || r.rollback_after.is_some() || r.rollback.is_some();
-    if upgrade_keys && r.procedure != "rolling-upgrade" {
+    let upgrade_key = [
+        ("recovery.from_image", r.from_image.is_some()),
+        ("recovery.order", r.order.is_some()),
+        ("recovery.rollback_after", r.rollback_after.is_some()),
+        ("recovery.rollback", r.rollback.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(key, given)| given.then_some(key));
+    if let Some(key) = upgrade_key.filter(|_| r.procedure != "rolling-upgrade") {
         return Err(c.err(
-            "recovery.from_image",
+            key,
             format!(
                 "`from_image`, `order`, `rollback_after` and `rollback` apply to rolling-upgrade, not {}",
                 r.procedure
@@ -1390,6 +1396,7 @@ mod tests {
             elsewhere.to_string().contains("apply to rolling-upgrade"),
             "{elsewhere}"
         );
+        assert!(elsewhere.to_string().contains("recovery.rollback"), "{elsewhere}");
     }
 
     #[test]

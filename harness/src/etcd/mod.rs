@@ -170,7 +170,14 @@ impl MemberClient {
             let client = self.client.clone();
             async move {
                 let seen = match tokio::time::timeout(Duration::from_secs(5), client.refresh_token()).await {
-                    Ok(Ok(())) => Seen::Ready(()),
+                    Ok(Ok(())) => Seen::Ready(Ok(())),
+                    // A refused password will not be accepted by waiting.
+                    Ok(Err(e)) if crate::etcd::security::is_rejected_password(&e.to_string()) => {
+                        Seen::Ready(Err(Error::AuthRejected {
+                            member: self.name.clone(),
+                            message: e.to_string(),
+                        }))
+                    }
                     Ok(Err(e)) => Seen::NotYet(e.to_string()),
                     Err(_) => Seen::NotYet("no answer within 5 s".to_string()),
                 };
@@ -179,7 +186,7 @@ impl MemberClient {
             }
         })
         .await
-        .map_err(Error::from)
+        .map_err(Error::from)?
     }
 
     /// The underlying client, for streaming calls (watches) this wrapper does not cover.

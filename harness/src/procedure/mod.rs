@@ -171,12 +171,13 @@ pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
     // member's client logs in afresh before the cluster counts as back. One write taken by
     // one member is not enough: a client still holding an old token would have its writes
     // held by its member until they time out.
+    // Paused or partitioned members cannot log in until a repair; they are left out.
     let running = cluster.running().await?;
     let logins = join_all(
         cluster
             .members
             .iter()
-            .filter(|m| running.contains(&m.spec.name))
+            .filter(|m| running.contains(&m.spec.name) && !m.paused && !m.partitioned)
             .map(|m| m.client.log_in_now(WRITABLE_TIMEOUT)),
     )
     .await;

@@ -209,6 +209,7 @@ impl Procedure for RollingUpgrade {
             };
             let restored = restore.run(cx).await?;
             figures.cluster_version_after = settled_cluster_version(cx.cluster).await;
+            figures.storage_version_after = storage_version(cx.cluster).await;
             Ok(ProcedureOutcome {
                 upgrade: Some(figures),
                 ..restored

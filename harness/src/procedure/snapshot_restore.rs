@@ -476,7 +476,6 @@ impl Procedure for SnapshotRestore {
             stopped?;
             let status = status?;
             let parsed = parse_snapshot_status(&status.stdout).filter(|_| status.exit_code == 0);
-            let mount = [("\"$PWD/snapshot.db\"", SNAPSHOT_IN_CONTAINER)];
             cluster.record_span(
                 "verify the snapshot",
                 docker_run_line(&status_spec, false, &mount),

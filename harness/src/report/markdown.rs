@@ -258,7 +258,7 @@ fn upgrade_section(s: &mut String, u: &crate::procedure::UpgradeFigures) {
         };
         let _ = writeln!(
             s,
-            "\nThe way back: with the cluster version at {}, {} started on `{}` with the data the upgrade wrote: {what}. Its last log lines:\n\n```\n{}\n```\n\nThe cluster then went back to `{}` through a restore of the snapshot saved before the upgrade (the row \"snapshot used\"); the writes acknowledged after it are this report's lost acknowledged writes.",
+            "\nThe way back: with the cluster version at {}, {} started on `{}` with the data the upgrade wrote: {what}. Its last log lines:\n\n```\n{}\n```\n\nThe cluster then went back to `{}` through a restore of the snapshot saved before the upgrade (the row \"snapshot used\"): the writes acknowledged between that snapshot and the restore are lost by design, and counted in this report's lost acknowledged writes.",
             unread(&attempt.cluster_version),
             attempt.member,
             attempt.image,
