@@ -1110,6 +1110,12 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                     "`cluster_version` is checked after a rolling-upgrade only",
                 ))
             }
+            Some("new") if matches!(&recovery.procedure, ProcedureSpec::RollingUpgrade(plan) if plan.rollback_after.is_some() || plan.rollback_by_restore) => {
+                return Err(c.err(
+                    "expect.cluster_version",
+                    "`new` cannot hold after a rollback (`rollback_after` or `rollback`): the cluster ends on from_image; use old",
+                ))
+            }
             Some("new") => Some(ExpectedClusterVersion::New),
             Some("old") => Some(ExpectedClusterVersion::Old),
             Some(other) => {
@@ -1397,6 +1403,10 @@ mod tests {
             "{elsewhere}"
         );
         assert!(elsewhere.to_string().contains("recovery.rollback"), "{elsewhere}");
+        for rollback in ["rollback = \"restore\"\n", "rollback_after = 2\n"] {
+            let never = parse_str(&format!("{upgrade}{rollback}[expect]\ncluster_version = \"new\"\n")).unwrap_err();
+            assert!(never.to_string().contains("expect.cluster_version"), "{never}");
+        }
     }
 
     #[test]
