@@ -181,7 +181,19 @@ pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
             .map(|m| m.client.log_in_now(WRITABLE_TIMEOUT)),
     )
     .await;
-    logins.into_iter().collect::<Result<Vec<()>>>()?;
+    if let Err(refused) = logins.into_iter().collect::<Result<Vec<()>>>() {
+        let endpoints: Vec<String> = cluster.endpoints().into_iter().map(|(_, e)| e).collect();
+        cluster.record(
+            "log in as root again on every running member",
+            format!(
+                "for e in {}; do etcdctl --user root:*** --endpoints=$e endpoint health; done",
+                endpoints.join(" ")
+            ),
+            started,
+            false,
+        );
+        return Err(refused);
+    }
     let ok = cluster
         .probe_writable(WRITABLE_TIMEOUT, Duration::from_millis(500))
         .await
