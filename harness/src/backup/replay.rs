@@ -372,12 +372,11 @@ impl TemporaryEtcd {
         .until_some(|| async { client.is_healthy(Duration::from_millis(500)).await.then_some(()) })
         .await;
         if serving.is_none() {
-            let (_, logs) = docker.logs(&name).await.unwrap_or_default();
-            let tail: Vec<&str> = logs.lines().rev().take(5).collect();
+            let tail = docker.log_tail(&name, 5).await.unwrap_or_default();
             return Err(Error::Timeout {
                 what: format!(
                     "the temporary etcd {name} to serve (last log lines: {})",
-                    tail.join(" | ")
+                    tail.replace('\n', " | ")
                 ),
                 waited_ms: 60_000,
             });

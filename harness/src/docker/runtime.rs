@@ -524,6 +524,13 @@ impl DockerRuntime {
         Ok((out, err))
     }
 
+    /// The last `n` non-empty lines the container wrote (stdout, then stderr): what a
+    /// member said before it stopped or while it would not serve.
+    pub async fn log_tail(&self, name: &str, n: usize) -> Result<String> {
+        let (out, err) = self.logs(name).await?;
+        Ok(last_lines(&format!("{out}{err}"), n))
+    }
+
     /// Creates a container with `files` in it, runs it to the end and removes it. Used for
     /// etcdctl/etcdutl steps, so the tool matches the server's version. Files are mounted
     /// read-only where the daemon sees this machine's disk, and copied in where it does not.
@@ -913,6 +920,12 @@ impl Drop for RunGuard {
     }
 }
 
+/// The last `n` non-empty lines of `text`, in their order.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// A fresh run id: 8 hex digits from the OS's randomness.
 pub fn new_run_id() -> String {
     format!("{:08x}", rand::random::<u32>())
@@ -921,6 +934,12 @@ pub fn new_run_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_last_log_lines_are_kept() {
+        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b\nc");
+        assert_eq!(last_lines("", 3), "");
+    }
 
     #[test]
     fn tar_without_drops_only_what_is_under_the_prefix() {

@@ -148,9 +148,9 @@ pub const WRITABLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Before that, with an image whose scripts start etcd, waits until every running member's
 /// scripts have finished, so that the write is not taken by a temporary etcd.
 pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
+    let running = cluster.running().await?;
     if cluster.image.flavor.image_entrypoint_starts_etcd {
         let started = std::time::Instant::now();
-        let running = cluster.running().await?;
         let finished = cluster
             .wait_setup_finished(&running, crate::cluster::SETUP_TIMEOUT)
             .await;
@@ -172,7 +172,6 @@ pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
     // one member is not enough: a client still holding an old token would have its writes
     // held by its member until they time out.
     // Paused or partitioned members cannot log in until a repair; they are left out.
-    let running = cluster.running().await?;
     let logins = join_all(
         cluster
             .members

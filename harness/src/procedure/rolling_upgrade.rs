@@ -128,6 +128,7 @@ impl Procedure for RollingUpgrade {
             let cluster = &mut *cx.cluster;
             let from = cluster.image.clone();
             let from_image = from.name.clone();
+            let before = first_versions(cluster).await;
             let version = |image: &ClusterImage| image.tools.as_ref().map(|t| t.version.clone()).unwrap_or_default();
             let mut figures = UpgradeFigures {
                 from_image: from_image.clone(),
@@ -135,8 +136,8 @@ impl Procedure for RollingUpgrade {
                 to_image: self.target.name.clone(),
                 to_version: version(&self.target),
                 order: self.plan.order.as_str().to_string(),
-                cluster_version_before: cluster_version(cluster).await,
-                storage_version_before: storage_version(cluster).await,
+                cluster_version_before: before.as_ref().map(|v| v.cluster.clone()),
+                storage_version_before: before.and_then(|v| v.storage),
                 learners_before: learners(cluster).await,
                 ..UpgradeFigures::default()
             };
@@ -268,7 +269,7 @@ async fn check_v2store(cluster: &mut Cluster, name: &str, target: &ClusterImage)
     check.available = !text.contains("unknown command");
     check.passed = check.available && output.exit_code == 0;
     check.exit_code = Some(output.exit_code);
-    check.output = last_lines(&text, 3);
+    check.output = crate::docker::runtime::last_lines(&text, 3);
     cluster.record_span(
         format!(
             "pre-upgrade check: etcdutl check v2store on {name}'s data ({})",
@@ -331,18 +332,15 @@ async fn try_old_image(cluster: &mut Cluster, name: &str, image: &str) -> Result
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let exit_code = match cluster.docker.is_running(&container).await {
-        Ok(false) => cluster.docker.exit_code(&container).await.ok().flatten(),
-        _ => None,
-    };
-    let (out, err) = cluster.docker.logs(&container).await.unwrap_or_default();
+    // None while it still runs.
+    let exit_code = cluster.docker.exit_code(&container).await.ok().flatten();
     let attempt = OldImageAttempt {
         member: name.to_string(),
         image: image.to_string(),
         cluster_version: None,
         served,
         exit_code,
-        last_log_lines: last_lines(&format!("{out}{err}"), 3),
+        last_log_lines: cluster.docker.log_tail(&container, 3).await.unwrap_or_default(),
     };
     cluster.record(
         format!("see what {image} does with {name}'s upgraded data"),
@@ -395,8 +393,7 @@ async fn move_member(
     );
     if let Err(e) = healthy {
         let running = cluster.docker.is_running(&container).await.unwrap_or(false);
-        let (out, err) = cluster.docker.logs(&container).await.unwrap_or_default();
-        let tail = last_lines(&format!("{out}{err}"), 6);
+        let tail = cluster.docker.log_tail(&container, 6).await.unwrap_or_default();
         return Err(Error::Procedure {
             step: format!("{action} {name} to {image}"),
             message: format!(
@@ -420,11 +417,6 @@ async fn move_member(
         server_version: versions.as_ref().map(|v| v.server.clone()),
         cluster_version: versions.map(|v| v.cluster),
     })
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The learners in the member list of the first member that answers it.
@@ -507,11 +499,5 @@ mod tests {
             "etcd3"
         );
         assert_eq!(next_member(&all, Some("etcd1"), UpgradeOrder::AsListed), "etcd1");
-    }
-
-    #[test]
-    fn only_the_last_log_lines_are_kept() {
-        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b\nc");
-        assert_eq!(last_lines("", 3), "");
     }
 }
