@@ -28,6 +28,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "leader-pause",
     "member-data-loss",
     "member-data-loss-two",
+    "member-data-loss-learner",
     "force-new-cluster",
     "compact-defrag",
     "quorum-loss-from-backup",
@@ -193,6 +194,10 @@ pub struct RawRecovery {
     /// cluster version has moved).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<String>,
+    /// member-replace: `existing` (the runbook; the default) or `new`, the mistake of
+    /// starting the replacement as a new cluster, which the checks must catch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_cluster_state: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -319,8 +324,13 @@ pub enum ProcedureSpec {
     RestoreBeside { source: SnapshotSource },
     /// Resume paused members, heal partitions, start stopped members.
     Repair,
-    /// Remove, wipe, re-add and start each member (empty: every member whose data is gone).
-    MemberReplace { members: Vec<String> },
+    /// Remove, wipe, re-add and start each member (empty: every member whose data is gone)
+    /// with `initial-cluster-state=existing`; with `started_as_new`, the mistake of
+    /// starting it with `new`.
+    MemberReplace { members: Vec<String>, started_as_new: bool },
+    /// Remove, wipe, add each member back as a learner, wait until it has caught up with
+    /// the leader, promote it (empty: every member whose data is gone).
+    LearnerReplace { members: Vec<String> },
     /// Compact to the current revision and defragment every member.
     Maintenance,
     /// Empty `member/snap` of damaged members and restart them (empty: every stopped member).
@@ -386,12 +396,13 @@ impl ChainDamage {
 }
 
 impl ProcedureSpec {
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "restart",
         "snapshot-restore",
         "restore-beside",
         "repair",
         "member-replace",
+        "learner-replace",
         "maintenance",
         "force-new-cluster",
         "purge-member",
@@ -406,6 +417,7 @@ impl ProcedureSpec {
             ProcedureSpec::RestoreBeside { .. } => "restore-beside",
             ProcedureSpec::Repair => "repair",
             ProcedureSpec::MemberReplace { .. } => "member-replace",
+            ProcedureSpec::LearnerReplace { .. } => "learner-replace",
             ProcedureSpec::Maintenance => "maintenance",
             ProcedureSpec::ForceNewCluster { .. } => "force-new-cluster",
             ProcedureSpec::PurgeMember { .. } => "purge-member",
@@ -863,7 +875,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     if r.from.is_some() && !restores && r.procedure != "force-new-cluster" {
         return Err(c.err("recovery.from", format!("`from` does not apply to {}", r.procedure)));
     }
-    if r.members.is_some() && !matches!(r.procedure.as_str(), "member-replace" | "purge-member") {
+    if r.members.is_some() && !matches!(r.procedure.as_str(), "member-replace" | "learner-replace" | "purge-member") {
         return Err(c.err(
             "recovery.members",
             format!("`members` does not apply to {}", r.procedure),
@@ -1001,15 +1013,27 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 rollback_by_restore,
             })
         }
-        "member-replace" | "purge-member" => {
+        "member-replace" | "learner-replace" | "purge-member" => {
             let members = r.members.clone().unwrap_or_default();
             for m in &members {
                 member_named("recovery.members", m)?;
             }
-            if r.procedure == "member-replace" {
-                ProcedureSpec::MemberReplace { members }
-            } else {
-                ProcedureSpec::PurgeMember { members }
+            match r.procedure.as_str() {
+                "member-replace" => ProcedureSpec::MemberReplace {
+                    members,
+                    started_as_new: match r.initial_cluster_state.as_deref() {
+                        None | Some("existing") => false,
+                        Some("new") => true,
+                        Some(other) => {
+                            return Err(c.err(
+                                "recovery.initial_cluster_state",
+                                format!("unknown state `{other}`; use existing (the runbook) or new (drills the mistake)"),
+                            ))
+                        }
+                    },
+                },
+                "learner-replace" => ProcedureSpec::LearnerReplace { members },
+                _ => ProcedureSpec::PurgeMember { members },
             }
         }
         other => {
@@ -1022,6 +1046,12 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             ))
         }
     };
+    if r.initial_cluster_state.is_some() && r.procedure != "member-replace" {
+        return Err(c.err(
+            "recovery.initial_cluster_state",
+            format!("`initial_cluster_state` applies to member-replace, not {}", r.procedure),
+        ));
+    }
     let upgrade_key = [
         ("recovery.from_image", r.from_image.is_some()),
         ("recovery.order", r.order.is_some()),
@@ -1236,9 +1266,15 @@ impl Scenario {
                     _ => None,
                 },
                 members: match &self.recovery.procedure {
-                    ProcedureSpec::MemberReplace { members } | ProcedureSpec::PurgeMember { members } => {
-                        Some(members.clone())
-                    }
+                    ProcedureSpec::MemberReplace { members, .. }
+                    | ProcedureSpec::LearnerReplace { members }
+                    | ProcedureSpec::PurgeMember { members } => Some(members.clone()),
+                    _ => None,
+                },
+                initial_cluster_state: match &self.recovery.procedure {
+                    ProcedureSpec::MemberReplace {
+                        started_as_new: true, ..
+                    } => Some("new".to_string()),
                     _ => None,
                 },
                 delay_ms: i(self.recovery.delay_ms),
@@ -1499,8 +1535,16 @@ mod tests {
                 (1..=5usize).prop_map(|i| ProcedureSpec::ForceNewCluster {
                     from: format!("etcd{i}")
                 }),
-                proptest::sample::subsequence(vec!["etcd1".to_string(), "etcd4".to_string()], 0..=2)
-                    .prop_map(|members| ProcedureSpec::MemberReplace { members }),
+                (
+                    proptest::sample::subsequence(vec!["etcd1".to_string(), "etcd4".to_string()], 0..=2),
+                    any::<bool>()
+                )
+                    .prop_map(|(members, started_as_new)| ProcedureSpec::MemberReplace {
+                        members,
+                        started_as_new
+                    }),
+                proptest::sample::subsequence(vec!["etcd2".to_string(), "etcd5".to_string()], 0..=2)
+                    .prop_map(|members| ProcedureSpec::LearnerReplace { members }),
             ],
             (1usize..64, 1u32..20_000, 50u64..60_000, 0u64..600_000),
             (

@@ -28,6 +28,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 mod common;
 mod images;
+mod incidents;
 
 /// The folder of the `server-b-loss` run, kept for the comparison test.
 static SERVER_B_LOSS_RUN: std::sync::Mutex<Option<tempfile::TempDir>> = std::sync::Mutex::new(None);
@@ -1656,6 +1657,15 @@ fn main() {
     }
     let tests = vec![
         Trial::test("minority_kill", minority_kill),
+        Trial::test("member_data_loss_learner", incidents::member_data_loss_learner),
+        Trial::test(
+            "member_data_loss_learner_with_auth",
+            incidents::member_data_loss_learner_with_auth,
+        ),
+        Trial::test(
+            "member_replace_started_new_is_caught",
+            incidents::member_replace_started_new_is_caught,
+        ),
         Trial::test("quorum_loss_restart", quorum_loss_restart),
         Trial::test("server_b_loss", server_b_loss),
         Trial::test("minority_kill_on_3_4_23", images::minority_kill_on_3_4_23),

@@ -5,6 +5,19 @@
 use std::time::{Duration, Instant};
 
 use super::{Cluster, ClusterState};
+
+/// How a member that lost its data comes back into the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejoin {
+    /// `member add`, then a start with `initial-cluster-state=existing`: the runbook.
+    Voter,
+    /// `member add --learner`, a start with `existing`, a wait until the learner has
+    /// caught up with the leader, then `member promote`.
+    Learner,
+    /// The mistake the learner path guards against: `member add`, then a start with
+    /// `initial-cluster-state=new`.
+    StartedAsNew,
+}
 use crate::docker::runtime::{tar_file_names, tar_without};
 use crate::error::{Error, Result};
 use crate::readiness::{Seen, Wait};
@@ -22,12 +35,7 @@ impl Cluster {
             // The evidence that the member could not live with its data.
             let started = Instant::now();
             let (_, stderr) = self.docker.logs(&container).await?;
-            let last = stderr
-                .lines()
-                .rev()
-                .find(|l| l.contains("panic") || l.contains("fatal"))
-                .unwrap_or_default();
-            let last: String = last.chars().take(300).collect();
+            let last = super::fatal_log_line(&stderr).unwrap_or_default();
             self.record(
                 format!("{name} is down: it exited with code {code}"),
                 format!("docker logs {container} 2>&1 | tail -n 20   # {last}"),
@@ -162,15 +170,18 @@ impl Cluster {
         removed
     }
 
-    /// Wipes `name`'s data, adds it as a new member and starts it with
-    /// `initial-cluster-state=existing`. etcd refuses `member add` while any voting member
-    /// has been connected for less than its health interval (5 s), so a refusal for an
-    /// unhealthy cluster is retried for a while.
-    pub async fn rejoin_member(&mut self, name: &str) -> Result<()> {
+    /// Wipes `name`'s data, adds it as a new member (a learner for [`Rejoin::Learner`])
+    /// and starts it. etcd refuses `member add` while any voting member has been connected
+    /// for less than its health interval (5 s), so a refusal for an unhealthy cluster is
+    /// retried for a while. A voter is awaited until it serves; a learner until it has
+    /// caught up with the leader, then promoted; a member started as `new` by mistake is
+    /// not awaited (the checks find out what became of it).
+    pub async fn rejoin_member(&mut self, name: &str, how: Rejoin) -> Result<()> {
         let timeout = Duration::from_secs(10);
         self.wipe(name).await?;
         let via = self.healthy_member(&[name.to_string()]).await?;
         let peer_url = self.member(name)?.spec.peer_url_in(self.scheme());
+        let learner = how == Rejoin::Learner;
         let started = Instant::now();
         let refusals = Wait::new(
             format!("etcd to accept `member add {name}`"),
@@ -179,7 +190,7 @@ impl Cluster {
         );
         let added = refusals
             .until(|| async {
-                match via.member_add(&peer_url, timeout).await {
+                match via.member_add(&peer_url, learner, timeout).await {
                     Err(Error::Etcd { message, .. }) if message.contains("unhealthy cluster") => Seen::NotYet(message),
                     other => Seen::Ready(other),
                 }
@@ -187,16 +198,13 @@ impl Cluster {
             .await
             .unwrap_or_else(|t| Err(t.into()));
         let command = format!(
-            "etcdctl --endpoints={} member add {name} --peer-urls={peer_url}",
-            via.endpoint
+            "etcdctl --endpoints={} member add {name} --peer-urls={peer_url}{}",
+            via.endpoint,
+            if learner { " --learner" } else { "" }
         );
-        self.record(
-            format!("add {name} back as a new member"),
-            command,
-            started,
-            added.is_ok(),
-        );
-        let (_, members) = added?;
+        let what = if learner { "as a learner" } else { "back as a new member" };
+        self.record(format!("add {name} {what}"), command, started, added.is_ok());
+        let (id, members) = added?;
         let initial_cluster = members
             .iter()
             .map(|m| {
@@ -206,15 +214,91 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
 
+        let state = match how {
+            Rejoin::StartedAsNew => ClusterState::New,
+            Rejoin::Voter | Rejoin::Learner => ClusterState::Existing,
+        };
         let started = Instant::now();
-        let spec = self.member_container_spec_with(self.member(name)?, ClusterState::Existing, &initial_cluster);
+        let spec = self.member_container_spec_with(self.member(name)?, state, &initial_cluster);
         self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
         let result = self.docker.start(&spec.name).await;
         let duration_ms = started.elapsed().as_millis() as u64;
-        self.record_member_start(&spec, ClusterState::Existing, started, duration_ms, result.is_ok());
+        self.record_member_start(&spec, state, started, duration_ms, result.is_ok());
         result?;
-        self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await
+        match how {
+            Rejoin::Voter => self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await,
+            Rejoin::Learner => {
+                self.wait_caught_up(name).await?;
+                self.promote(name, id).await?;
+                self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await
+            }
+            Rejoin::StartedAsNew => Ok(()),
+        }
+    }
+
+    /// Waits until learner `name` has applied what the leader had applied when the wait
+    /// began, read with `endpoint status` on both, as an operator would before promoting.
+    async fn wait_caught_up(&mut self, name: &str) -> Result<()> {
+        let timeout = Duration::from_secs(2);
+        let learner = self.member(name)?.client.clone();
+        let started = Instant::now();
+        let leader = match self.leader().await {
+            Some(leader) if leader != name => self.member(&leader)?.client.clone(),
+            _ => self.healthy_member(&[name.to_string()]).await?,
+        };
+        let target = leader.status(timeout).await?.raft_applied_index;
+        let caught_up = Wait::new(
+            format!("learner {name} to apply the leader's index {target}"),
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        )
+        .until(|| async {
+            match learner.status(timeout).await {
+                Ok(s) if s.raft_applied_index >= target => Seen::Ready(s.raft_applied_index),
+                Ok(s) => Seen::NotYet(format!("applied index {}", s.raft_applied_index)),
+                Err(e) => Seen::NotYet(e.to_string()),
+            }
+        })
+        .await;
+        self.record(
+            format!("wait until learner {name} has caught up with the leader (applied index {target})"),
+            format!(
+                "etcdctl --endpoints={},{} endpoint status -w json   # until {name}'s raftAppliedIndex reaches the leader's",
+                learner.endpoint, leader.endpoint
+            ),
+            started,
+            caught_up.is_ok(),
+        );
+        caught_up.map(|_| ()).map_err(Error::from)
+    }
+
+    /// `member promote` of learner `name` (id `id`), retried while etcd says the learner
+    /// is not yet in sync with the leader.
+    async fn promote(&mut self, name: &str, id: u64) -> Result<()> {
+        let timeout = Duration::from_secs(10);
+        let via = self.healthy_member(&[name.to_string()]).await?;
+        let started = Instant::now();
+        let promoted = Wait::new(
+            format!("etcd to accept `member promote` of {name}"),
+            Duration::from_millis(500),
+            Duration::from_secs(30),
+        )
+        .until(|| async {
+            match via.member_promote(id, timeout).await {
+                Err(Error::Etcd { message, .. }) if message.contains("in sync") => Seen::NotYet(message),
+                other => Seen::Ready(other),
+            }
+        })
+        .await
+        .unwrap_or_else(|t| Err(t.into()));
+        self.record(
+            format!("promote learner {name} to a voting member"),
+            format!("etcdctl --endpoints={} member promote {id:x}", via.endpoint),
+            started,
+            promoted.is_ok(),
+        );
+        promoted
     }
 
     /// Moves a member to `image` on its data volume: a graceful stop (SIGTERM, 10 s),

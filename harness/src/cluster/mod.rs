@@ -31,6 +31,7 @@ pub use crate::topology::ClusterState;
 use crate::topology::{MemberSpec, ServerSettings, Topology};
 
 pub use commands::{CommandSink, RecordedCommand};
+pub use membership::Rejoin;
 pub use image::ClusterImage;
 
 /// How long the waits give the start-up scripts of an image that has them to start etcd
@@ -80,6 +81,16 @@ pub struct Cluster {
     pub clock: Clock,
     /// Where every step's command goes as it finishes.
     pub commands: CommandSink,
+}
+
+/// The last line of a member's log that says why etcd stopped (a fatal error or a panic),
+/// cut to 300 characters.
+pub fn fatal_log_line(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("panic") || l.contains("fatal"))?;
+    Some(line.chars().take(300).collect())
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
@@ -395,6 +406,32 @@ impl Cluster {
     /// Waits until every member in `names` answers a linearizable read from the etcd that
     /// stays ([`Cluster::setup_finished`], asked first). An image with start-up scripts
     /// gets at least [`SETUP_TIMEOUT`].
+    /// What is wrong with each member that does not answer a linearizable read now: its
+    /// container's exit code and the last fatal line of its log when it has exited, else
+    /// that it runs without serving. Empty when every member answers.
+    pub async fn explain_unhealthy(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for m in &self.members {
+            if m.client.is_healthy(Duration::from_millis(500)).await {
+                continue;
+            }
+            let container = self.container_name(&m.spec.name);
+            let why = match self.docker.exit_code(&container).await {
+                Ok(Some(code)) => {
+                    let (_, stderr) = self.docker.logs(&container).await.unwrap_or_default();
+                    match fatal_log_line(&stderr) {
+                        Some(line) => format!("exited with code {code}: {line}"),
+                        None => format!("exited with code {code}"),
+                    }
+                }
+                Ok(None) => "runs, but does not answer".to_string(),
+                Err(e) => format!("cannot be inspected: {e}"),
+            };
+            found.push(format!("{} {why}", m.spec.name));
+        }
+        found
+    }
+
     pub async fn wait_healthy(&self, names: &[String], timeout: Duration) -> Result<()> {
         let timeout = match self.image.flavor.image_entrypoint_starts_etcd {
             true => timeout.max(SETUP_TIMEOUT),

@@ -300,6 +300,16 @@ pub fn judge(
                 .unwrap_or_else(|| "no write resumed".into()),
         ));
     }
+    checks.push(CheckResult::new(
+        "all_healthy",
+        figures.unhealthy.is_none(),
+        "every member answers a linearizable read after the procedure",
+        match (&figures.unhealthy, figures.healthy_ms) {
+            (Some(why), _) => why.clone(),
+            (None, Some(ms)) => format!("all healthy {ms} ms after the fault"),
+            (None, None) => "not measured".into(),
+        },
+    ));
     if let Some(budget) = expect.healthy_budget_ms {
         checks.push(CheckResult::new(
             "healthy_budget",

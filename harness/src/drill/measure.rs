@@ -33,6 +33,9 @@ pub struct RecoveryFigures {
     pub procedure_ms: Option<u64>,
     /// Fault to every member healthy.
     pub healthy_ms: Option<u64>,
+    /// Why the members were not all healthy after the procedure, when they were not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unhealthy: Option<String>,
     /// Longest time without an acknowledged write, and where it fell.
     pub max_write_gap_ms: u64,
     pub max_write_gap_at_ms: (u64, u64),
@@ -102,6 +105,8 @@ pub struct RecoveryFacts {
     pub outcome: Option<ProcedureOutcome>,
     pub backups: Vec<BackupRecord>,
     pub agent: Option<DrillAgentReport>,
+    /// Why the members were not all healthy after the procedure, when they were not.
+    pub unhealthy: Option<String>,
 }
 
 /// A stretch without any acknowledged write longer than this, beginning before the
@@ -162,6 +167,7 @@ pub fn recovery_figures(
         first_write_ms,
         procedure_ms,
         healthy_ms: moments.healthy_at_ms.map(|at| at - fault_at),
+        unhealthy: facts.unhealthy,
         max_write_gap_ms: gap.1 - gap.0,
         max_write_gap_at_ms: gap,
         quorum_lost: facts.quorum_lost,

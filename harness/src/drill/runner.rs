@@ -58,6 +58,9 @@ pub struct RunSummary {
     pub out_dir: PathBuf,
 }
 
+/// How long the members have after the procedure to all answer a linearizable read.
+pub const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A seed for runs that were not given one.
 pub fn new_seed() -> u64 {
     rand::random::<u64>() >> 11
@@ -589,10 +592,23 @@ impl Drill<'_> {
 
         let names = scenario.topology.names();
         self.commands.enter("check");
-        self.cluster_ref().wait_healthy(&names, Duration::from_secs(60)).await?;
-        let healthy_at = self.clock.now_ms();
-        moments.healthy_at_ms = Some(healthy_at);
-        self.emitter.emit(Event::AllHealthy { at_ms: healthy_at });
+        // A member that never comes back is the checks' finding (all_healthy, and the
+        // member list or HashKV say which), not a breakdown of the drill.
+        match self.cluster_ref().wait_healthy(&names, HEALTHY_TIMEOUT).await {
+            Ok(()) => {
+                let healthy_at = self.clock.now_ms();
+                moments.healthy_at_ms = Some(healthy_at);
+                self.emitter.emit(Event::AllHealthy { at_ms: healthy_at });
+            }
+            Err(e @ Error::Timeout { .. }) => {
+                let found = self.cluster_ref().explain_unhealthy().await;
+                facts.unhealthy = Some(match found.is_empty() {
+                    true => e.to_string(),
+                    false => format!("{e}; {}", found.join("; ")),
+                });
+            }
+            Err(e) => return Err(e),
+        }
 
         tokio::time::sleep(Duration::from_millis(scenario.workload.cooldown_ms)).await;
         Ok((moments, facts))

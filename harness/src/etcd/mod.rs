@@ -41,8 +41,12 @@ pub struct MemberStatus {
     pub leader_id: u64,
     pub revision: i64,
     pub raft_index: u64,
+    /// The raft index this member has applied (a learner has caught up once it reaches
+    /// the leader's).
+    pub raft_applied_index: u64,
     pub db_size: i64,
     pub version: String,
+    pub is_learner: bool,
 }
 
 /// What `MemberList` says about one member.
@@ -233,8 +237,10 @@ impl MemberClient {
             leader_id: s.leader(),
             revision: header.map(|h| h.revision()).unwrap_or(0),
             raft_index: s.raft_index(),
+            raft_applied_index: s.raft_applied_index(),
             db_size: s.db_size(),
             version: s.version().to_string(),
+            is_learner: s.is_learner(),
         })
     }
 
@@ -273,11 +279,18 @@ impl MemberClient {
         Ok(())
     }
 
-    /// Adds a member with `peer_url`; returns its id and the member list `member add` prints.
-    pub async fn member_add(&self, peer_url: &str, timeout: Duration) -> Result<(u64, Vec<ListedMember>)> {
+    /// Adds a member with `peer_url` (a non-voting learner when `learner`); returns its id
+    /// and the member list `member add` prints.
+    pub async fn member_add(
+        &self,
+        peer_url: &str,
+        learner: bool,
+        timeout: Duration,
+    ) -> Result<(u64, Vec<ListedMember>)> {
         let mut c = self.client.cluster_client();
+        let options = learner.then(|| etcd_client::MemberAddOptions::new().with_is_learner());
         let r = self
-            .within(timeout, c.member_add(vec![peer_url.to_string()], None))
+            .within(timeout, c.member_add(vec![peer_url.to_string()], options))
             .await
             .map_err(self.fail("member add"))?;
         let id = r.member().map(|m| m.id()).unwrap_or(0);
@@ -292,6 +305,77 @@ impl MemberClient {
             })
             .collect();
         Ok((id, members))
+    }
+
+    /// `member promote`: makes learner `id` a voting member (etcd refuses until the
+    /// learner is in sync with the leader).
+    pub async fn member_promote(&self, id: u64, timeout: Duration) -> Result<()> {
+        let mut c = self.client.cluster_client();
+        self.within(timeout, c.member_promote(id))
+            .await
+            .map_err(self.fail("member promote"))?;
+        Ok(())
+    }
+
+    /// `alarm list`: the alarms raised, as (member id, alarm name such as `NOSPACE`).
+    pub async fn alarms(&self, timeout: Duration) -> Result<Vec<(u64, String)>> {
+        use etcd_client::{AlarmAction, AlarmType};
+        let mut m = self.client.maintenance_client();
+        let r = self
+            .within(timeout, m.alarm(AlarmAction::Get, AlarmType::None, None))
+            .await
+            .map_err(self.fail("alarm list"))?;
+        Ok(r.alarms()
+            .iter()
+            .map(|a| (a.member_id(), a.alarm().as_str_name().to_string()))
+            .collect())
+    }
+
+    /// `alarm disarm`: deactivates every alarm raised; returns how many there were.
+    pub async fn disarm_alarms(&self, timeout: Duration) -> Result<usize> {
+        use etcd_client::{AlarmAction, AlarmOptions, AlarmType};
+        let raised = self.alarms(timeout).await?;
+        let mut m = self.client.maintenance_client();
+        for (member, name) in &raised {
+            let kind = AlarmType::from_str_name(name).unwrap_or(AlarmType::None);
+            let mut options = AlarmOptions::new();
+            options.with_member(*member);
+            self.within(timeout, m.alarm(AlarmAction::Deactivate, kind, Some(options)))
+                .await
+                .map_err(self.fail("alarm disarm"))?;
+        }
+        Ok(raised.len())
+    }
+
+    /// Grants a lease of `ttl_s` seconds; returns its id.
+    pub async fn lease_grant(&self, ttl_s: i64, timeout: Duration) -> Result<i64> {
+        let mut l = self.client.lease_client();
+        let r = self
+            .within(timeout, l.grant(ttl_s, None))
+            .await
+            .map_err(self.fail("lease grant"))?;
+        Ok(r.id())
+    }
+
+    /// One keep-alive of lease `id`, as `etcdctl lease keep-alive --once` does. A lease
+    /// that has expired is refused with "lease not found" ([`is_lease_gone`]).
+    pub async fn lease_keep_alive_once(&self, id: i64, timeout: Duration) -> Result<()> {
+        let mut l = self.client.lease_client();
+        self.within(timeout, l.keep_alive(id))
+            .await
+            .map_err(self.fail("lease keep-alive"))?;
+        Ok(())
+    }
+
+    /// Puts `key` attached to lease `id`.
+    pub async fn put_with_lease(&self, key: String, value: String, id: i64, timeout: Duration) -> Result<i64> {
+        let mut kv = self.client.kv_client();
+        let options = etcd_client::PutOptions::new().with_lease(id);
+        let r = self
+            .within(timeout, kv.put(key, value, Some(options)))
+            .await
+            .map_err(self.fail("put"))?;
+        Ok(r.header().map(|h| h.revision()).unwrap_or(0))
     }
 
     /// Every key under `prefix` with its value, read linearizably.
@@ -416,6 +500,11 @@ impl MemberClient {
         std::fs::write(path, &bytes).map_err(Error::io(path))?;
         Ok(bytes.len() as u64)
     }
+}
+
+/// Whether an error of a keep-alive says that etcd no longer knows the lease (it expired).
+pub fn is_lease_gone(error: &Error) -> bool {
+    error.to_string().contains("lease not found")
 }
 
 /// The members the application side of a drill (writers, watcher) talks to. A procedure

@@ -36,7 +36,7 @@ impl Procedure for ForceNewCluster {
             cluster.recreate_member(&self.from, &[]).await?;
             wait_writable(cluster).await?;
             for name in &others {
-                cluster.rejoin_member(name).await?;
+                cluster.rejoin_member(name, crate::cluster::Rejoin::Voter).await?;
             }
             wait_writable(cluster).await?;
             let mut members = vec![self.from.clone()];

@@ -30,7 +30,7 @@ pub use snapshot_restore::{SnapshotInfo, SnapshotRestore};
 
 use crate::cluster::flavor::Flavor;
 use crate::cluster::tools::ImageTools;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Rejoin};
 use crate::error::Result;
 use crate::scenario::{ProcedureSpec, Recovery};
 
@@ -95,8 +95,20 @@ pub fn for_recovery(recovery: &Recovery, run_image: &crate::cluster::ClusterImag
             prepared: None,
         }),
         ProcedureSpec::Repair => Box::new(Repair),
-        ProcedureSpec::MemberReplace { members } => Box::new(MemberReplace {
+        ProcedureSpec::MemberReplace {
+            members,
+            started_as_new,
+        } => Box::new(MemberReplace {
             members: members.clone(),
+            rejoin: if *started_as_new {
+                Rejoin::StartedAsNew
+            } else {
+                Rejoin::Voter
+            },
+        }),
+        ProcedureSpec::LearnerReplace { members } => Box::new(MemberReplace {
+            members: members.clone(),
+            rejoin: Rejoin::Learner,
         }),
         ProcedureSpec::Maintenance => Box::new(Maintenance),
         ProcedureSpec::PurgeMember { members } => Box::new(PurgeMember {

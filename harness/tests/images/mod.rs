@@ -137,7 +137,7 @@ pub fn run_on_two_images_side_by_side() -> TestResult {
 const PASSWORD: &str = "drill-Pw-7f3a9c";
 
 /// A scenario (built in) with `[security] auth = true` added.
-fn with_auth(name: &str) -> Result<String, Failed> {
+pub(crate) fn with_auth(name: &str) -> Result<String, Failed> {
     let (_, text) = scenario::BUILTIN
         .iter()
         .find(|(n, _)| *n == name)
@@ -171,7 +171,7 @@ fn auth_drill(text: &str, seed: u64, image: &str) -> TestResult {
 }
 
 /// [`auth_drill`], giving the report and its folder for further checks.
-fn auth_drill_report(
+pub(crate) fn auth_drill_report(
     text: &str,
     seed: u64,
     image: &str,
