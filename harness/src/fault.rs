@@ -1,5 +1,5 @@
 //! Faults as verbs (`kill`, `stop`, `start`, `restart`, `wipe`, `pause`, `resume`,
-//! `partition`, `heal`, `corrupt`), each paired with its undo where it has one
+//! `partition`, `heal`, `corrupt`, `fill-quota`), each paired with its undo where it has one
 //! ([`FaultAction::undo`]), and the targets they hit (members by name, a host, the leader,
 //! followers, or a seeded random count). Resolving a target to member names is pure;
 //! [`Fault::apply`] carries a fault out with the cluster's Docker-level verbs, so a new
@@ -39,10 +39,14 @@ pub enum FaultAction {
     Heal,
     /// Damage a file in the member's data dir (the member is stopped first).
     Corrupt,
+    /// Overwrite keys with large values through the member until etcd refuses a write with
+    /// "database space exceeded" and raises the NOSPACE alarm: the cluster turns
+    /// read-only for every client until an operator frees space and disarms the alarm.
+    FillQuota,
 }
 
 impl FaultAction {
-    pub const ALL: [FaultAction; 10] = [
+    pub const ALL: [FaultAction; 11] = [
         FaultAction::Kill,
         FaultAction::Stop,
         FaultAction::Start,
@@ -53,6 +57,7 @@ impl FaultAction {
         FaultAction::Partition,
         FaultAction::Heal,
         FaultAction::Corrupt,
+        FaultAction::FillQuota,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +72,7 @@ impl FaultAction {
             FaultAction::Partition => "partition",
             FaultAction::Heal => "heal",
             FaultAction::Corrupt => "corrupt",
+            FaultAction::FillQuota => "fill-quota",
         }
     }
 
@@ -87,6 +93,19 @@ impl FaultAction {
         )
     }
 
+    /// Whether this disrupts the cluster's writes: it takes members down, or, like a full
+    /// backend quota, leaves them running but refusing writes. The RTO counts from the
+    /// first disruptive fault.
+    pub fn disrupts(self) -> bool {
+        self.takes_members_down() || self == FaultAction::FillQuota
+    }
+
+    /// Whether the disruption begins only once the verb has done its work (a quota is
+    /// exhausted when the last write is refused, not when the filling began).
+    pub fn disrupts_when_done(self) -> bool {
+        self == FaultAction::FillQuota
+    }
+
     /// The verb that undoes this one on the same members, where there is one: a killed or
     /// stopped member is started, a paused one resumed, a partitioned one healed. A wipe or
     /// a corruption has no undo at the Docker level: a recovery procedure repairs it.
@@ -100,7 +119,8 @@ impl FaultAction {
             | FaultAction::Wipe
             | FaultAction::Resume
             | FaultAction::Heal
-            | FaultAction::Corrupt => None,
+            | FaultAction::Corrupt
+            | FaultAction::FillQuota => None,
         }
     }
 
@@ -261,6 +281,7 @@ impl Fault {
                 FaultAction::Resume => cluster.resume(m).await?,
                 FaultAction::Partition => cluster.partition(m).await?,
                 FaultAction::Heal => cluster.heal(m).await?,
+                FaultAction::FillQuota => cluster.fill_quota(m).await?,
                 FaultAction::Corrupt => match self.damage {
                     Some(damage) => cluster.corrupt(m, damage).await?,
                     None => {

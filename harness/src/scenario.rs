@@ -31,6 +31,9 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "member-data-loss-learner",
     "force-new-cluster",
     "compact-defrag",
+    "quota-exhaustion",
+    "defrag-one-at-a-time",
+    "defrag-all-at-once",
     "quorum-loss-from-backup",
     "restore-copied-db",
     "restore-beside",
@@ -51,6 +54,12 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "upgrade-rollback-complete",
 ];
 
+/// The smallest `[etcd] quota_backend_bytes` accepted: 1 MiB (a fresh etcd backend is
+/// already some hundreds of KiB).
+pub const MIN_QUOTA_BYTES: u64 = 1 << 20;
+/// The largest: 8 GiB, etcd's suggested maximum.
+pub const MAX_QUOTA_BYTES: u64 = 8 << 30;
+
 // ---------------------------------------------------------------- raw file format
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -68,6 +77,9 @@ pub struct RawScenario {
     pub regression: Option<RawRegression>,
     pub backup: Option<RawBackup>,
     pub seed: Option<RawSeed>,
+    /// A history of overwritten values written before the workload starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<RawHistory>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<RawSecurity>,
     pub etcd: Option<RawEtcd>,
@@ -92,6 +104,8 @@ pub struct RawSecurity {
 pub struct RawEtcd {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_backend_bytes: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -105,6 +119,17 @@ pub struct RawBackup {
 pub struct RawSeed {
     pub prefix: String,
     pub keys: i64,
+}
+
+/// `[history]`: `bytes` of values written over `keys` keys, `value_size` bytes each.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    pub bytes: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_size: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +150,10 @@ pub struct RawWorkload {
     pub cooldown_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ttl_s: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -198,6 +227,9 @@ pub struct RawRecovery {
     /// starting the replacement as a new cluster, which the checks must catch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_cluster_state: Option<String>,
+    /// maintenance: `one-at-a-time` (the leader last; the default) or `all-at-once`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defrag: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -219,6 +251,10 @@ pub struct RawExpect {
     pub watcher_misses_events: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_equal: Option<bool>,
+    /// Workloads with leases: `true`, no lease kept alive may expire; `false`, one must
+    /// (the hazard is shown). Unset: the leases are reported, not judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases_kept: Option<bool>,
     /// rolling-upgrade: the cluster version (`/version`'s `etcdcluster`) after the
     /// procedure: `new` (the minor of the image upgraded to) or `old` (still the first).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -259,6 +295,9 @@ pub struct Scenario {
     /// Periodic `snapshot save` backups while the drill runs.
     pub backup: Option<BackupPlan>,
     pub seed: Option<SeedPlan>,
+    /// A history of overwritten values written before the workload, for compaction and
+    /// defragmentation to work on.
+    pub history: Option<HistoryPlan>,
     /// Authentication on the cluster (the root password comes from the environment or a
     /// file, never from the scenario).
     pub security: Security,
@@ -299,6 +338,16 @@ impl SeedPlan {
     }
 }
 
+/// Values overwritten before the workload starts: `bytes` in all, `keys` keys of
+/// `value_size` bytes each, so that after a compaction all but the last value of each key
+/// is free space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HistoryPlan {
+    pub bytes: u64,
+    pub keys: u64,
+    pub value_size: u64,
+}
+
 /// Where a `snapshot-restore` gets its snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -331,8 +380,11 @@ pub enum ProcedureSpec {
     /// Remove, wipe, add each member back as a learner, wait until it has caught up with
     /// the leader, promote it (empty: every member whose data is gone).
     LearnerReplace { members: Vec<String> },
-    /// Compact to the current revision and defragment every member.
-    Maintenance,
+    /// Compact to the current revision and defragment every member with `defrag`.
+    Maintenance { defrag: DefragPolicy },
+    /// The runbook for an exhausted backend quota: alarm list, a read, compact, defragment
+    /// one at a time, alarm disarm.
+    QuotaRecovery,
     /// Empty `member/snap` of damaged members and restart them (empty: every stopped member).
     PurgeMember { members: Vec<String> },
     /// Make `from` a one-member cluster with its data, then add the others back.
@@ -378,6 +430,26 @@ impl UpgradeOrder {
     }
 }
 
+/// How a `maintenance` defragments the members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefragPolicy {
+    /// One member after the other, the leader last.
+    #[default]
+    OneAtATime,
+    /// Every member at the same moment.
+    AllAtOnce,
+}
+
+impl DefragPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefragPolicy::OneAtATime => "one-at-a-time",
+            DefragPolicy::AllAtOnce => "all-at-once",
+        }
+    }
+}
+
 /// How an `incremental-restore` drill breaks the delta chain before restoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -396,7 +468,7 @@ impl ChainDamage {
 }
 
 impl ProcedureSpec {
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "restart",
         "snapshot-restore",
         "restore-beside",
@@ -404,6 +476,7 @@ impl ProcedureSpec {
         "member-replace",
         "learner-replace",
         "maintenance",
+        "quota-recovery",
         "force-new-cluster",
         "purge-member",
         "incremental-restore",
@@ -418,7 +491,8 @@ impl ProcedureSpec {
             ProcedureSpec::Repair => "repair",
             ProcedureSpec::MemberReplace { .. } => "member-replace",
             ProcedureSpec::LearnerReplace { .. } => "learner-replace",
-            ProcedureSpec::Maintenance => "maintenance",
+            ProcedureSpec::Maintenance { .. } => "maintenance",
+            ProcedureSpec::QuotaRecovery => "quota-recovery",
             ProcedureSpec::ForceNewCluster { .. } => "force-new-cluster",
             ProcedureSpec::PurgeMember { .. } => "purge-member",
             ProcedureSpec::IncrementalRestore { .. } => "incremental-restore",
@@ -465,6 +539,8 @@ pub struct Expectations {
     /// restore that moves revisions backwards) or must miss none.
     pub watcher_misses_events: Option<bool>,
     pub hashkv_equal: bool,
+    /// Whether the leases kept alive must all survive (true) or one must expire (false).
+    pub leases_kept: Option<bool>,
     /// rolling-upgrade: where the cluster version must be after the procedure.
     pub cluster_version: Option<ExpectedClusterVersion>,
 }
@@ -713,6 +789,9 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         warmup_ms: c.in_range("workload.warmup_ms", w.warmup_ms, defaults.warmup_ms, 0..=600_000)?,
         cooldown_ms: c.in_range("workload.cooldown_ms", w.cooldown_ms, defaults.cooldown_ms, 0..=600_000)?,
         watch: w.watch.unwrap_or(false),
+        leases: c.in_range("workload.leases", w.leases, 0, 0..=100)? as usize,
+        // etcd's minimum TTL is 2 s with its default election timeout.
+        lease_ttl_s: c.in_range("workload.lease_ttl_s", w.lease_ttl_s, defaults.lease_ttl_s, 2..=3_600)?,
     };
 
     let mut faults = Vec::new();
@@ -857,6 +936,19 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             interval_ms: c.in_range("backup.interval_ms", Some(b.interval_ms), 0, 200..=3_600_000)?,
         }),
     };
+    let history = match &raw.history {
+        None => None,
+        Some(h) => {
+            let value_size = c.in_range("history.value_size", h.value_size, 256 * 1024, 1_024..=1_048_576)?;
+            let keys = c.in_range("history.keys", h.keys, 64, 1..=100_000)?;
+            let bytes = c.in_range("history.bytes", Some(h.bytes), 0, value_size..=(16u64 << 30))?;
+            Some(HistoryPlan {
+                bytes,
+                keys,
+                value_size,
+            })
+        }
+    };
     let seed = match &raw.seed {
         None => None,
         Some(seed) => {
@@ -875,7 +967,12 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     if r.from.is_some() && !restores && r.procedure != "force-new-cluster" {
         return Err(c.err("recovery.from", format!("`from` does not apply to {}", r.procedure)));
     }
-    if r.members.is_some() && !matches!(r.procedure.as_str(), "member-replace" | "learner-replace" | "purge-member") {
+    if r.members.is_some()
+        && !matches!(
+            r.procedure.as_str(),
+            "member-replace" | "learner-replace" | "purge-member"
+        )
+    {
         return Err(c.err(
             "recovery.members",
             format!("`members` does not apply to {}", r.procedure),
@@ -895,7 +992,27 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     let procedure = match r.procedure.as_str() {
         "restart" => ProcedureSpec::Restart,
         "repair" => ProcedureSpec::Repair,
-        "maintenance" => ProcedureSpec::Maintenance,
+        "maintenance" => ProcedureSpec::Maintenance {
+            defrag: match r.defrag.as_deref() {
+                None | Some("one-at-a-time") => DefragPolicy::OneAtATime,
+                Some("all-at-once") => DefragPolicy::AllAtOnce,
+                Some(other) => {
+                    return Err(c.err(
+                        "recovery.defrag",
+                        format!("unknown policy `{other}`; use one-at-a-time (the leader last) or all-at-once"),
+                    ))
+                }
+            },
+        },
+        "quota-recovery" => {
+            if !raw.faults.iter().any(|f| f.action == FaultAction::FillQuota.as_str()) {
+                return Err(c.err(
+                    "recovery.procedure",
+                    "quota-recovery recovers from an exhausted quota: add a [[faults]] entry with action = \"fill-quota\"",
+                ));
+            }
+            ProcedureSpec::QuotaRecovery
+        }
         "snapshot-restore" | "restore-beside" => {
             let source = match r.source.as_deref().unwrap_or("member") {
                 "member" => SnapshotSource::Member {
@@ -1019,19 +1136,21 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 member_named("recovery.members", m)?;
             }
             match r.procedure.as_str() {
-                "member-replace" => ProcedureSpec::MemberReplace {
-                    members,
-                    started_as_new: match r.initial_cluster_state.as_deref() {
-                        None | Some("existing") => false,
-                        Some("new") => true,
-                        Some(other) => {
-                            return Err(c.err(
+                "member-replace" => {
+                    ProcedureSpec::MemberReplace {
+                        members,
+                        started_as_new: match r.initial_cluster_state.as_deref() {
+                            None | Some("existing") => false,
+                            Some("new") => true,
+                            Some(other) => return Err(c.err(
                                 "recovery.initial_cluster_state",
-                                format!("unknown state `{other}`; use existing (the runbook) or new (drills the mistake)"),
-                            ))
-                        }
-                    },
-                },
+                                format!(
+                                    "unknown state `{other}`; use existing (the runbook) or new (drills the mistake)"
+                                ),
+                            )),
+                        },
+                    }
+                }
                 "learner-replace" => ProcedureSpec::LearnerReplace { members },
                 _ => ProcedureSpec::PurgeMember { members },
             }
@@ -1046,6 +1165,12 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             ))
         }
     };
+    if r.defrag.is_some() && r.procedure != "maintenance" {
+        return Err(c.err(
+            "recovery.defrag",
+            format!("`defrag` applies to maintenance, not {}", r.procedure),
+        ));
+    }
     if r.initial_cluster_state.is_some() && r.procedure != "member-replace" {
         return Err(c.err(
             "recovery.initial_cluster_state",
@@ -1069,7 +1194,10 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             ),
         ));
     }
-    let runs_without_faults = matches!(procedure, ProcedureSpec::Maintenance | ProcedureSpec::RollingUpgrade(_));
+    let runs_without_faults = matches!(
+        procedure,
+        ProcedureSpec::Maintenance { .. } | ProcedureSpec::RollingUpgrade(_)
+    );
     if raw.faults.is_empty() && !runs_without_faults {
         return Err(c.err(
             "faults",
@@ -1132,6 +1260,15 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         max_rpo_ms: opt("expect.max_rpo_ms", e.max_rpo_ms)?,
         watcher_misses_events: e.watcher_misses_events,
         hashkv_equal: e.hashkv_equal.unwrap_or(true),
+        leases_kept: match e.leases_kept {
+            Some(_) if workload.leases == 0 => {
+                return Err(c.err(
+                    "expect.leases_kept",
+                    "there are no leases to keep: set [workload] leases (and lease_ttl_s)",
+                ))
+            }
+            kept => kept,
+        },
         cluster_version: match e.cluster_version.as_deref() {
             None => None,
             Some(_) if !matches!(recovery.procedure, ProcedureSpec::RollingUpgrade(_)) => {
@@ -1170,7 +1307,28 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             .and_then(|e| e.snapshot_count)
             .map(|n| c.in_range("etcd.snapshot_count", Some(n), 0, 1..=100_000_000))
             .transpose()?,
+        quota_backend_bytes: raw
+            .etcd
+            .as_ref()
+            .and_then(|e| e.quota_backend_bytes)
+            .map(|n| {
+                c.in_range(
+                    "etcd.quota_backend_bytes",
+                    Some(n),
+                    0,
+                    MIN_QUOTA_BYTES..=MAX_QUOTA_BYTES,
+                )
+            })
+            .transpose()?,
     };
+    if let Some(i) = faults.iter().position(|f: &Fault| f.action == FaultAction::FillQuota) {
+        if etcd.quota_backend_bytes.is_none() {
+            return Err(c.err(
+                format!("faults[{i}].action"),
+                "`fill-quota` needs a small quota to fill: set [etcd] quota_backend_bytes (for example 16777216, 16 MiB)",
+            ));
+        }
+    }
 
     Ok(Scenario {
         name,
@@ -1182,6 +1340,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         expect,
         backup,
         seed,
+        history,
         regression,
         security: Security {
             auth: raw.security.as_ref().and_then(|s| s.auth).unwrap_or(false),
@@ -1216,6 +1375,9 @@ impl Scenario {
                 warmup_ms: i(self.workload.warmup_ms),
                 cooldown_ms: i(self.workload.cooldown_ms),
                 watch: self.workload.watch.then_some(true),
+                leases: (self.workload.leases > 0).then_some(self.workload.leases as i64),
+                lease_ttl_s: (self.workload.lease_ttl_s != WorkloadConfig::default().lease_ttl_s)
+                    .then_some(self.workload.lease_ttl_s as i64),
             }),
             faults: self
                 .faults
@@ -1271,6 +1433,12 @@ impl Scenario {
                     | ProcedureSpec::PurgeMember { members } => Some(members.clone()),
                     _ => None,
                 },
+                defrag: match &self.recovery.procedure {
+                    ProcedureSpec::Maintenance { defrag } if *defrag != DefragPolicy::default() => {
+                        Some(defrag.as_str().to_string())
+                    }
+                    _ => None,
+                },
                 initial_cluster_state: match &self.recovery.procedure {
                     ProcedureSpec::MemberReplace {
                         started_as_new: true, ..
@@ -1316,6 +1484,7 @@ impl Scenario {
                 max_rpo_ms: self.expect.max_rpo_ms.map(|v| v as i64),
                 watcher_misses_events: self.expect.watcher_misses_events,
                 hashkv_equal: Some(self.expect.hashkv_equal),
+                leases_kept: self.expect.leases_kept,
                 cluster_version: self.expect.cluster_version.map(|v| {
                     match v {
                         ExpectedClusterVersion::New => "new",
@@ -1331,6 +1500,11 @@ impl Scenario {
                 prefix: seed.prefix.clone(),
                 keys: seed.keys as i64,
             }),
+            history: self.history.map(|h| RawHistory {
+                bytes: h.bytes as i64,
+                keys: Some(h.keys as i64),
+                value_size: Some(h.value_size as i64),
+            }),
             regression: Some(self.regression.to_raw()),
             security: (self.security.auth || self.security.tls).then(|| RawSecurity {
                 auth: self.security.auth.then_some(true),
@@ -1338,6 +1512,7 @@ impl Scenario {
             }),
             etcd: (self.etcd != ServerSettings::default()).then(|| RawEtcd {
                 snapshot_count: self.etcd.snapshot_count.map(|n| n as i64),
+                quota_backend_bytes: self.etcd.quota_backend_bytes.map(|n| n as i64),
             }),
             agent: self.agent.as_ref().map(|a| a.to_raw()),
         }
@@ -1513,7 +1688,12 @@ mod tests {
             prop_oneof![
                 Just(ProcedureSpec::Restart),
                 Just(ProcedureSpec::Repair),
-                Just(ProcedureSpec::Maintenance),
+                Just(ProcedureSpec::Maintenance {
+                    defrag: DefragPolicy::OneAtATime
+                }),
+                Just(ProcedureSpec::Maintenance {
+                    defrag: DefragPolicy::AllAtOnce
+                }),
                 Just(ProcedureSpec::SnapshotRestore {
                     source: SnapshotSource::NewestBackup
                 }),
@@ -1595,6 +1775,7 @@ mod tests {
                             max_rpo_ms: budget,
                             watcher_misses_events: quorum_lost,
                             hashkv_equal,
+                            leases_kept: None,
                             cluster_version: None,
                         },
                         // A restore from a backup needs backups; others may have them or not.
@@ -1605,8 +1786,15 @@ mod tests {
                             prefix: "/apisix/routes/".into(),
                             keys: 1 + b % 500,
                         }),
+                        history: budget.map(|b| HistoryPlan {
+                            bytes: 1_048_576 + b,
+                            keys: 1 + b % 100,
+                            value_size: 1_024 + b % 4_096,
+                        }),
                         etcd: ServerSettings {
                             snapshot_count: budget.map(|b| 100 + b),
+                            // Always set: a generated fill-quota fault needs it.
+                            quota_backend_bytes: Some(MIN_QUOTA_BYTES + budget.unwrap_or(0)),
                         },
                         regression: RegressionBudget {
                             rto_worse_pct,

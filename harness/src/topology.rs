@@ -47,15 +47,22 @@ pub struct ServerSettings {
     /// `--snapshot-count`: applied entries between two raft snapshot files (`member/snap/*.snap`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_count: Option<u64>,
+    /// `--quota-backend-bytes`: the backend size at which etcd raises the NOSPACE alarm
+    /// and refuses writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_backend_bytes: Option<u64>,
 }
 
 impl ServerSettings {
     /// The settings as etcd's `ETCD_*` environment variables.
     pub fn env(&self) -> Vec<(String, String)> {
-        self.snapshot_count
-            .map(|n| ("ETCD_SNAPSHOT_COUNT".to_string(), n.to_string()))
-            .into_iter()
-            .collect()
+        let snapshot_count = self
+            .snapshot_count
+            .map(|n| ("ETCD_SNAPSHOT_COUNT".to_string(), n.to_string()));
+        let quota = self
+            .quota_backend_bytes
+            .map(|n| ("ETCD_QUOTA_BACKEND_BYTES".to_string(), n.to_string()));
+        snapshot_count.into_iter().chain(quota).collect()
     }
 }
 

@@ -132,6 +132,7 @@ fn drill_events(run_id: &str, out_dir: &Path, slowdown_ms: u64, lost: u64, faili
                 watch: None,
                 agent: None,
                 unhealthy: None,
+                leases: None,
             }),
             data: Box::new(DataLoss {
                 acked_writes: ledger.acked.len() as u64,

@@ -411,13 +411,17 @@ mod tests {
         }
     }
 
-    static NO_SETTINGS: ServerSettings = ServerSettings { snapshot_count: None };
+    static NO_SETTINGS: ServerSettings = ServerSettings {
+        snapshot_count: None,
+        quota_backend_bytes: None,
+    };
 
     #[test]
     fn scenario_settings_reach_the_server_environment() {
         let member = MemberSpec::new("etcd3", "B");
         let settings = ServerSettings {
             snapshot_count: Some(300),
+            quota_backend_bytes: None,
         };
         let spec = Flavor::upstream().member_container(&MemberLaunch {
             settings: &settings,

@@ -202,7 +202,11 @@ impl Cluster {
             via.endpoint,
             if learner { " --learner" } else { "" }
         );
-        let what = if learner { "as a learner" } else { "back as a new member" };
+        let what = if learner {
+            "as a learner"
+        } else {
+            "back as a new member"
+        };
         self.record(format!("add {name} {what}"), command, started, added.is_ok());
         let (id, members) = added?;
         let initial_cluster = members

@@ -5,6 +5,7 @@
 //! as the command an operator would type) and `image` (what the cluster runs).
 
 mod auth;
+pub mod backend;
 mod commands;
 mod containers;
 pub mod damage;
@@ -31,8 +32,8 @@ pub use crate::topology::ClusterState;
 use crate::topology::{MemberSpec, ServerSettings, Topology};
 
 pub use commands::{CommandSink, RecordedCommand};
-pub use membership::Rejoin;
 pub use image::ClusterImage;
+pub use membership::Rejoin;
 
 /// How long the waits give the start-up scripts of an image that has them to start etcd
 /// for good. Bitnami's first member, started on data with authentication on, spends about
@@ -86,10 +87,7 @@ pub struct Cluster {
 /// The last line of a member's log that says why etcd stopped (a fatal error or a panic),
 /// cut to 300 characters.
 pub fn fatal_log_line(log: &str) -> Option<String> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("panic") || l.contains("fatal"))?;
+    let line = log.lines().rev().find(|l| l.contains("panic") || l.contains("fatal"))?;
     Some(line.chars().take(300).collect())
 }
 

@@ -384,6 +384,61 @@ pub fn judge(
             format!("at revision {}: {}", consistency.revision, hashes.join(" ")),
         ));
     }
+    if let (Some(kept), Some(leases)) = (expect.leases_kept, &figures.leases) {
+        checks.push(CheckResult::new(
+            "leases_kept",
+            leases.expired_at_ms.is_empty() == kept,
+            match kept {
+                true => format!("none of the {} leases kept alive expires", leases.leases),
+                false => format!(
+                    "one of the {} leases kept alive expires (the hazard is shown)",
+                    leases.leases
+                ),
+            },
+            format!(
+                "{} expired{}; {} renewals, longest between two {} ms (TTL {} s)",
+                leases.expired_at_ms.len(),
+                match leases.expired_at_ms.first() {
+                    Some(at) => format!(" (first at {at} ms)"),
+                    None => String::new(),
+                },
+                leases.renewals,
+                leases.longest_renewal_gap_ms,
+                leases.ttl_s
+            ),
+        ));
+    }
+    if let Some(quota) = figures.outcome.as_ref().and_then(|o| o.quota.as_ref()) {
+        checks.push(CheckResult::new(
+            "nospace_alarm_raised",
+            quota.alarms.iter().any(|a| a.ends_with("NOSPACE")),
+            "a NOSPACE alarm listed once the quota is full",
+            if quota.alarms.is_empty() {
+                "no alarm".to_string()
+            } else {
+                quota.alarms.join(", ")
+            },
+        ));
+        checks.push(CheckResult::new(
+            "reads_during_alarm",
+            quota.read_during_alarm,
+            "a linearizable read served while the alarm is raised",
+            if quota.read_during_alarm { "served" } else { "refused" },
+        ));
+        checks.push(CheckResult::new(
+            "alarm_disarmed",
+            quota.disarmed > 0 && figures.rto_ms.is_some(),
+            "the alarm disarmed and writes accepted again",
+            format!(
+                "{} alarm(s) disarmed; read-only for {}",
+                quota.disarmed,
+                quota
+                    .read_only_ms
+                    .map(|ms| format!("{ms} ms"))
+                    .unwrap_or_else(|| "the rest of the run".into())
+            ),
+        ));
+    }
     checks.push(CheckResult::new(
         "member_list",
         consistency.member_list_matches,
@@ -514,6 +569,7 @@ mod tests {
             max_rpo_ms: Some(2_500),
             watcher_misses_events: None,
             hashkv_equal: true,
+            leases_kept: None,
             cluster_version: None,
         };
         let figures = RecoveryFigures {
@@ -548,7 +604,7 @@ mod tests {
         let topology = Topology::reference();
         let (expect, figures, data, consistency) = passing_inputs();
         let all = judge(&expect, &topology, &figures, &data, &consistency);
-        assert_eq!(all.len(), 10);
+        assert_eq!(all.len(), 11);
         assert!(failed(&all).is_empty(), "{all:?}");
 
         let mut f = figures.clone();
@@ -629,13 +685,101 @@ mod tests {
             max_rpo_ms: None,
             watcher_misses_events: None,
             hashkv_equal: false,
+            leases_kept: None,
             cluster_version: None,
         };
         let names: Vec<String> = judge(&expect, &topology, &figures, &data, &consistency)
             .into_iter()
             .map(|c| c.name)
             .collect();
-        assert_eq!(names, ["writes_resumed", "no_changed_values", "member_list"]);
+        assert_eq!(
+            names,
+            ["writes_resumed", "all_healthy", "no_changed_values", "member_list"]
+        );
+    }
+
+    #[test]
+    fn a_member_never_healthy_fails_all_healthy_with_the_reason() {
+        let topology = Topology::reference();
+        let (expect, mut figures, data, consistency) = passing_inputs();
+        figures.healthy_ms = None;
+        figures.unhealthy = Some("etcd3 exited with code 1: member has already been bootstrapped".into());
+        let checks = judge(&expect, &topology, &figures, &data, &consistency);
+        assert_eq!(failed(&checks), ["all_healthy", "healthy_budget"]);
+        let check = checks.iter().find(|c| c.name == "all_healthy").unwrap();
+        assert!(check.actual.contains("already been bootstrapped"), "{check:?}");
+    }
+
+    #[test]
+    fn an_expired_lease_fails_leases_kept_and_a_kept_one_fails_the_hazard() {
+        let topology = Topology::reference();
+        let (mut expect, mut figures, data, consistency) = passing_inputs();
+        figures.leases = Some(crate::workload::leases::LeaseFigures {
+            leases: 4,
+            ttl_s: 5,
+            renewals: 20,
+            ..Default::default()
+        });
+        expect.leases_kept = Some(true);
+        assert!(failed(&judge(&expect, &topology, &figures, &data, &consistency)).is_empty());
+        if let Some(leases) = figures.leases.as_mut() {
+            leases.expired_at_ms.push(12_345);
+        }
+        let checks = judge(&expect, &topology, &figures, &data, &consistency);
+        assert_eq!(failed(&checks), ["leases_kept"]);
+        assert!(checks.iter().any(|c| c.actual.contains("first at 12345 ms")));
+        expect.leases_kept = Some(false);
+        assert!(failed(&judge(&expect, &topology, &figures, &data, &consistency)).is_empty());
+        expect.leases_kept = None;
+        let names: Vec<String> = judge(&expect, &topology, &figures, &data, &consistency)
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert!(!names.iter().any(|n| n == "leases_kept"), "{names:?}");
+    }
+
+    #[test]
+    fn the_quota_checks_fail_without_an_alarm_a_read_or_a_disarm() {
+        let topology = Topology::reference();
+        let (expect, figures, data, consistency) = passing_inputs();
+        let good = crate::procedure::QuotaFigures {
+            alarms: vec!["memberID:8e9e05c52164694d alarm:NOSPACE".into()],
+            read_during_alarm: true,
+            disarmed: 1,
+            read_only_ms: Some(2_400),
+            ..Default::default()
+        };
+        let with = |quota: crate::procedure::QuotaFigures| {
+            let mut f = figures.clone();
+            f.rto_ms = f.rto_ms.filter(|_| quota.disarmed > 0);
+            f.outcome = Some(crate::procedure::ProcedureOutcome {
+                quota: Some(quota),
+                ..Default::default()
+            });
+            f
+        };
+        assert!(failed(&judge(&expect, &topology, &with(good.clone()), &data, &consistency)).is_empty());
+        let none = crate::procedure::QuotaFigures {
+            alarms: Vec::new(),
+            ..good.clone()
+        };
+        assert_eq!(
+            failed(&judge(&expect, &topology, &with(none), &data, &consistency)),
+            ["nospace_alarm_raised"]
+        );
+        let unread = crate::procedure::QuotaFigures {
+            read_during_alarm: false,
+            ..good.clone()
+        };
+        assert_eq!(
+            failed(&judge(&expect, &topology, &with(unread), &data, &consistency)),
+            ["reads_during_alarm"]
+        );
+        let never = crate::procedure::QuotaFigures { disarmed: 0, ..good };
+        assert_eq!(
+            failed(&judge(&expect, &topology, &with(never), &data, &consistency)),
+            ["writes_resumed", "rto_budget", "alarm_disarmed"]
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use crate::backup::agent::AgentFigures;
 use crate::backup::periodic::BackupRecord;
 use crate::drill::watcher::{WatchFigures, WatchLog};
 use crate::procedure::ProcedureOutcome;
-use crate::workload::Ledger;
+use crate::workload::leases::LeaseFigures;
+use crate::workload::{Ledger, NO_SPACE};
 
 /// Recovery figures, in milliseconds of the run's monotonic clock.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -36,6 +37,9 @@ pub struct RecoveryFigures {
     /// Why the members were not all healthy after the procedure, when they were not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unhealthy: Option<String>,
+    /// The leases the workload kept alive (workloads with `leases`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases: Option<LeaseFigures>,
     /// Longest time without an acknowledged write, and where it fell.
     pub max_write_gap_ms: u64,
     pub max_write_gap_at_ms: (u64, u64),
@@ -107,6 +111,8 @@ pub struct RecoveryFacts {
     pub agent: Option<DrillAgentReport>,
     /// Why the members were not all healthy after the procedure, when they were not.
     pub unhealthy: Option<String>,
+    /// What the workload's lease keepers saw.
+    pub leases: Option<LeaseFigures>,
 }
 
 /// A stretch without any acknowledged write longer than this, beginning before the
@@ -157,6 +163,34 @@ pub fn recovery_figures(
             step.longest_write_gap_ms = to - from;
         }
     }
+    if let Some(outcome) = outcome.as_mut() {
+        for defrag in &mut outcome.defrags {
+            let end = defrag.started_at_ms + defrag.took_ms;
+            defrag.longest_write_gap_ms = ledger.longest_ack_gap_overlapping(defrag.started_at_ms, end);
+            // A lease expires a TTL after its last renewal: one found expired up to a TTL
+            // after the defragmentation ended may have been starved by it.
+            if let Some(leases) = &facts.leases {
+                let after = end + leases.ttl_s * 1000;
+                defrag.leases_expired = leases
+                    .expired_at_ms
+                    .iter()
+                    .filter(|at| **at >= defrag.started_at_ms && **at <= after)
+                    .count() as u64;
+            }
+        }
+        if let Some(quota) = outcome.quota.as_mut() {
+            // The fault's moment is the alarm: the filler's write refused for space.
+            let refused: Vec<u64> = ledger
+                .failed
+                .iter()
+                .filter(|f| f.kind == NO_SPACE)
+                .map(|f| f.failed_ms)
+                .collect();
+            quota.refused_writes = refused.len() as u64;
+            quota.alarm_to_first_refusal_ms = refused.iter().min().map(|at| at.saturating_sub(fault_at));
+            quota.read_only_ms = first_write_ms;
+        }
+    }
     RecoveryFigures {
         procedure: facts.procedure,
         fault_at_ms: fault_at,
@@ -168,6 +202,7 @@ pub fn recovery_figures(
         procedure_ms,
         healthy_ms: moments.healthy_at_ms.map(|at| at - fault_at),
         unhealthy: facts.unhealthy,
+        leases: facts.leases,
         max_write_gap_ms: gap.1 - gap.0,
         max_write_gap_at_ms: gap,
         quorum_lost: facts.quorum_lost,

@@ -29,6 +29,7 @@ use crate::etcd::ClientSet;
 use crate::fault::{ClusterView, Target};
 use crate::procedure::{self, RecoveryContext};
 use crate::scenario::{ProcedureSpec, Scenario};
+use crate::workload::leases::LeaseKeepers;
 use crate::workload::Workload;
 
 #[derive(Debug, Clone)]
@@ -330,6 +331,24 @@ impl Drill<'_> {
             );
         }
 
+        if let Some(history) = scenario.history {
+            let puts = self
+                .cluster_mut()
+                .grow_history(history.bytes, history.keys, history.value_size)
+                .await?;
+            let sizes = self.cluster_ref().db_sizes().await;
+            let largest = sizes.values().copied().max().unwrap_or(0);
+            self.phase(
+                "history-written",
+                format!(
+                    "{puts} values of {} KiB over {} keys; largest DB {} MiB",
+                    history.value_size / 1024,
+                    history.keys,
+                    largest >> 20
+                ),
+            );
+        }
+
         let mut agent = match &scenario.agent {
             Some(plan) => {
                 let started = DrillAgentRun::start(plan, self.cluster_ref(), &self.options.out_dir).await?;
@@ -364,6 +383,15 @@ impl Drill<'_> {
             .workload
             .watch
             .then(|| WatchFollower::start(app_clients.clone(), prefix.clone()));
+        let leases = (scenario.workload.leases > 0).then(|| {
+            LeaseKeepers::start(
+                scenario.workload.leases,
+                scenario.workload.lease_ttl_s,
+                format!("/etcd-drill/{}-leases/", self.run_id),
+                app_clients.clone(),
+                self.clock,
+            )
+        });
         let workload = Workload::start(&scenario.workload, prefix, app_clients.clone(), self.clock);
         let workload_started = self.clock.now_ms();
         self.phase(
@@ -388,6 +416,12 @@ impl Drill<'_> {
             None => None,
         };
         let workload_stopped = self.clock.now_ms();
+        // The keepers stop after the writers' end is taken: their last tick would
+        // otherwise count as a write gap.
+        let lease_figures = match leases {
+            Some(keepers) => Some(keepers.stop().await),
+            None => None,
+        };
         self.phase(
             "workload-stopped",
             format!("{} acknowledged, {} failed", ledger.acked.len(), ledger.failed.len()),
@@ -403,6 +437,7 @@ impl Drill<'_> {
         let (mut moments, mut facts) = outcome?;
         moments.workload_stopped_ms = workload_stopped;
         facts.agent = agent.as_ref().map(|a| a.report.clone());
+        facts.leases = lease_figures;
         let figures = measure::recovery_figures(&moments, facts, &ledger, watch_log.as_ref());
 
         self.phase("checking", "reading every acknowledged key back");
@@ -509,9 +544,16 @@ impl Drill<'_> {
             // The disruption counts from the moment the fault began; writes count as
             // resumed only when sent after it had taken effect on every member it hits.
             let at_ms = self.clock.now_ms();
-            if fault.action.takes_members_down() {
+            if fault.action.disrupts() {
+                let began_ms = if fault.action.disrupts_when_done() {
+                    at_ms
+                } else {
+                    began_ms
+                };
                 moments.fault_began_ms.get_or_insert(began_ms);
                 moments.fault_done_ms.get_or_insert(at_ms);
+            }
+            if fault.action.takes_members_down() {
                 for m in &members {
                     if !down.contains(m) {
                         down.push(m.clone());
@@ -529,18 +571,25 @@ impl Drill<'_> {
         }
 
         // Is the cluster still writable? A put with a short timeout on every survivor,
-        // retried for a few seconds to ride out an election.
-        let window = Duration::from_millis(3_000);
-        let writable = self
-            .cluster_ref()
-            .probe_writable(window, Duration::from_millis(1_000))
-            .await
-            .is_some();
-        facts.quorum_lost = Some(!writable);
-        self.emitter.emit(Event::QuorumProbed {
-            at_ms: self.clock.now_ms(),
-            writable,
-        });
+        // retried for a few seconds to ride out an election. Not asked when a fault keeps
+        // every member up and refusing writes (a full quota): quorum is not in question.
+        let refuses_with_quorum = scenario
+            .faults
+            .iter()
+            .any(|f| f.action.disrupts() && !f.action.takes_members_down());
+        if !refuses_with_quorum {
+            let window = Duration::from_millis(3_000);
+            let writable = self
+                .cluster_ref()
+                .probe_writable(window, Duration::from_millis(1_000))
+                .await
+                .is_some();
+            facts.quorum_lost = Some(!writable);
+            self.emitter.emit(Event::QuorumProbed {
+                at_ms: self.clock.now_ms(),
+                writable,
+            });
+        }
 
         let fault_at_ms = moments.fault_at_ms();
         let recovery_at = fault_at_ms + scenario.recovery.delay_ms;

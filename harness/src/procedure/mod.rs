@@ -7,6 +7,7 @@ mod incremental_restore;
 mod maintenance;
 mod member_replace;
 mod purge_member;
+mod quota_recovery;
 mod repair;
 mod restart;
 mod rolling_upgrade;
@@ -20,9 +21,10 @@ use serde::Serialize;
 
 pub use force_new_cluster::ForceNewCluster;
 pub use incremental_restore::{IncrementalRestore, IncrementalRestoreInfo, AGENT_STORE_DIR};
-pub use maintenance::Maintenance;
+pub use maintenance::{DefragStep, Maintenance, SizeStep};
 pub use member_replace::MemberReplace;
 pub use purge_member::PurgeMember;
+pub use quota_recovery::{QuotaFigures, QuotaRecovery};
 pub use repair::Repair;
 pub use restart::Restart;
 pub use rolling_upgrade::{RollingUpgrade, UpgradeFigures, UpgradeStep};
@@ -51,6 +53,15 @@ pub struct ProcedureOutcome {
     /// What a rolling upgrade did, member by member.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeFigures>,
+    /// Every member's DB size after each step of a maintenance or quota runbook.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub size_steps: Vec<SizeStep>,
+    /// Each member's defragmentation, in the order they began.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub defrags: Vec<DefragStep>,
+    /// What a recovery from an exhausted quota found and did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaFigures>,
 }
 
 /// Everything a procedure may touch.
@@ -110,7 +121,8 @@ pub fn for_recovery(recovery: &Recovery, run_image: &crate::cluster::ClusterImag
             members: members.clone(),
             rejoin: Rejoin::Learner,
         }),
-        ProcedureSpec::Maintenance => Box::new(Maintenance),
+        ProcedureSpec::Maintenance { defrag } => Box::new(Maintenance { defrag: *defrag }),
+        ProcedureSpec::QuotaRecovery => Box::new(QuotaRecovery),
         ProcedureSpec::PurgeMember { members } => Box::new(PurgeMember {
             members: members.clone(),
         }),

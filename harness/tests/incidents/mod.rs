@@ -20,10 +20,18 @@ pub fn member_data_loss_learner() -> TestResult {
 
 fn learner_steps(report: &etcd_drill::report::DrillReport) -> TestResult {
     let recovery = commands(report, "recovery");
-    ensure(count_containing(&recovery, "member add etcd3") == 1, || format!("{recovery:#?}"))?;
-    ensure(count_containing(&recovery, "--learner") == 1, || format!("{recovery:#?}"))?;
-    ensure(count_containing(&recovery, "raftAppliedIndex") == 1, || format!("{recovery:#?}"))?;
-    ensure(count_containing(&recovery, "member promote") == 1, || format!("{recovery:#?}"))
+    ensure(count_containing(&recovery, "member add etcd3") == 1, || {
+        format!("{recovery:#?}")
+    })?;
+    ensure(count_containing(&recovery, "--learner") == 1, || {
+        format!("{recovery:#?}")
+    })?;
+    ensure(count_containing(&recovery, "raftAppliedIndex") == 1, || {
+        format!("{recovery:#?}")
+    })?;
+    ensure(count_containing(&recovery, "member promote") == 1, || {
+        format!("{recovery:#?}")
+    })
 }
 
 pub fn member_data_loss_learner_with_auth() -> TestResult {
@@ -41,11 +49,21 @@ pub fn member_replace_started_new_is_caught() -> TestResult {
     ensure(report.outcome == Outcome::Fail, || {
         format!("the mistake was not caught:\n{}", explain(&report))
     })?;
-    let failed: Vec<&str> = report.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
-    ensure(failed.contains(&"member_list") && failed.contains(&"all_healthy"), || {
-        format!("failed checks {failed:?}\n{}", explain(&report))
-    })?;
-    let unhealthy = report.checks.iter().find(|c| c.name == "all_healthy").ok_or("no all_healthy check")?;
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.name.as_str())
+        .collect();
+    ensure(
+        failed.contains(&"member_list") && failed.contains(&"all_healthy"),
+        || format!("failed checks {failed:?}\n{}", explain(&report)),
+    )?;
+    let unhealthy = report
+        .checks
+        .iter()
+        .find(|c| c.name == "all_healthy")
+        .ok_or("no all_healthy check")?;
     ensure(unhealthy.actual.contains("etcd3"), || format!("{unhealthy:?}"))?;
     ensure(report.data.lost_acked_writes == 0, || explain(&report))
 }

@@ -1,6 +1,9 @@
 //! The write workload: concurrent writers put sequenced keys under a per-run prefix and
 //! record every acknowledged put in a ledger (key, value, revision, time), which the
-//! data-loss check later compares with what the cluster holds.
+//! data-loss check later compares with what the cluster holds. Beside the writers, the
+//! application may keep leases alive (`leases.rs`).
+
+pub mod leases;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -33,6 +36,16 @@ pub struct WorkloadConfig {
     /// Follow the key space with a watch that resumes from its last revision.
     #[serde(default)]
     pub watch: bool,
+    /// Leases kept alive beside the writers, each with one key attached.
+    #[serde(default)]
+    pub leases: usize,
+    /// Their TTL in seconds.
+    #[serde(default = "default_lease_ttl_s")]
+    pub lease_ttl_s: u64,
+}
+
+fn default_lease_ttl_s() -> u64 {
+    5
 }
 
 impl Default for WorkloadConfig {
@@ -45,6 +58,8 @@ impl Default for WorkloadConfig {
             warmup_ms: 3_000,
             cooldown_ms: 2_000,
             watch: false,
+            leases: 0,
+            lease_ttl_s: default_lease_ttl_s(),
         }
     }
 }
@@ -136,6 +151,20 @@ impl Ledger {
         best
     }
 
+    /// Longest time between two consecutive acknowledgements where that stretch overlaps
+    /// [start, end] (it may begin before and end after): the write stall something that
+    /// ran in that window caused, or took part in. 0 when no stretch overlaps.
+    pub fn longest_ack_gap_overlapping(&self, start_ms: u64, end_ms: u64) -> u64 {
+        let mut times: Vec<u64> = self.acked.iter().map(|w| w.acked_ms).collect();
+        times.sort_unstable();
+        times
+            .windows(2)
+            .filter(|pair| pair[1] >= start_ms && pair[0] <= end_ms)
+            .map(|pair| pair[1] - pair[0])
+            .max()
+            .unwrap_or(0)
+    }
+
     /// First acknowledgement of a put sent at or after `since_ms`.
     pub fn first_ack_sent_after(&self, since_ms: u64) -> Option<&AckedWrite> {
         self.acked
@@ -188,11 +217,16 @@ impl Ledger {
     }
 }
 
+/// The kind of a write refused because the backend quota is exhausted.
+pub const NO_SPACE: &str = "no-space";
+
 /// Sorts an etcd client error into a short, stable kind for the report.
 pub fn error_kind(message: &str) -> String {
     let m = message.to_ascii_lowercase();
     let kind = if m.contains("no leader") {
         "no-leader"
+    } else if m.contains("database space exceeded") {
+        NO_SPACE
     } else if m.contains("timed out") || m.contains("deadline") || m.contains("timeout") {
         "timeout"
     } else if m.contains("unavailable") || m.contains("connect") || m.contains("transport") || m.contains("broken pipe")

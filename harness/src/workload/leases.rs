@@ -1,0 +1,124 @@
+//! Leases the application keeps alive while the drill runs: each lease has a short TTL
+//! and one key attached, and is renewed every third of its TTL, as a client library's
+//! keep-alive does (one `LeaseKeepAlive` per renewal, like `etcdctl lease keep-alive
+//! --once`). A lease that etcd no longer knows, or whose key has vanished, expired while
+//! it was being kept alive: that is recorded, and a new lease takes its place.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::etcd::{is_lease_gone, ClientSet};
+
+/// What the keepers saw, for the report and the `leases_kept` check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LeaseFigures {
+    pub leases: usize,
+    pub ttl_s: u64,
+    pub renewals: u64,
+    pub failed_renewals: u64,
+    /// When (run milliseconds) a lease kept alive was found expired.
+    pub expired_at_ms: Vec<u64>,
+    /// The longest time between two successful renewals of one lease.
+    pub longest_renewal_gap_ms: u64,
+}
+
+/// Running lease keepers; `stop` ends them and hands back what they saw.
+pub struct LeaseKeepers {
+    stop: Arc<AtomicBool>,
+    keepers: Vec<JoinHandle<LeaseFigures>>,
+    ttl_s: u64,
+}
+
+impl LeaseKeepers {
+    /// Starts `leases` keepers, each with its own lease of `ttl_s` seconds and a key under
+    /// `prefix`, talking to the application's members.
+    pub fn start(leases: usize, ttl_s: u64, prefix: String, members: ClientSet, clock: Clock) -> LeaseKeepers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let every = Duration::from_millis((ttl_s * 1000 / 3).max(300));
+        let timeout = Duration::from_millis((ttl_s * 1000 / 3).max(300));
+        let keepers = (0..leases)
+            .map(|i| {
+                let (stop, members, key) = (stop.clone(), members.clone(), format!("{prefix}{i:02}"));
+                tokio::spawn(async move {
+                    let mut seen = LeaseFigures::default();
+                    let mut cursor = i;
+                    let mut lease: Option<i64> = None;
+                    let mut last_renewed = clock.now_ms();
+                    while !stop.load(Ordering::Relaxed) {
+                        let current = members.current();
+                        let member = &current[cursor % current.len()];
+                        match lease {
+                            None => {
+                                // A lease and its key; retried on the next tick if either fails.
+                                if let Ok(id) = member.lease_grant(ttl_s as i64, timeout).await {
+                                    if member
+                                        .put_with_lease(key.clone(), "kept-alive".into(), id, timeout)
+                                        .await
+                                        .is_ok()
+                                    {
+                                        lease = Some(id);
+                                        last_renewed = clock.now_ms();
+                                    }
+                                } else {
+                                    cursor += 1;
+                                }
+                            }
+                            Some(id) => match member.lease_keep_alive_once(id, timeout).await {
+                                Ok(()) => {
+                                    let now = clock.now_ms();
+                                    seen.renewals += 1;
+                                    seen.longest_renewal_gap_ms = seen.longest_renewal_gap_ms.max(now - last_renewed);
+                                    last_renewed = now;
+                                }
+                                Err(e) if is_lease_gone(&e) => {
+                                    seen.expired_at_ms.push(clock.now_ms());
+                                    lease = None;
+                                }
+                                Err(_) => {
+                                    seen.failed_renewals += 1;
+                                    cursor += 1;
+                                }
+                            },
+                        }
+                        tokio::time::sleep(every).await;
+                    }
+                    // A lease renewed to the end keeps its key; a key gone means it expired.
+                    if lease.is_some() {
+                        let current = members.current();
+                        let member = &current[cursor % current.len()];
+                        if let Ok(false) = member.has_keys_under(&key, timeout).await {
+                            seen.expired_at_ms.push(clock.now_ms());
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        LeaseKeepers { stop, keepers, ttl_s }
+    }
+
+    /// Stops the keepers and sums up what they saw.
+    pub async fn stop(self) -> LeaseFigures {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = LeaseFigures {
+            leases: self.keepers.len(),
+            ttl_s: self.ttl_s,
+            ..LeaseFigures::default()
+        };
+        for keeper in self.keepers {
+            if let Ok(seen) = keeper.await {
+                all.renewals += seen.renewals;
+                all.failed_renewals += seen.failed_renewals;
+                all.expired_at_ms.extend(seen.expired_at_ms);
+                all.longest_renewal_gap_ms = all.longest_renewal_gap_ms.max(seen.longest_renewal_gap_ms);
+            }
+        }
+        all.expired_at_ms.sort_unstable();
+        all
+    }
+}
