@@ -1136,21 +1136,21 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 member_named("recovery.members", m)?;
             }
             match r.procedure.as_str() {
-                "member-replace" => {
-                    ProcedureSpec::MemberReplace {
-                        members,
-                        started_as_new: match r.initial_cluster_state.as_deref() {
-                            None | Some("existing") => false,
-                            Some("new") => true,
-                            Some(other) => return Err(c.err(
+                "member-replace" => ProcedureSpec::MemberReplace {
+                    members,
+                    started_as_new: match r.initial_cluster_state.as_deref() {
+                        None | Some("existing") => false,
+                        Some("new") => true,
+                        Some(other) => {
+                            return Err(c.err(
                                 "recovery.initial_cluster_state",
                                 format!(
                                     "unknown state `{other}`; use existing (the runbook) or new (drills the mistake)"
                                 ),
-                            )),
-                        },
-                    }
-                }
+                            ))
+                        }
+                    },
+                },
                 "learner-replace" => ProcedureSpec::LearnerReplace { members },
                 _ => ProcedureSpec::PurgeMember { members },
             }

@@ -1666,6 +1666,13 @@ fn main() {
             "member_replace_started_new_is_caught",
             incidents::member_replace_started_new_is_caught,
         ),
+        Trial::test("quota_exhaustion", incidents::quota_exhaustion),
+        Trial::test("quota_exhaustion_with_auth", incidents::quota_exhaustion_with_auth),
+        Trial::test("defrag_policies", incidents::defrag_policies),
+        Trial::test(
+            "defrag_one_at_a_time_with_auth",
+            incidents::defrag_one_at_a_time_with_auth,
+        ),
         Trial::test("quorum_loss_restart", quorum_loss_restart),
         Trial::test("server_b_loss", server_b_loss),
         Trial::test("minority_kill_on_3_4_23", images::minority_kill_on_3_4_23),

@@ -178,6 +178,22 @@ pub fn render_html(r: &DrillReport) -> String {
         None => s.push_str("<p class=\"muted\">No workload ran: the drill stopped before its writers did.</p>\n"),
     }
 
+    for table in super::incident_tables(&r.recovery) {
+        let _ = writeln!(s, "<h2>{}</h2>", escape(&table.heading));
+        if let Some(note) = &table.note {
+            let _ = writeln!(s, "<p class=\"muted\">{}</p>", escape(note));
+        }
+        s.push_str("<table><tr>");
+        for column in &table.columns {
+            let _ = write!(s, "<th>{}</th>", escape(column));
+        }
+        s.push_str("</tr>\n");
+        for cells in &table.rows {
+            row(&mut s, &cells.iter().map(|c| escape(c)).collect::<Vec<_>>());
+        }
+        s.push_str("</table>\n");
+    }
+
     s.push_str("<h2>Checks</h2>\n<table><tr><th>check</th><th>result</th><th>expected</th><th>actual</th></tr>\n");
     for c in &r.checks {
         let result = if c.passed {

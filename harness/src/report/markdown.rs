@@ -143,6 +143,20 @@ pub fn render_markdown(r: &DrillReport) -> String {
         );
     }
 
+    if let Some(why) = &rec.unhealthy {
+        let _ = writeln!(s, "\nNot every member was healthy after the procedure: {why}");
+    }
+    for table in super::incident_tables(rec) {
+        let _ = writeln!(s, "\n## {}\n", table.heading);
+        if let Some(note) = &table.note {
+            let _ = writeln!(s, "{note}\n");
+        }
+        let _ = writeln!(s, "| {} |", table.columns.join(" | "));
+        let _ = writeln!(s, "|{}", "---|".repeat(table.columns.len()));
+        for row in &table.rows {
+            let _ = writeln!(s, "| {} |", row.join(" | "));
+        }
+    }
     if let Some(upgrade) = rec.outcome.as_ref().and_then(|o| o.upgrade.as_ref()) {
         upgrade_section(&mut s, upgrade);
     }

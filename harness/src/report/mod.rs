@@ -286,6 +286,135 @@ fn make_executable(_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A table of a report section, as data: the Markdown and HTML reporters each render it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub heading: String,
+    /// A sentence above the table, when one is needed to read it.
+    pub note: Option<String>,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+fn mib(bytes: i64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+}
+
+/// The tables of the backend incidents: a quota recovery's figures, every member's DB size
+/// after each step of a maintenance or quota runbook, each defragmentation with its write
+/// gap and expired leases, and the leases kept alive. Empty for other drills.
+pub fn incident_tables(figures: &RecoveryFigures) -> Vec<Table> {
+    let mut tables = Vec::new();
+    let outcome = figures.outcome.as_ref();
+    if let Some(q) = outcome.and_then(|o| o.quota.as_ref()) {
+        tables.push(Table {
+            heading: "Quota exhaustion".into(),
+            note: None,
+            columns: vec!["figure".into(), "value".into()],
+            rows: vec![
+                vec!["alarms listed".into(), q.alarms.join(", ")],
+                vec![
+                    "alarm to the first refused workload write".into(),
+                    q.alarm_to_first_refusal_ms
+                        .map(|ms| format!("{ms} ms"))
+                        .unwrap_or_else(|| "none refused".into()),
+                ],
+                vec!["workload writes refused for space".into(), q.refused_writes.to_string()],
+                vec![
+                    "read served during the alarm".into(),
+                    if q.read_during_alarm { "yes" } else { "no" }.into(),
+                ],
+                vec!["alarms disarmed".into(), q.disarmed.to_string()],
+                vec![
+                    "read-only for the application (alarm to the first accepted write)".into(),
+                    q.read_only_ms
+                        .map(|ms| format!("{ms} ms"))
+                        .unwrap_or_else(|| "until the end of the run".into()),
+                ],
+            ],
+        });
+    }
+    if let Some(steps) = outcome.map(|o| &o.size_steps).filter(|s| !s.is_empty()) {
+        let members: std::collections::BTreeSet<&String> = steps.iter().flat_map(|s| s.sizes.keys()).collect();
+        let mut columns = vec!["step".to_string(), "at".to_string()];
+        columns.extend(members.iter().map(|m| m.to_string()));
+        tables.push(Table {
+            heading: "Database size after each step".into(),
+            note: Some("Each member's backend size as `etcdctl endpoint status` reports it.".into()),
+            columns,
+            rows: steps
+                .iter()
+                .map(|step| {
+                    let mut row = vec![step.step.clone(), format!("{:.2} s", step.at_ms as f64 / 1000.0)];
+                    row.extend(
+                        members
+                            .iter()
+                            .map(|m| step.sizes.get(*m).map(|b| mib(*b)).unwrap_or_else(|| "-".into())),
+                    );
+                    row
+                })
+                .collect(),
+        });
+    }
+    if let Some(defrags) = outcome.map(|o| &o.defrags).filter(|d| !d.is_empty()) {
+        tables.push(Table {
+            heading: "Defragmentation, member by member".into(),
+            note: Some(
+                "The write gap is the longest time between two acknowledged writes that overlaps the member's defragmentation; a lease counts against it when found expired during it or within one TTL after.".into(),
+            ),
+            columns: ["member", "leader", "began", "took", "before", "after", "longest write gap", "leases expired"]
+                .map(String::from)
+                .to_vec(),
+            rows: defrags
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.member.clone(),
+                        if d.leader { "yes" } else { "" }.into(),
+                        format!("{:.2} s", d.started_at_ms as f64 / 1000.0),
+                        format!("{} ms", d.took_ms),
+                        mib(d.size_before),
+                        mib(d.size_after),
+                        format!("{} ms", d.longest_write_gap_ms),
+                        d.leases_expired.to_string(),
+                    ]
+                })
+                .collect(),
+        });
+    }
+    if let Some(l) = &figures.leases {
+        tables.push(Table {
+            heading: "Leases kept alive".into(),
+            note: None,
+            columns: vec!["figure".into(), "value".into()],
+            rows: vec![
+                vec!["leases (TTL)".into(), format!("{} ({} s)", l.leases, l.ttl_s)],
+                vec![
+                    "renewals (failed)".into(),
+                    format!("{} ({})", l.renewals, l.failed_renewals),
+                ],
+                vec![
+                    "longest between two renewals of one lease".into(),
+                    format!("{} ms", l.longest_renewal_gap_ms),
+                ],
+                vec![
+                    "found expired at".into(),
+                    if l.expired_at_ms.is_empty() {
+                        "none".into()
+                    } else {
+                        l.expired_at_ms
+                            .iter()
+                            .map(|ms| format!("{:.2} s", *ms as f64 / 1000.0))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                ],
+            ],
+        });
+    }
+    tables
+}
+
 /// The agent's figures as (label, value) lines for the terminal and `report.md`: the RPO
 /// bound next to the measured RPO, what the agent saved, and what the restore replayed.
 pub fn agent_summary(figures: &RecoveryFigures, measured_rpo_ms: u64) -> Vec<(String, String)> {
