@@ -59,6 +59,10 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
 pub const MIN_QUOTA_BYTES: u64 = 1 << 20;
 /// The largest: 8 GiB, etcd's suggested maximum.
 pub const MAX_QUOTA_BYTES: u64 = 8 << 30;
+/// The largest quota a `fill-quota` fault fills (it may write up to four times as much).
+pub const MAX_FILLED_QUOTA_BYTES: u64 = 1 << 30;
+/// etcd's quota when `--quota-backend-bytes` is not set: 2 GiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 
 // ---------------------------------------------------------------- raw file format
 
@@ -793,6 +797,12 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         // etcd's minimum TTL is 2 s with its default election timeout.
         lease_ttl_s: c.in_range("workload.lease_ttl_s", w.lease_ttl_s, defaults.lease_ttl_s, 2..=3_600)?,
     };
+    if workload.leases == 0 && w.lease_ttl_s.is_some() {
+        return Err(c.err(
+            "workload.lease_ttl_s",
+            "there are no leases to keep: set workload.leases too",
+        ));
+    }
 
     let mut faults = Vec::new();
     for (i, f) in raw.faults.iter().enumerate() {
@@ -1322,10 +1332,51 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             .transpose()?,
     };
     if let Some(i) = faults.iter().position(|f: &Fault| f.action == FaultAction::FillQuota) {
-        if etcd.quota_backend_bytes.is_none() {
+        match etcd.quota_backend_bytes {
+            None => {
+                return Err(c.err(
+                    format!("faults[{i}].action"),
+                    "`fill-quota` needs a small quota to fill: set [etcd] quota_backend_bytes (for example 16777216, 16 MiB)",
+                ))
+            }
+            Some(quota) if quota > MAX_FILLED_QUOTA_BYTES => {
+                return Err(c.err(
+                    "etcd.quota_backend_bytes",
+                    format!("`fill-quota` writes until the quota is full: keep the quota at most {MAX_FILLED_QUOTA_BYTES} bytes (1 GiB) with it, not {quota}"),
+                ))
+            }
+            Some(_) => {}
+        }
+        if recovery.procedure != ProcedureSpec::QuotaRecovery {
             return Err(c.err(
                 format!("faults[{i}].action"),
-                "`fill-quota` needs a small quota to fill: set [etcd] quota_backend_bytes (for example 16777216, 16 MiB)",
+                format!(
+                    "after `fill-quota` the cluster refuses writes until the alarm is disarmed: use procedure = \"quota-recovery\", not {}",
+                    recovery.procedure.name()
+                ),
+            ));
+        }
+        if !matches!(&faults[i].target, Target::Members(m) if m.len() == 1) {
+            return Err(c.err(
+                format!("faults[{i}].members"),
+                "`fill-quota` writes through one member: name exactly one in `members`",
+            ));
+        }
+        if expect.quorum_lost.is_some() {
+            return Err(c.err(
+                "expect.quorum_lost",
+                "a drill with `fill-quota` does not probe quorum (every member runs and refuses writes): drop quorum_lost",
+            ));
+        }
+    }
+    if let Some(h) = &history {
+        // A history of `bytes` makes a backend of some more: refuse one that would fill
+        // the quota before the drill begins.
+        let quota = etcd.quota_backend_bytes.unwrap_or(DEFAULT_QUOTA_BYTES);
+        if h.bytes.saturating_mul(5) / 4 >= quota {
+            return Err(c.err(
+                "history.bytes",
+                format!("{} bytes of history would fill the backend quota ({quota} bytes) before the drill begins: lower it below {}, or raise [etcd] quota_backend_bytes", h.bytes, quota / 5 * 4),
             ));
         }
     }
@@ -1596,6 +1647,72 @@ mod tests {
     }
 
     #[test]
+    fn the_mistakes_compile_and_stay_out_of_the_suite() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/mistakes");
+        let mut compiled = 0;
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let s = parse(&text, &path).unwrap();
+            assert!(!BUILTIN.iter().any(|(n, _)| *n == s.name), "{} is built in", s.name);
+            compiled += 1;
+        }
+        assert!(compiled >= 1);
+    }
+
+    #[test]
+    fn incident_keys_are_refused_where_they_cannot_work() {
+        let quota =
+            "[etcd]\nquota_backend_bytes = 16777216\n[[faults]]\naction = \"fill-quota\"\nmembers = [\"etcd1\"]\n";
+        let recovery = "[recovery]\nprocedure = \"quota-recovery\"\n";
+        assert!(parse_str(&format!("{quota}{recovery}")).is_ok());
+        let cases = [
+            (
+                format!("[[faults]]\naction = \"fill-quota\"\nmembers = [\"etcd1\"]\n{recovery}"),
+                "faults[0].action",
+            ),
+            (format!("{quota}[recovery]\nprocedure = \"restart\"\n"), "faults[0].action"),
+            (
+                format!("{}{recovery}", quota.replace("members = [\"etcd1\"]", "host = \"B\"")),
+                "faults[0].members",
+            ),
+            (
+                format!("{}{recovery}", quota.replace("16777216", "4294967296")),
+                "etcd.quota_backend_bytes",
+            ),
+            (format!("{quota}{recovery}[expect]\nquorum_lost = false\n"), "expect.quorum_lost"),
+            (
+                "[[faults]]\naction = \"kill\"\nmembers = [\"etcd1\"]\n[recovery]\nprocedure = \"quota-recovery\"\n".to_string(),
+                "recovery.procedure",
+            ),
+            (
+                "[recovery]\nprocedure = \"maintenance\"\n[history]\nbytes = 2147483648\n".to_string(),
+                "history.bytes",
+            ),
+            (
+                "[recovery]\nprocedure = \"maintenance\"\n[workload]\nlease_ttl_s = 5\n".to_string(),
+                "workload.lease_ttl_s",
+            ),
+            (
+                "[recovery]\nprocedure = \"maintenance\"\n[expect]\nleases_kept = true\n".to_string(),
+                "expect.leases_kept",
+            ),
+            (
+                "[recovery]\nprocedure = \"maintenance\"\ndefrag = \"sideways\"\n".to_string(),
+                "recovery.defrag",
+            ),
+            (
+                "[[faults]]\naction = \"wipe\"\nmembers = [\"etcd3\"]\n[recovery]\nprocedure = \"learner-replace\"\ninitial_cluster_state = \"new\"\n".to_string(),
+                "recovery.initial_cluster_state",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = parse_str(&text).unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
+    }
+
+    #[test]
     fn a_rollback_by_restore_is_one_way_back_and_round_trips() {
         let upgrade = "[recovery]\nprocedure = \"rolling-upgrade\"\nfrom_image = \"etcd-drill/etcd:3.4\"\n";
         let s = parse_str(&format!("{upgrade}rollback = \"restore\"\n")).unwrap();
@@ -1660,7 +1777,13 @@ mod tests {
 
     fn arb_scenario() -> impl Strategy<Value = Scenario> {
         let fault = (
-            proptest::sample::select(FaultAction::ALL.to_vec()),
+            // fill-quota goes with quota-recovery only; its own test covers it.
+            proptest::sample::select(
+                FaultAction::ALL
+                    .into_iter()
+                    .filter(|a| *a != FaultAction::FillQuota)
+                    .collect::<Vec<_>>(),
+            ),
             arb_target(5),
             0u64..10_000,
         )
@@ -1793,8 +1916,8 @@ mod tests {
                         }),
                         etcd: ServerSettings {
                             snapshot_count: budget.map(|b| 100 + b),
-                            // Always set: a generated fill-quota fault needs it.
-                            quota_backend_bytes: Some(MIN_QUOTA_BYTES + budget.unwrap_or(0)),
+                            // Always set, and room for the generated history.
+                            quota_backend_bytes: Some(64 * MIN_QUOTA_BYTES + budget.unwrap_or(0)),
                         },
                         regression: RegressionBudget {
                             rto_worse_pct,

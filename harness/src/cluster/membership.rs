@@ -1,6 +1,8 @@
 //! Membership steps of the runbooks: `member remove`, re-adding a wiped member as a new
-//! one started with `initial-cluster-state=existing`, recreating a member's container on
-//! its data, and purging a damaged member's `member/snap`.
+//! one ([`Rejoin`]: a voter started with `initial-cluster-state=existing`; a learner,
+//! awaited until it has caught up with the leader and promoted; or, to drill the mistake,
+//! a voter started with `new`), recreating a member's container on its data, and purging
+//! a damaged member's `member/snap`.
 
 use std::time::{Duration, Instant};
 

@@ -401,9 +401,6 @@ impl Cluster {
         }
     }
 
-    /// Waits until every member in `names` answers a linearizable read from the etcd that
-    /// stays ([`Cluster::setup_finished`], asked first). An image with start-up scripts
-    /// gets at least [`SETUP_TIMEOUT`].
     /// What is wrong with each member that does not answer a linearizable read now: its
     /// container's exit code and the last fatal line of its log when it has exited, else
     /// that it runs without serving. Empty when every member answers.
@@ -430,6 +427,9 @@ impl Cluster {
         found
     }
 
+    /// Waits until every member in `names` answers a linearizable read from the etcd that
+    /// stays ([`Cluster::setup_finished`], asked first). An image with start-up scripts
+    /// gets at least [`SETUP_TIMEOUT`].
     pub async fn wait_healthy(&self, names: &[String], timeout: Duration) -> Result<()> {
         let timeout = match self.image.flavor.image_entrypoint_starts_etcd {
             true => timeout.max(SETUP_TIMEOUT),

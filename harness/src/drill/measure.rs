@@ -78,8 +78,9 @@ pub struct DrillAgentReport {
 pub struct Milestones {
     pub workload_started_ms: u64,
     pub workload_stopped_ms: u64,
-    /// When the first fault that took members down began, and when it had taken effect
-    /// on every member it hits. None when no fault took members down.
+    /// When the first fault that disrupted writes began (a fault that takes members down;
+    /// for `fill-quota`, the refusal that ended it), and when it had taken effect on every
+    /// member it hits. None when no fault disrupted writes.
     pub fault_began_ms: Option<u64>,
     pub fault_done_ms: Option<u64>,
     pub recovery_started_ms: Option<u64>,

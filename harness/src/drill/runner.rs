@@ -416,8 +416,9 @@ impl Drill<'_> {
             None => None,
         };
         let workload_stopped = self.clock.now_ms();
-        // The keepers stop after the writers' end is taken: their last tick would
-        // otherwise count as a write gap.
+        // The keepers stop after the writers' end is taken: stopping them (a last
+        // check, a revoke) takes a moment that would otherwise stretch the writers'
+        // span, and with it the last write gap.
         let lease_figures = match leases {
             Some(keepers) => Some(keepers.stop().await),
             None => None,

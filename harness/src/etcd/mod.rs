@@ -317,7 +317,8 @@ impl MemberClient {
         Ok(())
     }
 
-    /// `alarm list`: the alarms raised, as (member id, alarm name such as `NOSPACE`).
+    /// `alarm list`: the alarms raised, as (member id, alarm name such as `NOSPACE`);
+    /// [`alarm_line`] prints one as etcdctl does.
     pub async fn alarms(&self, timeout: Duration) -> Result<Vec<(u64, String)>> {
         use etcd_client::{AlarmAction, AlarmType};
         let mut m = self.client.maintenance_client();
@@ -364,6 +365,15 @@ impl MemberClient {
         self.within(timeout, l.keep_alive(id))
             .await
             .map_err(self.fail("lease keep-alive"))?;
+        Ok(())
+    }
+
+    /// `lease revoke`: ends lease `id` and deletes the keys attached to it.
+    pub async fn lease_revoke(&self, id: i64, timeout: Duration) -> Result<()> {
+        let mut l = self.client.lease_client();
+        self.within(timeout, l.revoke(id))
+            .await
+            .map_err(self.fail("lease revoke"))?;
         Ok(())
     }
 
@@ -500,6 +510,11 @@ impl MemberClient {
         std::fs::write(path, &bytes).map_err(Error::io(path))?;
         Ok(bytes.len() as u64)
     }
+}
+
+/// One alarm as `etcdctl alarm list` prints it: `memberID:<decimal id> alarm:NOSPACE`.
+pub fn alarm_line(member_id: u64, alarm: &str) -> String {
+    format!("memberID:{member_id} alarm:{alarm}")
 }
 
 /// Whether an error of a keep-alive says that etcd no longer knows the lease (it expired).

@@ -40,9 +40,12 @@ pub struct DefragStep {
     pub leader: bool,
     pub started_at_ms: u64,
     pub took_ms: u64,
-    pub size_before: i64,
-    pub size_after: i64,
-    /// The longest time without an acknowledged write while it ran (from the ledger).
+    /// The member's DB size before and after, as `endpoint status` reported it (None
+    /// when it did not answer).
+    pub size_before: Option<i64>,
+    pub size_after: Option<i64>,
+    /// The longest time between two acknowledged writes that overlaps the
+    /// defragmentation (from the ledger, once the writers have stopped).
     pub longest_write_gap_ms: u64,
     /// Leases kept alive by the workload that expired while it ran, or within a TTL after.
     pub leases_expired: u64,
@@ -58,7 +61,9 @@ impl Procedure for Maintenance {
             record_sizes(cluster, &mut outcome, "after compaction").await;
             let defrags = defragment(cluster, self.defrag).await?;
             for d in &defrags {
-                outcome.db_sizes.insert(d.member.clone(), [d.size_before, d.size_after]);
+                if let (Some(before), Some(after)) = (d.size_before, d.size_after) {
+                    outcome.db_sizes.insert(d.member.clone(), [before, after]);
+                }
                 outcome.members.push(d.member.clone());
             }
             outcome.defrags = defrags;
@@ -111,12 +116,12 @@ pub(super) async fn defragment(cluster: &mut Cluster, policy: DefragPolicy) -> R
     let one = |name: String, client: crate::etcd::MemberClient| {
         let is_leader = Some(&name) == leader.as_ref();
         async move {
-            let size_before = client.status(STEP_TIMEOUT).await.map(|s| s.db_size).unwrap_or(0);
+            let size_before = client.status(STEP_TIMEOUT).await.map(|s| s.db_size).ok();
             let started = Instant::now();
             let started_at_ms = clock.now_ms();
             let result = client.defragment(STEP_TIMEOUT).await;
             let took_ms = started.elapsed().as_millis() as u64;
-            let size_after = client.status(STEP_TIMEOUT).await.map(|s| s.db_size).unwrap_or(0);
+            let size_after = client.status(STEP_TIMEOUT).await.map(|s| s.db_size).ok();
             let step = DefragStep {
                 member: name,
                 leader: is_leader,
@@ -135,7 +140,7 @@ pub(super) async fn defragment(cluster: &mut Cluster, policy: DefragPolicy) -> R
             for (name, client) in members {
                 let finished = one(name, client).await;
                 let failed = finished.3.is_err();
-                record_defrag(cluster, &finished);
+                record_defrag(cluster, &finished, "");
                 done.push(finished);
                 if failed {
                     break;
@@ -144,10 +149,18 @@ pub(super) async fn defragment(cluster: &mut Cluster, policy: DefragPolicy) -> R
             done
         }
         DefragPolicy::AllAtOnce => {
+            let started = Instant::now();
             let done = join_all(members.into_iter().map(|(name, client)| one(name, client))).await;
+            // The runbook starts them together, in the background, and waits for all.
             for finished in &done {
-                record_defrag(cluster, finished);
+                record_defrag(cluster, finished, " &");
             }
+            cluster.record(
+                "wait for every defragmentation",
+                "wait",
+                started,
+                done.iter().all(|d| d.3.is_ok()),
+            );
             done
         }
     };
@@ -159,14 +172,23 @@ pub(super) async fn defragment(cluster: &mut Cluster, policy: DefragPolicy) -> R
     Ok(steps)
 }
 
-fn record_defrag(cluster: &mut Cluster, (step, endpoint, started, result): &(DefragStep, String, Instant, Result<()>)) {
+/// Records one member's defragmentation; `background` is `" &"` when the runbook starts
+/// it beside the others.
+fn record_defrag(
+    cluster: &mut Cluster,
+    (step, endpoint, started, result): &(DefragStep, String, Instant, Result<()>),
+    background: &str,
+) {
     let role = if step.leader { " (the leader)" } else { "" };
+    let size = |s: Option<i64>| s.map(|b| b.to_string()).unwrap_or_else(|| "?".into());
     cluster.record_span(
         format!(
             "defragment {}{role}: {} -> {} bytes",
-            step.member, step.size_before, step.size_after
+            step.member,
+            size(step.size_before),
+            size(step.size_after)
         ),
-        format!("etcdctl --endpoints={endpoint} defrag --command-timeout=120s"),
+        format!("etcdctl --endpoints={endpoint} defrag --command-timeout=120s{background}"),
         *started,
         step.took_ms,
         result.is_ok(),

@@ -20,7 +20,7 @@ pub struct QuotaRecovery;
 /// have stopped) how long the cluster refused writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct QuotaFigures {
-    /// The alarms listed when the procedure began, as `memberID:ID alarm:NOSPACE`.
+    /// The alarms listed when the procedure began, as etcdctl prints them.
     pub alarms: Vec<String>,
     /// A linearizable read was served while the alarm was raised.
     pub read_during_alarm: bool,
@@ -50,10 +50,7 @@ impl Procedure for QuotaRecovery {
             let started = Instant::now();
             let alarms = via.alarms(timeout).await;
             if let Ok(list) = &alarms {
-                quota.alarms = list
-                    .iter()
-                    .map(|(id, a)| format!("memberID:{id:x} alarm:{a}"))
-                    .collect();
+                quota.alarms = list.iter().map(|(id, a)| crate::etcd::alarm_line(*id, a)).collect();
             }
             cluster.record(
                 "list the alarms",
@@ -87,7 +84,9 @@ impl Procedure for QuotaRecovery {
             record_sizes(cluster, &mut outcome, "after compaction").await;
             let defrags = defragment(cluster, DefragPolicy::OneAtATime).await?;
             for d in &defrags {
-                outcome.db_sizes.insert(d.member.clone(), [d.size_before, d.size_after]);
+                if let (Some(before), Some(after)) = (d.size_before, d.size_after) {
+                    outcome.db_sizes.insert(d.member.clone(), [before, after]);
+                }
                 outcome.members.push(d.member.clone());
             }
             outcome.defrags = defrags;

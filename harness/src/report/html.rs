@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::markdown::ms;
+use super::seconds;
 use super::svg::{escape, histogram_chart, latency_chart, throughput_chart, Marker, PhaseBand};
 use super::DrillReport;
 use crate::drill::event::Outcome;
@@ -24,10 +25,6 @@ svg.chart{max-width:100%;height:auto;display:block;margin:8px 0;background:#fff}
 /// Counts the charts whose plotted marks have a size once the browser laid them out and
 /// records it on the root element (`data-charts-drawn`), so a headless browser can check it.
 const DRAWN_CHECK: &str = "document.addEventListener('DOMContentLoaded',function(){var n=0;document.querySelectorAll('svg.chart').forEach(function(svg){var drawn=0;svg.querySelectorAll('.mark').forEach(function(m){var b=m.getBBox();if(b.width>0||b.height>0){drawn++;}});svg.setAttribute('data-marks-drawn',drawn);if(drawn>0){n++;}});document.documentElement.setAttribute('data-charts-drawn',n);});";
-
-fn seconds(ms: u64) -> String {
-    format!("{:.2} s", ms as f64 / 1000.0)
-}
 
 /// The phases to shade on the time charts: outage, procedure, and the wait for health.
 pub fn phase_bands(r: &DrillReport) -> Vec<PhaseBand> {

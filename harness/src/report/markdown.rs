@@ -171,7 +171,7 @@ pub fn render_markdown(r: &DrillReport) -> String {
 
     let _ = writeln!(s, "\n## Timeline\n\n| at | event | detail |\n|---|---|---|");
     for t in &r.timeline {
-        let _ = writeln!(s, "| {:.2} s | {} | {} |", t.at_ms as f64 / 1000.0, t.what, t.detail);
+        let _ = writeln!(s, "| {} | {} | {} |", super::seconds(t.at_ms), t.what, t.detail);
     }
 
     let _ = writeln!(s, "\n## Runbook: the commands the recovery ran\n");

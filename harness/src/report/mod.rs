@@ -296,6 +296,11 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
+/// A run time in milliseconds as seconds with two decimals: `12.35 s`.
+pub(crate) fn seconds(ms: u64) -> String {
+    format!("{:.2} s", ms as f64 / 1000.0)
+}
+
 fn mib(bytes: i64) -> String {
     format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
 }
@@ -340,12 +345,12 @@ pub fn incident_tables(figures: &RecoveryFigures) -> Vec<Table> {
         columns.extend(members.iter().map(|m| m.to_string()));
         tables.push(Table {
             heading: "Database size after each step".into(),
-            note: Some("Each member's backend size as `etcdctl endpoint status` reports it.".into()),
+            note: Some("Each member's backend size as etcdctl endpoint status reports it.".into()),
             columns,
             rows: steps
                 .iter()
                 .map(|step| {
-                    let mut row = vec![step.step.clone(), format!("{:.2} s", step.at_ms as f64 / 1000.0)];
+                    let mut row = vec![step.step.clone(), seconds(step.at_ms)];
                     row.extend(
                         members
                             .iter()
@@ -371,10 +376,10 @@ pub fn incident_tables(figures: &RecoveryFigures) -> Vec<Table> {
                     vec![
                         d.member.clone(),
                         if d.leader { "yes" } else { "" }.into(),
-                        format!("{:.2} s", d.started_at_ms as f64 / 1000.0),
+                        seconds(d.started_at_ms),
                         format!("{} ms", d.took_ms),
-                        mib(d.size_before),
-                        mib(d.size_after),
+                        d.size_before.map(mib).unwrap_or_else(|| "-".into()),
+                        d.size_after.map(mib).unwrap_or_else(|| "-".into()),
                         format!("{} ms", d.longest_write_gap_ms),
                         d.leases_expired.to_string(),
                     ]
@@ -404,7 +409,7 @@ pub fn incident_tables(figures: &RecoveryFigures) -> Vec<Table> {
                     } else {
                         l.expired_at_ms
                             .iter()
-                            .map(|ms| format!("{:.2} s", *ms as f64 / 1000.0))
+                            .map(|ms| seconds(*ms))
                             .collect::<Vec<_>>()
                             .join(", ")
                     },

@@ -28,6 +28,11 @@ pub struct SuiteRun {
     pub acked_writes: u64,
     pub lost_acked_writes: u64,
     pub mean_acked_per_s: Option<f64>,
+    /// The longest time without an acknowledged write while the workload ran.
+    pub max_write_gap_ms: u64,
+    /// Kept-alive leases that expired (runs whose workload keeps leases).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases_expired: Option<u64>,
     pub failed_checks: Vec<String>,
 }
 
@@ -107,6 +112,8 @@ impl SuiteRun {
             acked_writes: r.data.acked_writes,
             lost_acked_writes: r.data.lost_acked_writes,
             mean_acked_per_s: r.series.as_ref().map(|s| s.mean_acked_per_s),
+            max_write_gap_ms: r.recovery.max_write_gap_ms,
+            leases_expired: r.recovery.leases.as_ref().map(|l| l.expired_at_ms.len() as u64),
             failed_checks: r.checks.iter().filter(|c| !c.passed).map(|c| c.name.clone()).collect(),
         }
     }
@@ -164,9 +171,16 @@ pub fn render_suite_markdown(suite: &SuiteReport) -> String {
     // Several images: the same drills side by side, with a column naming the image.
     let several_images = suite.runs.iter().any(|r| r.image != suite.runs[0].image);
     let (image_head, image_rule) = if several_images { (" image |", "---|") } else { ("", "") };
+    // Drills that keep leases (defragmentation under load): how many expired, side by side.
+    let with_leases = suite.runs.iter().any(|r| r.leases_expired.is_some());
+    let (lease_head, lease_rule) = if with_leases {
+        (" leases expired |", "---|")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         s,
-        "| scenario |{image_head} verdict | RTO | procedure → first write | lost acked writes | throughput | failed checks | report |\n|---|{image_rule}---|---|---|---|---|---|---|"
+        "| scenario |{image_head} verdict | RTO | procedure → first write | longest write gap | lost acked writes |{lease_head} throughput | failed checks | report |\n|---|{image_rule}---|---|---|---|---|{lease_rule}---|---|---|"
     );
     let ms = super::markdown::ms;
     for r in &suite.runs {
@@ -184,12 +198,18 @@ pub fn render_suite_markdown(suite: &SuiteReport) -> String {
         } else {
             String::new()
         };
+        let leases = match (with_leases, r.leases_expired) {
+            (false, _) => String::new(),
+            (true, Some(n)) => format!(" {n} |"),
+            (true, None) => " — |".to_string(),
+        };
         let _ = writeln!(
             s,
-            "| {} |{image} {verdict} | {} | {} | {} of {} | {} | {} | [{}/report.html]({}/report.html) |",
+            "| {} |{image} {verdict} | {} | {} | {} ms | {} of {} |{leases} {} | {} | [{}/report.html]({}/report.html) |",
             r.scenario,
             ms(r.rto_ms),
             ms(r.procedure_ms),
+            r.max_write_gap_ms,
             r.lost_acked_writes,
             r.acked_writes,
             r.mean_acked_per_s

@@ -2,10 +2,9 @@
 //! and one key attached, and is renewed every third of its TTL, as a client library's
 //! keep-alive does (one `LeaseKeepAlive` per renewal, like `etcdctl lease keep-alive
 //! --once`). A lease that etcd no longer knows, or whose key has vanished, expired while
-//! it was being kept alive: that is recorded, and a new lease takes its place.
+//! it was being kept alive: that is recorded, and a new lease takes its place. At the end
+//! every lease is revoked.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -29,7 +28,7 @@ pub struct LeaseFigures {
 
 /// Running lease keepers; `stop` ends them and hands back what they saw.
 pub struct LeaseKeepers {
-    stop: Arc<AtomicBool>,
+    stop: tokio::sync::watch::Sender<bool>,
     keepers: Vec<JoinHandle<LeaseFigures>>,
     ttl_s: u64,
 }
@@ -38,18 +37,19 @@ impl LeaseKeepers {
     /// Starts `leases` keepers, each with its own lease of `ttl_s` seconds and a key under
     /// `prefix`, talking to the application's members.
     pub fn start(leases: usize, ttl_s: u64, prefix: String, members: ClientSet, clock: Clock) -> LeaseKeepers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let every = Duration::from_millis((ttl_s * 1000 / 3).max(300));
-        let timeout = Duration::from_millis((ttl_s * 1000 / 3).max(300));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let every = Duration::from_millis(ttl_s * 1000 / 3);
+        // A renewal that takes longer than this failed; never longer than a renewal period.
+        let timeout = every.min(Duration::from_secs(2));
         let keepers = (0..leases)
             .map(|i| {
-                let (stop, members, key) = (stop.clone(), members.clone(), format!("{prefix}{i:02}"));
+                let (mut stopped, members, key) = (stopped.clone(), members.clone(), format!("{prefix}{i:02}"));
                 tokio::spawn(async move {
                     let mut seen = LeaseFigures::default();
                     let mut cursor = i;
                     let mut lease: Option<i64> = None;
                     let mut last_renewed = clock.now_ms();
-                    while !stop.load(Ordering::Relaxed) {
+                    while !*stopped.borrow() {
                         let current = members.current();
                         let member = &current[cursor % current.len()];
                         match lease {
@@ -85,15 +85,19 @@ impl LeaseKeepers {
                                 }
                             },
                         }
-                        tokio::time::sleep(every).await;
+                        // The next renewal, or the stop, whichever comes first.
+                        let _ = tokio::time::timeout(every, stopped.changed()).await;
                     }
-                    // A lease renewed to the end keeps its key; a key gone means it expired.
-                    if lease.is_some() {
+                    // A lease renewed to the end keeps its key; a key gone means it
+                    // expired. The lease is then revoked, so that its key does not expire
+                    // later, while the checks read the cluster.
+                    if let Some(id) = lease {
                         let current = members.current();
                         let member = &current[cursor % current.len()];
                         if let Ok(false) = member.has_keys_under(&key, timeout).await {
                             seen.expired_at_ms.push(clock.now_ms());
                         }
+                        let _ = member.lease_revoke(id, timeout).await;
                     }
                     seen
                 })
@@ -104,14 +108,15 @@ impl LeaseKeepers {
 
     /// Stops the keepers and sums up what they saw.
     pub async fn stop(self) -> LeaseFigures {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
         let mut all = LeaseFigures {
-            leases: self.keepers.len(),
             ttl_s: self.ttl_s,
             ..LeaseFigures::default()
         };
         for keeper in self.keepers {
+            // A keeper that panicked saw nothing it could report: it is not counted.
             if let Ok(seen) = keeper.await {
+                all.leases += 1;
                 all.renewals += seen.renewals;
                 all.failed_renewals += seen.failed_renewals;
                 all.expired_at_ms.extend(seen.expired_at_ms);
