@@ -1,5 +1,6 @@
 //! The library's error type, and the mapping from each class of error to the CLI's
-//! documented exit codes (see README: 1 failed drill, 2 invalid input, 3 environment).
+//! documented exit codes (see README: 1 failed drill, 2 invalid input, 3 environment,
+//! 4 interrupted, 5 harness breakdown).
 
 use std::path::PathBuf;
 
@@ -12,6 +13,18 @@ pub enum ExitClass {
     InvalidInput = 2,
     /// The machine cannot run drills: no Docker daemon, a missing image, no pip.
     Environment = 3,
+    /// SIGINT or SIGTERM ended the run; its objects were removed.
+    Interrupted = 4,
+    /// The harness could not carry out a step (a Docker call, a file it writes, the
+    /// cleanup): no verdict on etcd.
+    HarnessBroken = 5,
+}
+
+impl ExitClass {
+    /// The exit code of a run that ended with this class, or with a verdict when None.
+    pub fn code(class: Option<ExitClass>, verdict: u8) -> u8 {
+        class.map(|c| c as u8).unwrap_or(verdict)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,13 +129,11 @@ impl Error {
             | Error::ImageUnusable { .. }
             | Error::AuthRejected { .. }
             | Error::ImageBuild { .. } => ExitClass::Environment,
-            Error::Docker { .. }
-            | Error::Etcd { .. }
-            | Error::Procedure { .. }
-            | Error::Timeout { .. }
-            | Error::Io { .. }
-            | Error::BackupChain { .. }
-            | Error::Interrupted { .. } => ExitClass::DrillFailed,
+            Error::Etcd { .. } | Error::Procedure { .. } | Error::Timeout { .. } | Error::BackupChain { .. } => {
+                ExitClass::DrillFailed
+            }
+            Error::Docker { .. } | Error::Io { .. } => ExitClass::HarnessBroken,
+            Error::Interrupted { .. } => ExitClass::Interrupted,
             Error::BackupStore { .. } => ExitClass::Environment,
         }
     }
@@ -204,5 +215,48 @@ impl ChainError {
             | ChainError::BadContent { file, .. }
             | ChainError::Replay { file, .. } => file,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_has_its_exit_code() {
+        let class = |e: Error| e.exit_class() as u8;
+        assert_eq!(
+            class(Error::InvalidArgument {
+                argument: "--x".into(),
+                message: "bad".into()
+            }),
+            2
+        );
+        assert_eq!(
+            class(Error::ImageMissing {
+                image: "x".into(),
+                reason: "not found".into(),
+                local: "etcd-drill/etcd:3.5".into()
+            }),
+            3
+        );
+        assert_eq!(class(Error::Interrupted { signal: "SIGTERM" }), 4);
+        assert_eq!(
+            class(Error::Io {
+                path: "report.json".into(),
+                source: std::io::Error::other("disk full")
+            }),
+            5
+        );
+        assert_eq!(
+            class(Error::Timeout {
+                what: "the cluster to take a write".into(),
+                waited_ms: 60_000
+            }),
+            1
+        );
+        // A run with a verdict exits with it unless it broke down.
+        assert_eq!(ExitClass::code(None, 1), 1);
+        assert_eq!(ExitClass::code(Some(ExitClass::HarnessBroken), 0), 5);
     }
 }

@@ -997,11 +997,53 @@ fn sigterm_removes_the_run() -> TestResult {
     ensure(status.success(), || "kill -TERM failed".into())?;
     let exit = child.wait()?;
     let stderr = std::io::read_to_string(child.stderr.take().ok_or("no stderr")?)?;
-    ensure(exit.code() == Some(1), || {
-        format!("exit {exit:?} after SIGTERM, want 1; stderr: {stderr}")
+    ensure(exit.code() == Some(4), || {
+        format!("exit {exit:?} after SIGTERM, want 4 (interrupted); stderr: {stderr}")
     })?;
     ensure(stderr.contains("SIGTERM"), || {
         format!("stderr does not name the signal: {stderr}")
+    })?;
+    assert_no_objects(Some(&run_id))
+}
+
+/// A drill whose harness cannot carry out a step (here: the container a fault pauses was
+/// removed behind its back) ends with exit code 5, not 1: no verdict on etcd. The report
+/// says it broke down, and the run's objects are gone.
+fn harness_breakdown_exits_5() -> TestResult {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("breaks.toml");
+    std::fs::write(
+        &path,
+        "name = \"breaks\"\n[workload]\nwriters = 2\nrate = 40\nwarmup_ms = 8000\n[[faults]]\naction = \"pause\"\nmembers = [\"etcd3\"]\n[recovery]\nprocedure = \"repair\"\n",
+    )?;
+    let out = dir.path().join("out");
+    let mut child = binary()
+        .args(["run", path.to_str().unwrap_or_default(), "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().ok_or("no output")??;
+    let run_id = run_id_from(&first).ok_or_else(|| format!("no run id in {first:?}"))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while leftovers(Some(&run_id))?.containers.len() < 5 {
+        ensure(Instant::now() < deadline, || "the cluster never appeared".into())?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let victim = format!("etcd-drill-{run_id}-etcd3");
+    let removed = Command::new("docker").args(["rm", "-f", &victim]).output()?;
+    ensure(removed.status.success(), || format!("docker rm -f {victim} failed"))?;
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    let exit = child.wait()?;
+    ensure(exit.code() == Some(5), || {
+        format!("exit {exit:?} after a harness breakdown, want 5; stdout: {rest:#?}")
+    })?;
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
+    ensure(report["error"].as_str().is_some_and(|e| e.contains(&victim)), || {
+        format!("the report does not say what broke: {}", report["error"])
     })?;
     assert_no_objects(Some(&run_id))
 }
@@ -1333,6 +1375,29 @@ fn perf_cli_exit_codes_and_report() -> TestResult {
         || format!("impossible rate: {:?}\n{stdout}", out.status),
     )?;
 
+    // `-o json` (and etcdctl's `-w json`): one JSON document on stdout, the report; the
+    // figures for people on stderr.
+    let out = binary()
+        .args(["perf", "--members", "1", "--duration", "2s", "-w", "json", "--out"])
+        .arg(dir.path().join("json"))
+        .output()?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "perf -w json stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    ensure(report.pointer("/verdict/pass").is_some(), || format!("{report}"))?;
+    ensure(String::from_utf8_lossy(&out.stderr).contains("latency ms  p50"), || {
+        "the figures for people did not go to stderr".into()
+    })?;
+    let cleaned = binary().args(["clean", "--dry-run", "-o", "json"]).output()?;
+    let cleaned: serde_json::Value = serde_json::from_slice(&cleaned.stdout)?;
+    ensure(
+        cleaned["dry_run"] == serde_json::Value::Bool(true) && cleaned["containers"].is_array(),
+        || format!("{cleaned}"),
+    )?;
+
     let out = binary().args(["perf", "--members", "4"]).output()?;
     ensure(out.status.code() == Some(2), || {
         format!("--members 4 gave {:?}", out.status)
@@ -1657,6 +1722,7 @@ fn main() {
     }
     let tests = vec![
         Trial::test("minority_kill", minority_kill),
+        Trial::test("harness_breakdown_exits_5", harness_breakdown_exits_5),
         Trial::test("member_data_loss_learner", incidents::member_data_loss_learner),
         Trial::test(
             "member_data_loss_learner_with_auth",

@@ -57,6 +57,16 @@ pub struct RunSummary {
     pub run_id: String,
     pub outcome: Outcome,
     pub out_dir: PathBuf,
+    /// Why the run has no verdict on etcd, when the drill broke down for a reason of the
+    /// machine or the harness (a Docker call, a file, the cleanup), not of etcd.
+    pub broke_down: Option<crate::ExitClass>,
+}
+
+impl RunSummary {
+    /// The CLI's exit code for this run: the breakdown's class, else the verdict's.
+    pub fn exit_code(&self) -> u8 {
+        crate::ExitClass::code(self.broke_down, self.outcome.exit_code())
+    }
 }
 
 /// How long the members have after the procedure to all answer a linearizable read.
@@ -207,6 +217,7 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
             run_id,
             outcome: Outcome::Skipped,
             out_dir: options.out_dir.clone(),
+            broke_down: None,
         });
     }
 
@@ -243,6 +254,11 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
         (Ok(()), Err(e)) => Some(format!("cleanup failed: {e}")),
         _ => None,
     };
+    let broke_down = match (&result, &cleanup) {
+        (Err(e), _) => Some(e.exit_class()).filter(|c| *c != crate::ExitClass::DrillFailed),
+        (Ok(()), Err(_)) => Some(crate::ExitClass::HarnessBroken),
+        _ => None,
+    };
     let outcome = if error.is_none() && !checks_failed {
         Outcome::Pass
     } else {
@@ -259,6 +275,7 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
         run_id,
         outcome,
         out_dir: options.out_dir.clone(),
+        broke_down,
     })
 }
 

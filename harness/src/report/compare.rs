@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::REPORT_FORMAT_VERSION;
 use crate::error::{Error, Result};
@@ -144,7 +144,7 @@ fn budget_for(new: &ReportFigures, overrides: Option<(&RawRegression, &Path)>) -
 }
 
 /// One figure of one scenario, old against new.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FigureChange {
     pub figure: &'static str,
     pub unit: &'static str,
@@ -164,7 +164,7 @@ impl FigureChange {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ScenarioComparison {
     pub scenario: String,
     pub old_run: String,
@@ -173,7 +173,7 @@ pub struct ScenarioComparison {
     pub changes: Vec<FigureChange>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Comparison {
     pub scenarios: Vec<ScenarioComparison>,
     /// Scenarios only one side has.

@@ -124,6 +124,7 @@ pub(crate) async fn run_suite(args: RunArgs) -> Result<u8> {
         scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
     );
     let mut runs = Vec::new();
+    let mut codes = Vec::new();
     for scenario in &scenarios {
         for image in &args.images {
             let folder = suite::run_folder(&scenario.name, image, args.images.len() > 1);
@@ -135,6 +136,7 @@ pub(crate) async fn run_suite(args: RunArgs) -> Result<u8> {
                 etcd_drill::docker::runtime::new_run_id(),
             )
             .await?;
+            codes.push(code);
             match report {
                 Some(report) => runs.push((report, folder)),
                 None => return Ok(code),
@@ -144,7 +146,16 @@ pub(crate) async fn run_suite(args: RunArgs) -> Result<u8> {
     let suite = suite::write_suite_files(&suite_id, &started_at, &args.images.join(", "), &runs, &out)?;
     println!("\n{}", suite::render_suite_markdown(&suite));
     println!("suite reports: {}", out.display());
-    Ok(suite.outcome.exit_code())
+    Ok(suite_exit_code(&codes))
+}
+
+/// A suite's exit code: 1 when any drill failed a check (a finding about etcd comes
+/// first), else the highest code of a run that broke down, else 0.
+fn suite_exit_code(codes: &[u8]) -> u8 {
+    match codes.contains(&1) {
+        true => 1,
+        false => codes.iter().copied().max().unwrap_or(0),
+    }
 }
 
 async fn run(args: RunArgs) -> Result<u8> {
@@ -189,10 +200,10 @@ async fn run_one(
     .await?;
     if let Some(e) = builder.write_error() {
         eprintln!("error: writing the report failed: {e}");
-        return Ok((1, None));
+        return Ok((etcd_drill::ExitClass::HarnessBroken as u8, None));
     }
     println!("reports: {}", summary.out_dir.join("report.md").display());
-    let code = summary.outcome.exit_code();
+    let code = summary.exit_code();
     Ok((code, builder.report().cloned()))
 }
 

@@ -1,6 +1,6 @@
 //! The `etcd-drill` command line: parses arguments, runs the library, and maps outcomes
 //! and error classes to the documented exit codes (0 pass, 1 failed, 2 invalid input,
-//! 3 environment not usable).
+//! 3 environment not usable, 4 interrupted, 5 harness breakdown).
 
 mod backup;
 mod drill;
@@ -45,12 +45,17 @@ enum Command {
         command: ReportCommand,
     },
     /// List the scenarios in ./scenarios and the built-in ones.
-    List,
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Check scenario files without running them.
     Validate {
         /// Scenario files or names.
         #[arg(required = true)]
         scenarios: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Manage the local etcd image.
     Image {
@@ -77,7 +82,39 @@ enum Command {
         /// List what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
+}
+
+/// `-o json` (or etcdctl's spelling, `-w json`): machine-readable output on stdout.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub(crate) struct OutputArgs {
+    /// Output format: text (for people) or json (one JSON document on stdout).
+    #[arg(short = 'o', long = "output", short_alias = 'w', alias = "write-out", value_enum, default_value_t = OutputFormat::Text)]
+    pub(crate) format: OutputFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutputFormat {
+    Text,
+    Json,
+}
+
+impl OutputArgs {
+    pub(crate) fn json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+}
+
+/// Prints `value` as one pretty JSON document on stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::InvalidArgument {
+        argument: "--output".into(),
+        message: format!("cannot render JSON: {e}"),
+    })?;
+    say(format_args!("{text}"));
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -96,6 +133,8 @@ enum ReportCommand {
         /// Also write the comparison (Markdown) to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -172,23 +211,19 @@ async fn dispatch(command: Command) -> Result<u8> {
     match command {
         Command::Run(args) => drill::run_command(args).await,
         Command::Report {
-            command: ReportCommand::Compare { old, new, budgets, out },
-        } => compare(&old, &new, budgets.as_deref(), out.as_deref()),
+            command:
+                ReportCommand::Compare {
+                    old,
+                    new,
+                    budgets,
+                    out,
+                    output,
+                },
+        } => compare(&old, &new, budgets.as_deref(), out.as_deref(), output),
         Command::Perf(args) => perf::perf_command(*args).await,
         Command::Release(args) => release::release_command(*args).await,
-        Command::List => list(),
-        Command::Validate { scenarios } => {
-            for name in &scenarios {
-                let s = scenario::load(name)?;
-                println!(
-                    "ok  {name}: {} ({} faults, recovery {})",
-                    s.name,
-                    s.faults.len(),
-                    s.recovery.procedure.name()
-                );
-            }
-            Ok(0)
-        }
+        Command::List { output } => list(output),
+        Command::Validate { scenarios, output } => validate(&scenarios, output),
         Command::Image {
             command:
                 ImageCommand::Build {
@@ -227,17 +262,27 @@ async fn dispatch(command: Command) -> Result<u8> {
         }
         Command::Backup(args) => backup::backup_command(*args).await,
         Command::RestoreBackup(args) => backup::restore_backup_command(*args).await,
-        Command::Clean { run, dry_run } => {
+        Command::Clean { run, dry_run, output } => {
             let docker = DockerRuntime::connect().await?;
             let found = if dry_run {
                 docker.run_objects(run.as_deref()).await?
             } else {
                 docker.remove_run(run.as_deref()).await?
             };
+            if output.json() {
+                print_json(&serde_json::json!({
+                    "dry_run": dry_run,
+                    "run": run,
+                    "containers": found.containers,
+                    "networks": found.networks,
+                    "volumes": found.volumes,
+                }))?;
+                return Ok(0);
+            }
             let verb = if dry_run { "would remove" } else { "removed" };
-            println!("{verb} {}", found.summary());
+            say(format_args!("{verb} {}", found.summary()));
             for name in found.containers.iter().chain(&found.networks).chain(&found.volumes) {
-                println!("  {name}");
+                say(format_args!("  {name}"));
             }
             Ok(0)
         }
@@ -251,8 +296,20 @@ fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-fn list() -> Result<u8> {
-    let mut names: Vec<String> = Vec::new();
+/// One scenario as `list -o json` shows it.
+#[derive(serde::Serialize)]
+struct Listed {
+    name: String,
+    description: String,
+    /// The file it was read from, or `built-in`.
+    source: String,
+    /// Why the file does not compile, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn list(output: OutputArgs) -> Result<u8> {
+    let mut listed: Vec<Listed> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("scenarios") {
         let mut files: Vec<PathBuf> = entries
             .flatten()
@@ -261,24 +318,107 @@ fn list() -> Result<u8> {
             .collect();
         files.sort();
         for path in files {
-            match std::fs::read_to_string(&path)
+            let parsed = std::fs::read_to_string(&path)
                 .map_err(Error::io(&path))
-                .and_then(|t| scenario::parse(&t, &path))
-            {
-                Ok(s) => {
-                    println!("{:<24} {}  ({})", s.name, s.description, path.display());
-                    names.push(s.name);
-                }
-                Err(e) => println!("{:<24} INVALID: {e}", path.display()),
-            }
+                .and_then(|t| scenario::parse(&t, &path));
+            listed.push(match parsed {
+                Ok(s) => Listed {
+                    name: s.name,
+                    description: s.description,
+                    source: path.display().to_string(),
+                    error: None,
+                },
+                Err(e) => Listed {
+                    name: path.display().to_string(),
+                    description: String::new(),
+                    source: path.display().to_string(),
+                    error: Some(e.to_string()),
+                },
+            });
         }
     }
     for (name, text) in scenario::BUILTIN {
-        if names.iter().any(|n| n == name) {
+        if listed.iter().any(|l| l.name == *name) {
             continue;
         }
         if let Ok(s) = scenario::parse(text, std::path::Path::new(name)) {
-            println!("{:<24} {}  (built in)", s.name, s.description);
+            listed.push(Listed {
+                name: s.name,
+                description: s.description,
+                source: "built-in".into(),
+                error: None,
+            });
+        }
+    }
+    if output.json() {
+        print_json(&listed)?;
+        return Ok(0);
+    }
+    for l in &listed {
+        match (&l.error, l.source.as_str()) {
+            (Some(e), _) => say(format_args!("{:<24} INVALID: {e}", l.source)),
+            (None, "built-in") => say(format_args!("{:<24} {}  (built in)", l.name, l.description)),
+            (None, source) => say(format_args!("{:<24} {}  ({source})", l.name, l.description)),
+        }
+    }
+    Ok(0)
+}
+
+/// One scenario as `validate -o json` shows it.
+#[derive(serde::Serialize)]
+struct Validated {
+    /// The name or file given.
+    given: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    faults: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    procedure: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `validate`: in text, stops at the first invalid scenario with its error (exit 2); in
+/// JSON, checks every one and lists each, exiting 2 when any is invalid.
+fn validate(names: &[String], output: OutputArgs) -> Result<u8> {
+    let mut results = Vec::new();
+    for name in names {
+        match scenario::load(name) {
+            Ok(s) => {
+                if !output.json() {
+                    say(format_args!(
+                        "ok  {name}: {} ({} faults, recovery {})",
+                        s.name,
+                        s.faults.len(),
+                        s.recovery.procedure.name()
+                    ));
+                }
+                results.push(Validated {
+                    given: name.clone(),
+                    ok: true,
+                    name: Some(s.name),
+                    faults: Some(s.faults.len()),
+                    procedure: Some(s.recovery.procedure.name()),
+                    error: None,
+                });
+            }
+            Err(e) if !output.json() => return Err(e),
+            Err(e) => results.push(Validated {
+                given: name.clone(),
+                ok: false,
+                name: None,
+                faults: None,
+                procedure: None,
+                error: Some(e.to_string()),
+            }),
+        }
+    }
+    if output.json() {
+        print_json(&results)?;
+        if results.iter().any(|r| !r.ok) {
+            return Ok(etcd_drill::ExitClass::InvalidInput as u8);
         }
     }
     Ok(0)
@@ -326,6 +466,7 @@ fn compare(
     new: &std::path::Path,
     budgets: Option<&std::path::Path>,
     out: Option<&std::path::Path>,
+    output: OutputArgs,
 ) -> Result<u8> {
     let overrides = budgets.map(compare::load_budgets).transpose()?;
     let old_reports = compare::load_reports(old)?;
@@ -342,7 +483,11 @@ fn compare(
         });
     }
     let text = compare::render_comparison(&comparison);
-    print!("{text}");
+    if output.json() {
+        print_json(&comparison)?;
+    } else {
+        print!("{text}");
+    }
     if let Some(path) = out {
         etcd_drill::report::write_file(path, &text)?;
     }

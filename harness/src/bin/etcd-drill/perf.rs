@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -16,7 +17,33 @@ use etcd_drill::perf::sweep::{markdown_table, run_sweep, write_chart, SweepRow};
 use etcd_drill::perf::{parse_duration, Bench, Load, RunSettings, Target};
 use etcd_drill::{Error, Result};
 
-use crate::until_signal;
+use crate::{print_json, until_signal, OutputArgs};
+
+/// Set by `-o json`: the figures and progress for people go to stderr, and stdout carries
+/// one JSON document, the report.
+static JSON_ON_STDOUT: AtomicBool = AtomicBool::new(false);
+
+/// A line for people: on stdout, or on stderr when stdout carries JSON.
+macro_rules! human {
+    ($($arg:tt)*) => {
+        if JSON_ON_STDOUT.load(Ordering::Relaxed) {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
+}
+
+/// Text for people (already ending in a newline), routed like [`human!`].
+macro_rules! human_text {
+    ($($arg:tt)*) => {
+        if JSON_ON_STDOUT.load(Ordering::Relaxed) {
+            eprint!($($arg)*)
+        } else {
+            print!($($arg)*)
+        }
+    };
+}
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -70,6 +97,8 @@ struct LoadArgs {
     /// A request slower than this counts as an error (etcdctl waits forever).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     request_timeout: Duration,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Args)]
@@ -198,7 +227,7 @@ fn progress_printer(every: u64) -> impl FnMut(&Interval) {
             let ok: u64 = window.iter().map(|w| w.successes).sum();
             let errors: u64 = window.iter().map(|w| w.errors).sum();
             let p99 = window.iter().map(|w| w.p99_s).fold(0.0, f64::max);
-            println!(
+            human!(
                 "  {:>4} s  {:>8.0} writes/s  worst p99 of a second {:>7.1} ms  errors {errors}",
                 i.second + 1,
                 ok as f64 / window.len() as f64,
@@ -215,10 +244,13 @@ fn report_dir(out: Option<PathBuf>, name: &str, run_id: &str) -> PathBuf {
 
 /// Prints the run's figures and verdict, writes report.json; the exit code of the verdict.
 fn finish_report(report: &PerfReport, dir: &Path) -> Result<u8> {
-    print!("{}", render_terminal(report));
+    human_text!("{}", render_terminal(report));
     let path = dir.join("report.json");
     report.write_json(&path)?;
-    println!("report: {}", path.display());
+    human!("report: {}", path.display());
+    if JSON_ON_STDOUT.load(Ordering::Relaxed) {
+        print_json(report)?;
+    }
     Ok(if report.verdict.pass { 0 } else { 1 })
 }
 
@@ -241,8 +273,8 @@ where
         let bench = Bench::open(target, image, run_id).await?;
         let (bench, outcome) = body(bench).await;
         if keep && matches!(target, Target::Members(_)) {
-            println!("kept the cluster: --endpoints {}", bench.keep().join(","));
-            println!("remove it with: etcd-drill clean --run {run_id}");
+            human!("kept the cluster: --endpoints {}", bench.keep().join(","));
+            human!("remove it with: etcd-drill clean --run {run_id}");
         } else {
             bench.close().await?;
         }
@@ -276,7 +308,7 @@ async fn perf(args: PerfRunArgs) -> Result<u8> {
     let (image, prefix, settings, run_id) = (&args.target.image, &settings.spec.prefix, &settings, &run_id);
     let report = on_bench(&target, image, run_id, prefix, args.keep, |bench| async move {
         let header_config = settings.config(bench.target.endpoints.len());
-        println!("{}", render_header(&header_config, &bench.target, run_id));
+        human!("{}", render_header(&header_config, &bench.target, run_id));
         let outcome = bench.run(settings, &mut progress).await;
         (bench, outcome)
     })
@@ -301,7 +333,7 @@ pub(crate) async fn perf_on_image(
     let mut progress = progress_printer(if seconds > 20 { 5 } else { 1 });
     let (settings, run_id_ref) = (&settings, &run_id);
     let report = on_bench(&target, image, run_id_ref, PERF_PREFIX, false, |bench| async move {
-        println!(
+        human!(
             "{}",
             render_header(
                 &settings.config(bench.target.endpoints.len()),
@@ -313,7 +345,7 @@ pub(crate) async fn perf_on_image(
         (bench, outcome)
     })
     .await?;
-    print!("{}", render_terminal(&report));
+    human_text!("{}", render_terminal(&report));
     report.write_json(&out.join("report.json"))?;
     Ok(report)
 }
@@ -323,7 +355,7 @@ fn print_trial(trial: &Trial) {
         .rate
         .map(|r| format!("{r:>7.0}"))
         .unwrap_or_else(|| "no limit".into());
-    println!(
+    human!(
         "  rate {rate}  throughput {:>8.1}  p99 {:>7.1} ms  slowest {:>7.1} ms  stddev {:>6.1} ms  errors {}  {}",
         trial.throughput,
         trial.p99_s * 1e3,
@@ -344,7 +376,7 @@ async fn perf_max(args: PerfRunArgs) -> Result<u8> {
     let out_dir = report_dir(args.load_args.out.clone(), &format!("max-{}", args.load), &run_id);
     let (image, prefix, settings, args) = (&args.target.image, &settings.spec.prefix, &settings, &args);
     let search: MaxSearch = on_bench(&target, image, &run_id, prefix, false, |bench| async move {
-        println!(
+        human!(
             "etcd-drill perf --max | run {} | {} clients, {} s a trial, at most {} trials | {}",
             bench.run_id,
             settings.spec.clients,
@@ -363,14 +395,17 @@ async fn perf_max(args: PerfRunArgs) -> Result<u8> {
         source: std::io::Error::other(e),
     })?;
     std::fs::write(&path, json).map_err(Error::io(&path))?;
-    println!("report: {}", path.display());
+    human!("report: {}", path.display());
+    if JSON_ON_STDOUT.load(Ordering::Relaxed) {
+        print_json(&search)?;
+    }
     match &search.best {
         Some(best) => {
             let rate = best
                 .rate
                 .map(|r| format!("{r:.0} writes/s"))
                 .unwrap_or_else(|| "no rate limit".into());
-            println!(
+            human!(
                 "highest passing rate: {rate} (throughput {:.1} writes/s, p99 {:.1} ms)",
                 best.throughput,
                 best.p99_s * 1e3
@@ -378,7 +413,7 @@ async fn perf_max(args: PerfRunArgs) -> Result<u8> {
             Ok(0)
         }
         None => {
-            println!("no trial passed the latency rules");
+            human!("no trial passed the latency rules");
             Ok(1)
         }
     }
@@ -391,14 +426,14 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
     let run_id = etcd_drill::docker::runtime::new_run_id();
     let out_dir = report_dir(args.out.clone(), "sweep", &run_id);
     let seed = args.seed.unwrap_or_else(runner::new_seed);
-    println!(
+    human!(
         "etcd-drill perf sweep | run {run_id} | members {:?} × loads {} | {} s a run",
         args.members,
         args.loads.iter().map(|l| l.name()).collect::<Vec<_>>().join(","),
         args.duration.as_secs()
     );
     let mut print_row = |r: &SweepRow| {
-        println!(
+        human!(
             "  {} members  load {:<2}  throughput {:>8.1}  p99 {:>7.1} ms  slowest {:>7.1} ms  {}",
             r.members,
             r.load,
@@ -433,8 +468,8 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
     std::fs::write(&json, text).map_err(Error::io(&json))?;
     let svg = out_dir.join("sweep.svg");
     write_chart(&rows, &svg)?;
-    print!("{table}");
-    println!("reports: {} {} {}", md.display(), svg.display(), json.display());
+    human_text!("{table}");
+    human!("reports: {} {} {}", md.display(), svg.display(), json.display());
     Ok(0)
 }
 
@@ -452,7 +487,7 @@ async fn perf_datascale(args: DatascaleArgs) -> Result<u8> {
     let (image, prefix, settings, args) = (&args.target.image, &settings.spec.prefix, &settings, &args);
     let report = on_bench(&target, image, &run_id, prefix, false, |bench| async move {
         let p = args.load.datascale();
-        println!(
+        human!(
             "etcd-drill perf datascale | run {} | {} keys of {}+{} bytes, {} clients | memory of {}",
             bench.run_id,
             args.keys.unwrap_or(p.keys),
@@ -470,6 +505,12 @@ async fn perf_datascale(args: DatascaleArgs) -> Result<u8> {
 
 /// `perf`, `perf --max`, `perf sweep` and `perf datascale`.
 pub(crate) async fn perf_command(args: PerfArgs) -> Result<u8> {
+    let json = match &args.mode {
+        None => args.run.load_args.output.json(),
+        Some(PerfMode::Datascale(d)) => d.load_args.output.json(),
+        Some(PerfMode::Sweep(_)) => false,
+    };
+    JSON_ON_STDOUT.store(json, Ordering::Relaxed);
     match args.mode {
         None if args.run.max => perf_max(args.run).await,
         None => perf(args.run).await,

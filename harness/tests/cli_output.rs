@@ -1,0 +1,103 @@
+//! The CLI's machine-readable output without Docker: `list`, `validate` and `report
+//! compare` with `-o json` (or etcdctl's `-w json`) print one JSON document that parses,
+//! and `validate` lists every scenario and exits 2 when one is invalid.
+
+use std::process::Command;
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_etcd-drill"))
+}
+
+fn json_of(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = binary().args(args).output().expect("the binary runs");
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: stdout is not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), value)
+}
+
+#[test]
+fn list_in_json_names_every_built_in_scenario() {
+    let (code, listed) = json_of(&["list", "-o", "json"]);
+    assert_eq!(code, Some(0));
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    for (name, _) in etcd_drill::scenario::BUILTIN {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+}
+
+#[test]
+fn validate_in_json_lists_each_scenario_and_fails_on_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[faults]]\naction = \"kill\"\nrole = \"leaderz\"\n[recovery]\nprocedure = \"restart\"\n",
+    )
+    .unwrap();
+    let (code, results) = json_of(&["validate", "-w", "json", "server-b-loss", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    let results = results.as_array().expect("an array");
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["ok"], true);
+    assert_eq!(results[0]["procedure"], "snapshot-restore");
+    assert_eq!(results[1]["ok"], false);
+    assert!(results[1]["error"].as_str().unwrap().contains("faults[0].role"));
+    let (code, results) = json_of(&["validate", "--output", "json", "quota-exhaustion"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(results[0]["ok"], true);
+}
+
+#[test]
+fn report_compare_in_json_names_the_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, rto: u64| {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        let report = serde_json::json!({
+            "format_version": 1,
+            "run_id": name,
+            "started_at": format!("2026-12-04T06:00:0{}Z", rto / 5_000),
+            "outcome": "pass",
+            "image": "etcd-drill/etcd:3.5",
+            "scenario": { "name": "server-b-loss", "definition": "" },
+            "recovery": { "rto_ms": rto, "procedure_ms": 1000 },
+            "data": { "lost_acked_writes": 0, "acked_writes": 500 }
+        });
+        std::fs::write(folder.join("report.json"), report.to_string()).unwrap();
+        folder
+    };
+    let old = write("old", 5_000);
+    let new = write("new", 9_000);
+    let out = binary()
+        .args([
+            "report",
+            "compare",
+            old.to_str().unwrap(),
+            new.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let comparison: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(1), "{comparison}");
+    let changes = comparison["scenarios"][0]["changes"].as_array().expect("changes");
+    let rto = changes.iter().find(|c| c["figure"] == "RTO").expect("an rto change");
+    assert!(rto["regression"].is_string(), "{rto}");
+}
