@@ -64,9 +64,28 @@ pub const MAX_FILLED_QUOTA_BYTES: u64 = 1 << 30;
 /// etcd's quota when `--quota-backend-bytes` is not set: 2 GiB.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 
+/// A commented starting file for a new scenario (`etcd-drill scenario init`): a runnable
+/// drill with every other key shown, commented out.
+pub const TEMPLATE: &str = include_str!("scenario_template.toml");
+
+/// The JSON Schema of the scenario file format, generated from the types the parser reads
+/// (editors with a TOML language server complete and check keys with it). Committed as
+/// `reports/schema/scenario.schema.json`; a test keeps the file equal to this.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(RawScenario)).unwrap_or_default();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("title".into(), "etcd-drill scenario".into());
+        object.insert(
+            "description".into(),
+            "A drill: topology, workload, faults, recovery procedure and expectations. See docs/scenarios.md.".into(),
+        );
+    }
+    schema
+}
+
 // ---------------------------------------------------------------- raw file format
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScenario {
     pub name: Option<String>,
@@ -93,7 +112,7 @@ pub struct RawScenario {
 }
 
 /// `[security]`: authentication (a root password) and TLS on the cluster.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecurity {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,7 +122,7 @@ pub struct RawSecurity {
 }
 
 /// `[etcd]`: server settings that differ from etcd's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEtcd {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,13 +131,13 @@ pub struct RawEtcd {
     pub quota_backend_bytes: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
     pub interval_ms: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSeed {
     pub prefix: String,
@@ -126,7 +145,7 @@ pub struct RawSeed {
 }
 
 /// `[history]`: `bytes` of values written over `keys` keys, `value_size` bytes each.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHistory {
     pub bytes: i64,
@@ -136,14 +155,14 @@ pub struct RawHistory {
     pub value_size: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMember {
     pub name: String,
     pub host: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkload {
     pub writers: Option<i64>,
@@ -160,7 +179,7 @@ pub struct RawWorkload {
     pub lease_ttl_s: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFault {
     pub action: String,
@@ -185,7 +204,7 @@ pub struct RawFault {
     pub together: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRecovery {
     pub procedure: String,
@@ -236,7 +255,7 @@ pub struct RawRecovery {
     pub defrag: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawExpect {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -267,7 +286,7 @@ pub struct RawExpect {
 
 /// `[regression]`: how much worse than an earlier run `report compare` tolerates. The
 /// same keys, at the top level, make the `--budgets` file of `report compare`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRegression {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -659,15 +678,23 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
     compile(raw, path)
 }
 
+/// A TOML error as "line L, column C: message", then the offending line with a caret
+/// under the spot.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("line {line}: {message}")
-        }
-        None => message,
-    }
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = text[line_start..start].chars().count() + 1;
+    let offending = text[line_start..].lines().next().unwrap_or_default();
+    format!(
+        "line {line}, column {column}: {message}\n  {offending}\n  {}^",
+        " ".repeat(column - 1)
+    )
 }
 
 struct Compiler<'a> {
@@ -1644,6 +1671,15 @@ mod tests {
 
         let e = parse_str("[workload]\nwriters = -1\n").unwrap_err();
         assert!(e.to_string().contains("workload.writers"), "{e}");
+    }
+
+    #[test]
+    fn a_toml_error_shows_line_column_and_the_line() {
+        let e = parse_str("name = \"x\"\n[workload]\nwriters = \"four\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("line 3, column 11"), "{text}");
+        assert!(text.contains("\n  writers = \"four\"\n            ^"), "{text}");
+        assert_eq!(e.exit_class(), crate::error::ExitClass::InvalidInput);
     }
 
     #[test]

@@ -101,3 +101,59 @@ fn report_compare_in_json_names_the_regression() {
     let rto = changes.iter().find(|c| c["figure"] == "RTO").expect("an rto change");
     assert!(rto["regression"].is_string(), "{rto}");
 }
+
+#[test]
+fn the_committed_scenario_schema_is_the_generated_one_and_fits_every_built_in_scenario() {
+    let generated = etcd_drill::scenario::json_schema();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/schema/scenario.schema.json");
+    let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(
+        committed == generated,
+        "{} is stale: regenerate it with `etcd-drill scenario schema > {}`",
+        path.display(),
+        path.display()
+    );
+    let validator = jsonschema::validator_for(&generated).expect("a valid schema");
+    let mut texts: Vec<(String, String)> = etcd_drill::scenario::BUILTIN
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    texts.push(("template".into(), etcd_drill::scenario::TEMPLATE.to_string()));
+    for (name, text) in texts {
+        let value: serde_json::Value = serde_json::to_value(toml::from_str::<toml::Value>(&text).unwrap()).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+    }
+    // A key the parser refuses, the schema refuses too.
+    let wrong = serde_json::json!({ "workload": { "writerz": 4 } });
+    assert!(!validator.is_valid(&wrong));
+}
+
+#[test]
+fn scenario_init_writes_a_runnable_file_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("night-drill.toml");
+    let out = binary()
+        .args(["scenario", "init", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let s = etcd_drill::scenario::parse(&text, &path).unwrap();
+    assert_eq!(s.name, "night-drill");
+    std::fs::write(&path, "mine").unwrap();
+    let again = binary()
+        .args(["scenario", "init", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine");
+    let shown = binary()
+        .args(["scenario", "show", "quota-exhaustion"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("quota_backend_bytes = 16777216"));
+    let unknown = binary().args(["scenario", "show", "no-such"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+}

@@ -45,7 +45,7 @@ pub struct RawAgentConfig {
 }
 
 /// The `[agent]` table of a scenario: the agent the drill runs beside its cluster.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDrillAgent {
     pub full_interval_ms: Option<i64>,

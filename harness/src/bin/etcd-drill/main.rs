@@ -49,6 +49,11 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Write scenarios: show a built-in one, start a new file, print the format's JSON Schema.
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
     /// Check scenario files without running them.
     Validate {
         /// Scenario files or names.
@@ -115,6 +120,23 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
     })?;
     say(format_args!("{text}"));
     Ok(())
+}
+
+#[derive(Subcommand)]
+enum ScenarioCommand {
+    /// Print a scenario's TOML: a file in ./scenarios, or a built-in one.
+    Show {
+        /// The scenario's name.
+        name: String,
+    },
+    /// Write a commented starting file (a runnable drill, every other key shown).
+    Init {
+        /// Where to write it; an existing file is never overwritten.
+        #[arg(default_value = "scenarios/my-drill.toml")]
+        path: PathBuf,
+    },
+    /// Print the JSON Schema of the scenario format (also in reports/schema/).
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -223,6 +245,7 @@ async fn dispatch(command: Command) -> Result<u8> {
         Command::Perf(args) => perf::perf_command(*args).await,
         Command::Release(args) => release::release_command(*args).await,
         Command::List { output } => list(output),
+        Command::Scenario { command } => scenario_command(command),
         Command::Validate { scenarios, output } => validate(&scenarios, output),
         Command::Image {
             command:
@@ -294,6 +317,58 @@ async fn dispatch(command: Command) -> Result<u8> {
 fn say(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn scenario_command(command: ScenarioCommand) -> Result<u8> {
+    match command {
+        ScenarioCommand::Show { name } => {
+            let local = PathBuf::from("scenarios").join(format!("{name}.toml"));
+            let text = match std::fs::read_to_string(&local) {
+                Ok(text) => text,
+                Err(_) => scenario::BUILTIN
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, text)| text.to_string())
+                    .ok_or_else(|| Error::UnknownScenario {
+                        name: name.clone(),
+                        known: scenario::BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                    })?,
+            };
+            print!("{text}");
+            Ok(0)
+        }
+        ScenarioCommand::Init { path } => {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("my-drill");
+            let text = scenario::TEMPLATE.replacen("name = \"my-drill\"", &format!("name = \"{stem}\""), 1);
+            // The file must compile under its own name before it is written.
+            scenario::parse(&text, &path)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+            }
+            let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&path);
+            let mut file = match created {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::InvalidArgument {
+                        argument: "PATH".into(),
+                        message: format!("{} exists; it is left as it is: give another path", path.display()),
+                    })
+                }
+                Err(e) => return Err(Error::io(&path)(e)),
+            };
+            use std::io::Write;
+            file.write_all(text.as_bytes()).map_err(Error::io(&path))?;
+            say(format_args!(
+                "wrote {}: check it with `etcd-drill validate {0}`, run it with `etcd-drill run {0}`",
+                path.display()
+            ));
+            Ok(0)
+        }
+        ScenarioCommand::Schema => {
+            print_json(&scenario::json_schema())?;
+            Ok(0)
+        }
+    }
 }
 
 /// One scenario as `list -o json` shows it.
