@@ -1136,6 +1136,130 @@ fn exit_codes_for_bad_input_and_missing_image() -> TestResult {
     })
 }
 
+/// A drill cluster kept with auth and TLS on is measured with `perf --endpoints` and
+/// backed up with `backup --endpoints`, both with etcdctl's flags (`--cacert`, `--cert`,
+/// `--key`, `--user root --password-file`); without them, `perf` cannot connect.
+fn perf_and_backup_reach_a_secured_cluster() -> TestResult {
+    const PASSWORD: &str = "kept-Pw-41c2";
+    let dir = tempfile::tempdir()?;
+    let scenario = dir.path().join("secure.toml");
+    std::fs::write(
+        &scenario,
+        format!("{SHORT_SCENARIO}\n[security]\nauth = true\ntls = true\n")
+            .replace("name = \"short\"", "name = \"short-secure\""),
+    )?;
+    let out = dir.path().join("out");
+    let output = binary()
+        .args([
+            "run",
+            scenario.to_str().unwrap_or_default(),
+            "--keep",
+            "--seed",
+            "4",
+            "--out",
+        ])
+        .arg(&out)
+        .env("ETCD_DRILL_ROOT_PASSWORD", PASSWORD)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let run_id = stdout.lines().find_map(run_id_from).ok_or("no run id printed")?;
+    let result = (|| -> TestResult {
+        ensure(output.status.success(), || {
+            format!("run --keep failed: {stdout}{}", String::from_utf8_lossy(&output.stderr))
+        })?;
+        let endpoints: Vec<String> = stdout
+            .lines()
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .filter(|e| e.starts_with("https://127.0.0.1:"))
+                    .map(String::from)
+            })
+            .collect();
+        ensure(endpoints.len() == 5, || {
+            format!("expected 5 https endpoints in {stdout}")
+        })?;
+        let tls = out.join("tls");
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, format!("{PASSWORD}\n"))?;
+        let flags = |args: &mut Command| {
+            args.arg("--cacert")
+                .arg(tls.join("ca.crt"))
+                .arg("--cert")
+                .arg(tls.join("client.crt"))
+                .arg("--key")
+                .arg(tls.join("client.key"))
+                .args(["--user", "root", "--password-file"])
+                .arg(&password_file);
+        };
+        let mut perf = binary();
+        perf.args([
+            "perf",
+            "--endpoints",
+            &endpoints.join(","),
+            "--duration",
+            "3s",
+            "-o",
+            "json",
+            "--out",
+        ])
+        .arg(dir.path().join("perf"));
+        flags(&mut perf);
+        let ran = perf.output()?;
+        let report: serde_json::Value = serde_json::from_slice(&ran.stdout).map_err(|e| {
+            format!(
+                "perf over TLS with auth gave no JSON ({e}): {}",
+                String::from_utf8_lossy(&ran.stderr)
+            )
+        })?;
+        let writes = report
+            .pointer("/results/successes")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        ensure(writes > 0, || format!("no write succeeded: {report}"))?;
+        // Without the credentials, the same cluster is out of reach: a clear error.
+        let refused = binary()
+            .args(["perf", "--endpoints", &endpoints[0], "--duration", "1s"])
+            .output()?;
+        ensure(refused.status.code() != Some(0), || {
+            "perf reached a TLS cluster without a CA".into()
+        })?;
+
+        let store = dir.path().join("store");
+        let mut backup = binary();
+        backup
+            .args(["backup", "--endpoints", &endpoints.join(","), "--store"])
+            .arg(&store)
+            .args([
+                "--full-interval-ms",
+                "60000",
+                "--delta-period-ms",
+                "500",
+                "--run-for",
+                "4s",
+            ]);
+        flags(&mut backup);
+        let backed_up = backup.output()?;
+        ensure(backed_up.status.success(), || {
+            format!(
+                "backup over TLS with auth: {:?}\n{}{}",
+                backed_up.status,
+                String::from_utf8_lossy(&backed_up.stdout),
+                String::from_utf8_lossy(&backed_up.stderr)
+            )
+        })?;
+        let fulls = std::fs::read_dir(&store)?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("full-"))
+            .count();
+        ensure(fulls >= 1, || "the backup saved no full snapshot".into())
+    })();
+    let clean = binary().args(["clean", "--run", &run_id]).output()?;
+    ensure(clean.status.success(), || "clean failed".into())?;
+    result?;
+    assert_no_objects(Some(&run_id))
+}
+
 /// A one-member cluster for the perf tests, closed (and checked for leftovers) afterwards.
 fn with_single_member<F, Fut>(test: F) -> TestResult
 where
@@ -1723,6 +1847,10 @@ fn main() {
     let tests = vec![
         Trial::test("minority_kill", minority_kill),
         Trial::test("harness_breakdown_exits_5", harness_breakdown_exits_5),
+        Trial::test(
+            "perf_and_backup_reach_a_secured_cluster",
+            perf_and_backup_reach_a_secured_cluster,
+        ),
         Trial::test("member_data_loss_learner", incidents::member_data_loss_learner),
         Trial::test(
             "member_data_loss_learner_with_auth",

@@ -16,7 +16,6 @@ use crate::cluster::ClusterImage;
 use crate::docker::image::DEFAULT_IMAGE;
 use crate::docker::runtime::{DockerRuntime, RunGuard};
 use crate::error::{Error, Result};
-use crate::etcd::MemberClient;
 
 /// Where a store is, as the flags give it.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +97,7 @@ pub async fn run_agent(
     config_path: &Path,
     image: Option<&str>,
     run_for: Option<Duration>,
+    access: &crate::etcd::access::ClientAccess,
 ) -> Result<AgentFigures> {
     let config = raw.compile(config_path)?;
     let endpoints = crate::etcd::parse_endpoints(&raw.endpoints)?;
@@ -117,7 +117,7 @@ pub async fn run_agent(
     let mut members = Vec::new();
     for e in &endpoints {
         let name = e.trim_start_matches("http://").trim_start_matches("https://");
-        members.push(MemberClient::connect(name, e).await?);
+        members.push(access.connect(name, e).await?);
     }
     let scratch = std::env::temp_dir().join(format!("etcd-drill-backup-{}", tools.run_id));
     println!(
@@ -402,6 +402,8 @@ pub enum BackupRequest {
         raw: RawAgentConfig,
         config_path: PathBuf,
         run_for: Option<Duration>,
+        /// TLS and a user for the members (`--cacert`, `--cert`, `--key`, `--user`).
+        access: Box<crate::etcd::access::ClientAccess>,
     },
     Compact {
         store: StoreArgs,
@@ -417,8 +419,9 @@ pub async fn dispatch_backup(request: BackupRequest) -> Result<u8> {
             raw,
             config_path,
             run_for,
+            access,
         } => {
-            let f = run_agent(raw, &config_path, None, run_for).await?;
+            let f = run_agent(raw, &config_path, None, run_for, &access).await?;
             let full_bytes: u64 = f.fulls.iter().map(|x| x.stored_bytes).sum();
             println!(
                 "backup agent stopped: {} fulls ({full_bytes} bytes stored), {} deltas ({} events, {} bytes, {} stored), saved up to revision {}, {} watch restarts, {} defragmentations, {} errors",

@@ -239,6 +239,29 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
         (Some(cluster), true) => Some(cluster.endpoints()),
         _ => None,
     };
+    // A kept cluster with TLS is of use only with its client certificate: the run's CA,
+    // the client certificate and its key go into the report folder (the key readable by
+    // the owner only), for etcdctl and `perf`/`backup --cacert --cert --key`.
+    if let (Some(cluster), true) = (&drill.cluster, options.keep) {
+        if let Some(tls) = &cluster.tls {
+            let dir = options.out_dir.join("tls");
+            match tls.write_client_files(&dir) {
+                Ok(()) => emitter.emit(Event::Phase {
+                    at_ms: clock.now_ms(),
+                    name: "kept-tls".into(),
+                    detail: format!(
+                        "client files for the kept cluster: {0}/ca.crt, {0}/client.crt, {0}/client.key",
+                        dir.display()
+                    ),
+                }),
+                Err(e) => emitter.emit(Event::Phase {
+                    at_ms: clock.now_ms(),
+                    name: "kept-tls".into(),
+                    detail: format!("the client files could not be written: {e}"),
+                }),
+            }
+        }
+    }
     drop(drill);
 
     let cleanup = if options.keep {

@@ -5,6 +5,7 @@
 //! refused login looks like) and `tls` (the throwaway CA and certificates of a drill with
 //! TLS on).
 
+pub mod access;
 pub mod http;
 pub mod known_bugs;
 pub mod security;
@@ -86,17 +87,31 @@ impl MemberClient {
         password: Option<&crate::etcd::security::RootPassword>,
         tls: Option<&crate::etcd::tls::ClusterTls>,
     ) -> Result<MemberClient> {
+        let user = password.map(|p| (crate::etcd::security::ROOT_USER, p));
+        Self::connect_with(name, endpoint, user, tls.map(|t| t.client_options())).await
+    }
+
+    /// Connects over TLS with `tls` when given, and as `user` (name, password) when given:
+    /// [`MemberClient::connect_as`] for any user and TLS material (a cluster the harness
+    /// did not start: [`access::ClientAccess`]).
+    pub async fn connect_with(
+        name: &str,
+        endpoint: &str,
+        user: Option<(&str, &crate::etcd::security::RootPassword)>,
+        tls: Option<etcd_client::TlsOptions>,
+    ) -> Result<MemberClient> {
+        let password = user.map(|(_, p)| p);
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_millis(500))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
         if let Some(tls) = tls {
-            options = options.with_tls(tls.client_options());
+            options = options.with_tls(tls);
         }
-        if let Some(password) = password {
+        if let Some((user_name, password)) = user {
             // The client's own refresh would run inside each call's deadline, and a login
             // (bcrypt, then raft) often outlasts a 500 ms put: see `within`.
             options = options
-                .with_user(crate::etcd::security::ROOT_USER, password.expose())
+                .with_user(user_name, password.expose())
                 .with_auto_token_refresh(false);
         }
         let connected = tokio::time::timeout(Duration::from_secs(10), Client::connect([endpoint], Some(options))).await;
@@ -582,12 +597,10 @@ pub fn parse_endpoints(list: &[String]) -> Result<Vec<String>> {
         } else {
             format!("http://{raw}")
         };
-        let rest = with_scheme.strip_prefix("http://").ok_or_else(|| {
-            bad(
-                raw,
-                "only http:// endpoints are supported (TLS comes with the auth issue)",
-            )
-        })?;
+        let rest = with_scheme
+            .strip_prefix("http://")
+            .or_else(|| with_scheme.strip_prefix("https://"))
+            .ok_or_else(|| bad(raw, "write http://host:port or https://host:port"))?;
         let (host, port) = rest
             .trim_end_matches('/')
             .rsplit_once(':')
@@ -611,8 +624,9 @@ mod tests {
     fn endpoints_are_checked() {
         let ok = parse_endpoints(&["127.0.0.1:2379,http://10.0.0.1:2379/".into()]).unwrap();
         assert_eq!(ok, vec!["http://127.0.0.1:2379", "http://10.0.0.1:2379"]);
-        let err = parse_endpoints(&["https://a:1".into()]).unwrap_err().to_string();
-        assert!(err.contains("https://a:1") && err.contains("http://"), "{err}");
+        assert_eq!(parse_endpoints(&["https://a:1".into()]).unwrap(), vec!["https://a:1"]);
+        let err = parse_endpoints(&["unix://a:1".into()]).unwrap_err().to_string();
+        assert!(err.contains("unix://a:1") && err.contains("https://"), "{err}");
         assert!(parse_endpoints(&["localhost".into()]).is_err());
         assert!(parse_endpoints(&["a:x".into()]).is_err());
         assert!(parse_endpoints(&[]).is_err());

@@ -1,8 +1,10 @@
 //! TLS on a drill's cluster: a throwaway CA made for the run (rcgen), a server and a peer
 //! certificate for every member (names: the member's, `localhost`; addresses: its peer
 //! network address and 127.0.0.1, where its client port is published), and a client
-//! certificate for the harness (common name `etcd-drill-client`, not a user). Nothing is written to disk: the member files go into the
-//! containers through the archive API, the client's stay in memory. The report shows the
+//! certificate for the harness (common name `etcd-drill-client`, not a user). The member
+//! files go into the containers through the archive API, the client's stay in memory;
+//! only a cluster kept running (`--keep`) gets the CA, the client certificate and its key
+//! written into its report folder, for its user to reach it. The report shows the
 //! `--cacert/--cert/--key` flags a runbook needs, never a key.
 
 use std::net::IpAddr;
@@ -150,6 +152,31 @@ impl ClusterTls {
     }
 
     /// The harness's client settings: the run's CA and the client certificate.
+    /// Writes `ca.crt`, `client.crt` and `client.key` (mode 0600) into `dir`: for a kept
+    /// cluster only, whose user needs them to reach it. Nothing else writes keys to disk.
+    pub fn write_client_files(&self, dir: &std::path::Path) -> crate::error::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        for (name, text, private) in [
+            ("ca.crt", &self.ca_pem, false),
+            ("client.crt", &self.client.cert_pem, false),
+            ("client.key", &self.client.key_pem, true),
+        ] {
+            let path = dir.join(name);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            if private {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let _ = private;
+            let mut file = options.open(&path).map_err(Error::io(&path))?;
+            file.write_all(text.as_bytes()).map_err(Error::io(&path))?;
+        }
+        Ok(())
+    }
+
     pub fn client_options(&self) -> etcd_client::TlsOptions {
         etcd_client::TlsOptions::new()
             .ca_certificate(etcd_client::Certificate::from_pem(&self.ca_pem))

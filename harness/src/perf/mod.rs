@@ -48,8 +48,12 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// An existing cluster's client URLs (`http://host:port`).
-    Endpoints(Vec<String>),
+    /// An existing cluster's client URLs (`http://host:port` or `https://`), reached with
+    /// `access` (TLS files, a user).
+    Endpoints {
+        endpoints: Vec<String>,
+        access: crate::etcd::access::ClientAccess,
+    },
     /// A cluster of this many members (1, 3 or 5) that the harness starts and removes.
     Members(usize),
 }
@@ -181,6 +185,8 @@ pub struct Bench {
     pub target: TargetSummary,
     /// One admin client per member / endpoint (cleanup, metrics, compaction).
     pub members: Vec<MemberClient>,
+    /// How the load's own connections reach an existing cluster (TLS, a user).
+    access: crate::etcd::access::ClientAccess,
     docker: Option<DockerRuntime>,
     guard: Option<RunGuard>,
     cluster: Option<Cluster>,
@@ -190,10 +196,10 @@ impl Bench {
     /// Connects to `target`, starting the cluster first if the harness is to run it.
     pub async fn open(target: &Target, image: &str, run_id: &str) -> Result<Bench> {
         match target {
-            Target::Endpoints(endpoints) => {
+            Target::Endpoints { endpoints, access } => {
                 let mut members = Vec::new();
                 for endpoint in endpoints {
-                    members.push(MemberClient::connect(endpoint, endpoint).await?);
+                    members.push(access.connect(endpoint, endpoint).await?);
                 }
                 Ok(Bench {
                     run_id: run_id.to_string(),
@@ -203,6 +209,7 @@ impl Bench {
                         image: None,
                     },
                     members,
+                    access: access.clone(),
                     docker: None,
                     guard: None,
                     cluster: None,
@@ -232,6 +239,7 @@ impl Bench {
                         image: Some(image.to_string()),
                     },
                     members: cluster.clients(),
+                    access: Default::default(),
                     docker: Some(docker),
                     guard: Some(guard),
                     cluster: Some(cluster),
@@ -272,9 +280,11 @@ impl Bench {
         let mut out = Vec::new();
         for endpoint in &self.target.endpoints {
             for _ in 0..per_endpoint.max(1) {
-                let options = ConnectOptions::new()
-                    .with_connect_timeout(Duration::from_secs(2))
-                    .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+                let options = self.access.connect_options(
+                    ConnectOptions::new()
+                        .with_connect_timeout(Duration::from_secs(2))
+                        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5)),
+                );
                 let client = Client::connect([endpoint.as_str()], Some(options))
                     .await
                     .map_err(Error::etcd("connect", endpoint.clone()))?;

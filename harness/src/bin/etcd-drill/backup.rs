@@ -37,9 +37,11 @@ pub(crate) struct BackupArgs {
     /// A TOML file with the agent's settings (the flags override it); see docs/backups.md.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The members' client URLs, comma-separated.
+    /// The members' client URLs, comma-separated (http:// or https://).
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
+    #[command(flatten)]
+    access: crate::AccessArgs,
     #[command(flatten)]
     store: StoreFlags,
     #[arg(long)]
@@ -159,6 +161,7 @@ fn backup_request(args: BackupArgs) -> Result<etcd_drill::backup::command::Backu
         raw,
         config_path: path,
         run_for: args.run_for,
+        access: Box::new(args.access.resolve()?),
     })
 }
 

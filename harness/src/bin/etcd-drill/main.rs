@@ -92,6 +92,42 @@ enum Command {
     },
 }
 
+/// How to reach an existing cluster (`--endpoints`): TLS and a user, as etcdctl takes
+/// them; the ETCDCTL_* variables fill what is not given.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct AccessArgs {
+    /// CA certificate (PEM) to verify the members' TLS certificates (or ETCDCTL_CACERT).
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for clusters that require one (or ETCDCTL_CERT).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// The client certificate's key (PEM) (or ETCDCTL_KEY).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// User to log in as, `name` or etcdctl's `name:password` (or ETCDCTL_USER).
+    #[arg(long)]
+    user: Option<String>,
+    /// File whose first line is the user's password (else ETCDCTL_PASSWORD).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+impl AccessArgs {
+    pub(crate) fn resolve(&self) -> Result<etcd_drill::etcd::access::ClientAccess> {
+        etcd_drill::etcd::access::ClientAccess::resolve(
+            &etcd_drill::etcd::access::AccessFlags {
+                cacert: self.cacert.clone(),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                user: self.user.clone(),
+                password_file: self.password_file.clone(),
+            },
+            |var| std::env::var(var).ok(),
+        )
+    }
+}
+
 /// `-o json` (or etcdctl's spelling, `-w json`): machine-readable output on stdout.
 #[derive(clap::Args, Clone, Copy, Debug)]
 pub(crate) struct OutputArgs {

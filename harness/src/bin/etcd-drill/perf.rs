@@ -65,10 +65,12 @@ enum PerfMode {
 
 #[derive(Args)]
 struct TargetArgs {
-    /// Client URLs of an existing cluster, comma-separated (http only). Default: start a
-    /// cluster of --members members and remove it afterwards.
+    /// Client URLs of an existing cluster, comma-separated (http:// or https://). Default:
+    /// start a cluster of --members members and remove it afterwards.
     #[arg(long, value_delimiter = ',', conflicts_with = "members")]
     endpoints: Vec<String>,
+    #[command(flatten)]
+    access: crate::AccessArgs,
     /// Members of the cluster to start: 1, 3 or 5.
     #[arg(long, default_value_t = 5)]
     members: usize,
@@ -175,7 +177,10 @@ fn perf_target(args: &TargetArgs) -> Result<Target> {
         etcd_drill::perf::local_topology(args.members)?;
         Ok(Target::Members(args.members))
     } else {
-        Ok(Target::Endpoints(parse_endpoints(&args.endpoints)?))
+        Ok(Target::Endpoints {
+            endpoints: parse_endpoints(&args.endpoints)?,
+            access: args.access.resolve()?,
+        })
     }
 }
 
@@ -281,9 +286,9 @@ where
         outcome
     };
     let result = until_signal(run_id, work).await;
-    if let (Err(Error::Interrupted { .. }), Target::Endpoints(endpoints)) = (&result, target) {
+    if let (Err(Error::Interrupted { .. }), Target::Endpoints { endpoints, access }) = (&result, target) {
         if let Some(first) = endpoints.first() {
-            if let Ok(client) = etcd_drill::etcd::MemberClient::connect(first, first).await {
+            if let Ok(client) = access.connect(first, first).await {
                 let _ = client.delete_prefix(prefix, Duration::from_secs(10)).await;
             }
         }
