@@ -1,5 +1,7 @@
-//! The perf report: `report.json` (every figure, versioned) and the terminal rendering
-//! (etcdctl's verdict lines at the end, the figures etcdctl does not give above them).
+//! The perf report: `report.json` (every figure, versioned), the terminal rendering
+//! (etcdctl's verdict lines at the end, the figures etcdctl does not give above them),
+//! `report.md` (for a CI step summary) and `junit.xml` (one test case per verdict rule,
+//! named the same from night to night: the image or the endpoints are properties).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -250,6 +252,115 @@ pub fn render_header(config: &RunConfig, target: &TargetSummary, run_id: &str) -
 }
 
 /// The whole run for the terminal: figures first, etcdctl's verdict lines last.
+/// What was measured, for the names of the Markdown and JUnit files: `perf s` or
+/// `datascale m`.
+fn run_name(report: &PerfReport) -> String {
+    let mode = match report.mode {
+        Mode::Perf => "perf",
+        Mode::Datascale => "datascale",
+    };
+    match report.config.load {
+        Some(load) => format!("{mode} {}", load.name()),
+        None => mode.to_string(),
+    }
+}
+
+/// Where the load went: the image of the cluster the harness started, or the endpoints.
+fn target_label(report: &PerfReport) -> String {
+    match (&report.target.image, report.target.members) {
+        (Some(image), Some(n)) => format!("{image}, {n} members"),
+        _ => report.target.endpoints.join(","),
+    }
+}
+
+/// `report.md`: the verdict, the figures, and etcdctl's verdict lines.
+pub fn render_markdown(report: &PerfReport) -> String {
+    let r = &report.results;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# etcd-drill {}: {}\n\nRun `{}` on {}, started {}.\n",
+        run_name(report),
+        if report.verdict.pass { "PASS" } else { "FAIL" },
+        report.run_id,
+        target_label(report),
+        report.started_at
+    );
+    let _ = writeln!(s, "| figure | value |\n|---|---|");
+    let _ = writeln!(
+        s,
+        "| requests / successes / errors | {} / {} / {} |",
+        r.requests, r.successes, r.errors
+    );
+    let _ = writeln!(
+        s,
+        "| throughput | {:.1} writes/s over {:.2} s |",
+        r.throughput, r.elapsed_s
+    );
+    let l = &r.latency;
+    let _ = writeln!(
+        s,
+        "| latency p50 / p99 / slowest | {:.1} / {:.1} / {:.1} ms |",
+        l.p50_s * 1e3,
+        l.p99_s * 1e3,
+        l.slowest_s * 1e3
+    );
+    let _ = writeln!(s, "\n## Verdict (etcdctl's rules)\n");
+    for line in &report.verdict.lines {
+        let _ = writeln!(s, "- {line}");
+    }
+    s
+}
+
+/// `junit.xml`: a test suite named after the run (`perf s`), a test case per rule of the
+/// verdict, failing when the rule does; the run id, image and endpoints as properties.
+pub fn render_junit(report: &PerfReport) -> String {
+    use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+    let name = run_name(report);
+    let mut suite = TestSuite::new(name.clone());
+    suite.add_property(Property::new("run_id", report.run_id.clone()));
+    suite.add_property(Property::new("target", target_label(report)));
+    if let Some(image) = &report.target.image {
+        suite.add_property(Property::new("image", image.clone()));
+    }
+    let v = &report.verdict;
+    let rules = [
+        ("errors", v.errors_ok),
+        ("throughput", v.throughput_ok),
+        ("slowest_request", v.slowest_ok),
+        ("stddev", v.stddev_ok),
+    ];
+    for (rule, ok) in rules {
+        let status = match ok {
+            true => TestCaseStatus::success(),
+            false => {
+                let mut failed = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                failed.set_message(v.lines.join("; "));
+                failed
+            }
+        };
+        let mut case = TestCase::new(format!("{name}.{rule}"), status);
+        case.set_classname(format!("etcd-drill.{}", name.replace(' ', ".")));
+        suite.add_test_case(case);
+    }
+    let mut junit = Report::new("etcd-drill perf");
+    junit.add_test_suite(suite);
+    junit.to_string().unwrap_or_default()
+}
+
+/// Writes `report.md` and `junit.xml` beside `report.json` in `dir`.
+pub fn write_summaries(report: &PerfReport, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    for (name, text) in [
+        ("report.md", render_markdown(report)),
+        ("junit.xml", render_junit(report)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(Error::io(&path))?;
+    }
+    Ok(())
+}
+
 pub fn render_terminal(report: &PerfReport) -> String {
     let r = &report.results;
     let l = &r.latency;
@@ -336,6 +447,30 @@ pub fn render_terminal(report: &PerfReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn junit_names_stay_the_same_between_runs_and_a_broken_rule_fails() {
+        let mut report = PerfReport::example();
+        let first = render_junit(&report);
+        report.run_id = "another".into();
+        let second = render_junit(&report);
+        let names = |xml: &str| -> Vec<String> {
+            xml.split("<testcase name=\"")
+                .skip(1)
+                .map(|rest| rest.split('"').next().unwrap_or_default().to_string())
+                .collect()
+        };
+        assert_eq!(names(&first), names(&second));
+        assert_eq!(names(&first).len(), 4);
+        assert!(!first.contains("<failure"), "{first}");
+        assert!(second.contains("another"), "the run id is a property: {second}");
+        report.verdict.throughput_ok = false;
+        report.verdict.pass = false;
+        let failed = render_junit(&report);
+        assert_eq!(failed.matches("<failure").count(), 1, "{failed}");
+        let md = render_markdown(&report);
+        assert!(md.contains("FAIL") && md.contains("| throughput |"), "{md}");
+    }
 
     #[test]
     fn terminal_ends_with_etcdctls_verdict() {

@@ -252,7 +252,8 @@ fn finish_report(report: &PerfReport, dir: &Path) -> Result<u8> {
     human_text!("{}", render_terminal(report));
     let path = dir.join("report.json");
     report.write_json(&path)?;
-    human!("report: {}", path.display());
+    etcd_drill::perf::report::write_summaries(report, dir)?;
+    human!("report: {} (and report.md, junit.xml)", path.display());
     if JSON_ON_STDOUT.load(Ordering::Relaxed) {
         print_json(report)?;
     }
