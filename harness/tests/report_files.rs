@@ -138,6 +138,7 @@ fn drill_events(run_id: &str, out_dir: &Path, slowdown_ms: u64, lost: u64, faili
                 acked_writes: ledger.acked.len() as u64,
                 failed_writes: ledger.failed.len() as u64,
                 lost_acked_writes: lost,
+                lost_keys_sample: (0..lost.min(20)).map(|i| format!("/etcd-drill/{run_id}/w00/{i:010}")).collect(),
                 ..DataLoss::default()
             }),
             consistency: Some(Box::new(Consistency {
@@ -434,6 +435,16 @@ fn a_suite_report_has_one_junit_suite_per_run_and_compares_by_folder() {
     assert!(
         md.contains("[server-b-loss/report.html](server-b-loss/report.html)"),
         "{md}"
+    );
+    // index.html links every drill's page; the failing drill's page lists its lost keys.
+    let index = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    for folder in ["server-b-loss", "other"] {
+        assert!(index.contains(&format!("href=\"{folder}/report.html\"")), "{index}");
+    }
+    let other = std::fs::read_to_string(dir.path().join("other/report.html")).unwrap();
+    assert!(
+        other.contains("<h2>Lost keys</h2>") && other.contains("/etcd-drill/5a1b2c3d/w00/0000000002"),
+        "the lost keys are not listed"
     );
     // A suite folder compares with itself: report.json files are found below it.
     let out = binary()

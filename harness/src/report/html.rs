@@ -11,7 +11,7 @@ use super::svg::{escape, histogram_chart, latency_chart, throughput_chart, Marke
 use super::DrillReport;
 use crate::drill::event::Outcome;
 
-const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:960px;color:#222;padding:0 12px}
+pub(super) const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:960px;color:#222;padding:0 12px}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:600}
 .pass{background:#2e7d32}.fail{background:#c62828}
@@ -112,6 +112,13 @@ pub fn render_html(r: &DrillReport) -> String {
     if let Some(e) = &r.error {
         let _ = writeln!(s, "<p class=\"bad\">The drill broke down: {}</p>", escape(e));
     }
+    if let Some(reason) = &r.skip_reason {
+        let _ = writeln!(
+            s,
+            "<p class=\"skipped-reason\"><strong>Skipped:</strong> {}</p>",
+            escape(reason)
+        );
+    }
 
     let rec = &r.recovery;
     let d = &r.data;
@@ -156,6 +163,18 @@ pub fn render_html(r: &DrillReport) -> String {
         let _ = writeln!(s, "<tr><th>{name}</th><td>{value}</td></tr>");
     }
     s.push_str("</table>\n");
+    if !d.lost_keys_sample.is_empty() {
+        let _ = writeln!(
+            s,
+            "<h2>Lost keys</h2>\n<p class=\"muted\">The first {} of the {} acknowledged writes the cluster no longer holds.</p>\n<ul class=\"lost-keys\">",
+            d.lost_keys_sample.len(),
+            d.lost_acked_writes
+        );
+        for key in &d.lost_keys_sample {
+            let _ = writeln!(s, "<li><code>{}</code></li>", escape(key));
+        }
+        s.push_str("</ul>\n");
+    }
 
     s.push_str("<h2>Writes over the drill</h2>\n");
     match &r.series {

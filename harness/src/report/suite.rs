@@ -148,12 +148,59 @@ pub fn write_suite_files(
     let json = serde_json::to_string_pretty(&suite).expect("a suite report always serializes");
     write_file(&dir.join("suite.json"), &(json + "\n"))?;
     write_file(&dir.join("report.md"), &render_suite_markdown(&suite))?;
+    write_file(&dir.join("index.html"), &render_suite_html(&suite))?;
     let reports: Vec<&DrillReport> = runs.iter().map(|(r, _)| r).collect();
     write_file(
         &dir.join("junit.xml"),
         &render_junit(&format!("etcd-drill suite {suite_id}"), &reports),
     )?;
     Ok(suite)
+}
+
+/// `index.html`: the suite's table, each drill linked to its own `report.html`; one file,
+/// nothing fetched.
+pub fn render_suite_html(suite: &SuiteReport) -> String {
+    use super::svg::escape;
+    let passed = suite.runs.iter().filter(|r| r.outcome == Outcome::Pass).count();
+    let mut s = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>etcd-drill suite {}</title><style>{}</style></head><body>\n<h1>etcd-drill suite {} <span class=\"verdict {}\">{}</span></h1>\n<p class=\"muted\">{passed} of {} drills passed; image {}; started {}.</p>\n<table><tr><th>scenario</th><th>image</th><th>verdict</th><th>RTO</th><th>longest write gap</th><th>lost acked writes</th><th>failed checks</th></tr>\n",
+        escape(&suite.suite_id),
+        super::html::STYLE,
+        escape(&suite.suite_id),
+        match suite.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Skipped => "skipped",
+        },
+        format!("{:?}", suite.outcome).to_uppercase(),
+        suite.runs.len(),
+        escape(&suite.image),
+        escape(&suite.started_at),
+    );
+    for r in &suite.runs {
+        let verdict = match r.outcome {
+            Outcome::Pass => "pass".to_string(),
+            Outcome::Fail => "<span class=\"bad\">FAIL</span>".to_string(),
+            Outcome::Skipped => "skipped".to_string(),
+        };
+        let failed = match &r.error {
+            Some(e) => format!("broke down: {}", escape(e)),
+            None => escape(&r.failed_checks.join(", ")),
+        };
+        let _ = writeln!(
+            s,
+            "<tr><td><a href=\"{}/report.html\">{}</a></td><td>{}</td><td>{verdict}</td><td>{}</td><td>{} ms</td><td>{} of {}</td><td>{failed}</td></tr>",
+            escape(&r.folder),
+            escape(&r.scenario),
+            escape(&r.image),
+            super::markdown::ms(r.rto_ms),
+            r.max_write_gap_ms,
+            r.lost_acked_writes,
+            r.acked_writes,
+        );
+    }
+    s.push_str("</table>\n</body></html>\n");
+    s
 }
 
 pub fn render_suite_markdown(suite: &SuiteReport) -> String {

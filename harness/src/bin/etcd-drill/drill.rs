@@ -125,8 +125,12 @@ pub(crate) async fn run_suite(args: RunArgs) -> Result<u8> {
     );
     let mut runs = Vec::new();
     let mut codes = Vec::new();
+    let total = scenarios.len() * args.images.len();
+    let mut step = 0;
     for scenario in &scenarios {
         for image in &args.images {
+            step += 1;
+            println!("\n[{step}/{total}] {} on {image}", scenario.name);
             let folder = suite::run_folder(&scenario.name, image, args.images.len() > 1);
             let (code, report) = run_one(
                 scenario,
