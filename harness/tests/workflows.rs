@@ -117,6 +117,18 @@ fn ci_lints_tests_and_uploads() {
     assert!(scripts.contains("cargo fmt --all -- --check"));
     assert!(scripts.contains("cargo clippy --all-targets -- -D warnings"));
     assert!(scripts.contains(".ci/run"));
+    // A pull request from a fork has no `checks: write`: the JUnit check is not published.
+    let steps = wf["jobs"]["test"]["steps"].as_vec().expect("test steps");
+    let junit = steps
+        .iter()
+        .find(|s| s["uses"].as_str().is_some_and(|u| u.contains("action-junit-report")))
+        .expect("a JUnit step");
+    assert!(
+        junit["if"]
+            .as_str()
+            .is_some_and(|c| c.contains("head.repo.full_name == github.repository")),
+        "the JUnit step must skip pull requests from forks"
+    );
     assert!(
         std::fs::read_to_string(common::repo_root().join(".github/workflows/ci.yml"))
             .unwrap()
@@ -140,6 +152,30 @@ fn nightly_drills_a_matrix_of_images_and_compares_with_the_last_night() {
         matrix.as_str().is_some_and(|m| m.contains("inputs.image_tags")),
         "matrix over the image tags"
     );
+    // By default the upstream images users pull: a 3.4, a 3.5 and a 3.6 tag, 3.6 allowed
+    // to fail (not drilled where the harness is developed).
+    let default = on["workflow_dispatch"]["inputs"]["image_tags"]["default"]
+        .as_str()
+        .unwrap_or_default();
+    let tags: Vec<String> = serde_json::from_str(default).expect("the default tags are a JSON list");
+    for minor in [":v3.4.", ":v3.5.", ":v3.6."] {
+        assert!(
+            tags.iter()
+                .any(|t| t.starts_with("gcr.io/etcd-development/etcd") && t.contains(minor)),
+            "no upstream {minor} image in {tags:?}"
+        );
+    }
+    assert!(
+        matrix.as_str().is_some_and(|m| m.contains(default)),
+        "the scheduled run uses the same default tags"
+    );
+    assert!(
+        wf["jobs"]["drill"]["continue-on-error"]
+            .as_str()
+            .is_some_and(|c| c.contains("v3.6")),
+        "the 3.6 leg must not fail the workflow"
+    );
+    assert!(scripts.contains("docker pull \"$IMAGE\""), "upstream images are pulled");
     assert!(scripts.contains("etcd-drill run --all --image \"$IMAGE\""));
     assert!(scripts.contains("etcd-drill report compare reports/previous reports/nightly"));
     assert!(scripts.contains("GITHUB_STEP_SUMMARY") && scripts.contains("report.md"));
@@ -171,6 +207,7 @@ fn the_commands_the_workflows_call_exist() {
         vec!["run", "--help"],
         vec!["report", "compare", "--help"],
         vec!["release", "--help"],
+        vec!["image", "ensure", "--help"],
     ] {
         let out = std::process::Command::new(bin).args(&args).output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);

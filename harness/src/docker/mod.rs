@@ -9,3 +9,4 @@ pub mod image;
 pub mod runtime;
 pub mod scripted;
 pub mod shell;
+pub mod source;

@@ -198,6 +198,17 @@ enum ReportCommand {
 
 #[derive(Subcommand)]
 enum ImageCommand {
+    /// Get the main job's image and print its name on stdout: the upstream etcd 3.5 image
+    /// pulled from its registry when the machine reaches one, else the local image (built
+    /// from Debian's packages if missing). Says on stderr which one and why.
+    Ensure {
+        /// Never pull: the local image only (offline runners).
+        #[arg(long)]
+        local_only: bool,
+        /// The Debian suite a missing local image is built from.
+        #[arg(long, default_value = DEFAULT_SUITE)]
+        debian_suite: String,
+    },
     /// Build a local etcd image (no registry needed); with no source given, from Debian
     /// sid's etcd packages, the newest 3.5 (the default image).
     Build {
@@ -283,6 +294,27 @@ async fn dispatch(command: Command) -> Result<u8> {
         Command::List { output } => list(output),
         Command::Scenario { command } => scenario_command(command),
         Command::Validate { scenarios, output } => validate(&scenarios, output),
+        Command::Image {
+            command: ImageCommand::Ensure {
+                local_only,
+                debian_suite,
+            },
+        } => {
+            use etcd_drill::docker::source::{ensure_main_image, ImageOrigin};
+            let docker = DockerRuntime::connect().await?;
+            let (image, origin, pull_failed) = ensure_main_image(&docker, local_only, &debian_suite).await?;
+            let how = match &origin {
+                ImageOrigin::Present => "already on this machine".to_string(),
+                ImageOrigin::Pulled => "pulled from its registry".to_string(),
+                ImageOrigin::BuiltLocally { suite } => format!("built here from Debian {suite}'s etcd packages"),
+            };
+            eprintln!("etcd-drill: image {image}: {how}");
+            if let Some(why) = pull_failed {
+                eprintln!("etcd-drill: the upstream image could not be pulled, so the local one is used: {why}");
+            }
+            say(format_args!("{image}"));
+            Ok(0)
+        }
         Command::Image {
             command:
                 ImageCommand::Build {
