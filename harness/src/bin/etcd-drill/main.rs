@@ -302,7 +302,11 @@ async fn dispatch(command: Command) -> Result<u8> {
         } => {
             use etcd_drill::docker::source::{ensure_main_image, ImageOrigin};
             let docker = DockerRuntime::connect().await?;
-            let (image, origin, pull_failed) = ensure_main_image(&docker, local_only, &debian_suite).await?;
+            let (image, origin, pull_failed) = with_spinner(
+                "getting the etcd image (a pull, else a local build)",
+                ensure_main_image(&docker, local_only, &debian_suite),
+            )
+            .await?;
             let how = match &origin {
                 ImageOrigin::Present => "already on this machine".to_string(),
                 ImageOrigin::Pulled => "pulled from its registry".to_string(),
@@ -340,7 +344,11 @@ async fn dispatch(command: Command) -> Result<u8> {
             };
             let docker = DockerRuntime::connect().await?;
             let layout = if scripted { Layout::Scripted } else { Layout::Upstream };
-            let built = etcd_drill::docker::image::build_image(&docker, &source, layout, tag.as_deref()).await?;
+            let built = with_spinner(
+                "building the image (downloading and unpacking the etcd binaries)",
+                etcd_drill::docker::image::build_image(&docker, &source, layout, tag.as_deref()),
+            )
+            .await?;
             let version = built.version.as_deref().unwrap_or("of unknown version");
             say(format_args!("built {} (etcd {version}; {})", built.tag, built.source));
             if let Some(minor) = &built.minor_tag {
@@ -378,6 +386,16 @@ async fn dispatch(command: Command) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// Runs `work` with a spinner and `message` on stderr (drawn only on a terminal), cleared
+/// at the end.
+async fn with_spinner<T>(message: &str, work: impl Future<Output = T>) -> T {
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(message.to_string());
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let result = work.await;
+    spinner.finish_and_clear();
+    result
 }
 
 /// One line on stdout. A reader that went away (`etcd-drill ... | head`) is not an error

@@ -223,23 +223,45 @@ fn load_settings(args: &LoadArgs, prefix: &str, make: impl FnOnce(u64) -> RunSet
     Ok(settings)
 }
 
-/// Prints one line every `every` seconds of the run.
-fn progress_printer(every: u64) -> impl FnMut(&Interval) {
+/// Prints one line every `every` seconds of the run; on a terminal, a progress bar on
+/// stderr counts the seconds of a run of `seconds` (a spinner when the length is not
+/// known in advance). Off a terminal (CI) the bar draws nothing.
+fn progress_printer(every: u64, seconds: Option<u64>) -> impl FnMut(&Interval) {
     let mut window: Vec<Interval> = Vec::new();
+    let bar = ClearedOnDrop(match seconds {
+        Some(n) => indicatif::ProgressBar::new(n).with_style(
+            indicatif::ProgressStyle::with_template("  {bar:40} {pos}/{len} s  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner(),
+    });
     move |i: &Interval| {
         window.push(i.clone());
+        bar.0.set_position(i.second + 1);
+        bar.0.set_message(format!("{} writes in the last second", i.successes));
         if (i.second + 1) % every == 0 {
             let ok: u64 = window.iter().map(|w| w.successes).sum();
             let errors: u64 = window.iter().map(|w| w.errors).sum();
             let p99 = window.iter().map(|w| w.p99_s).fold(0.0, f64::max);
-            human!(
-                "  {:>4} s  {:>8.0} writes/s  worst p99 of a second {:>7.1} ms  errors {errors}",
-                i.second + 1,
-                ok as f64 / window.len() as f64,
-                p99 * 1e3
-            );
+            bar.0.suspend(|| {
+                human!(
+                    "  {:>4} s  {:>8.0} writes/s  worst p99 of a second {:>7.1} ms  errors {errors}",
+                    i.second + 1,
+                    ok as f64 / window.len() as f64,
+                    p99 * 1e3
+                )
+            });
             window.clear();
         }
+    }
+}
+
+/// A progress bar that leaves nothing on the terminal once the run is over.
+struct ClearedOnDrop(indicatif::ProgressBar);
+
+impl Drop for ClearedOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
 
@@ -310,7 +332,7 @@ async fn perf(args: PerfRunArgs) -> Result<u8> {
     apply_clients(&mut settings, args.clients)?;
     let out_dir = report_dir(args.load_args.out.clone(), args.load.name(), &run_id);
     let seconds = args.duration.unwrap_or(Duration::from_secs(60)).as_secs();
-    let mut progress = progress_printer(if seconds > 20 { 5 } else { 1 });
+    let mut progress = progress_printer(if seconds > 20 { 5 } else { 1 }, Some(seconds));
     let (image, prefix, settings, run_id) = (&args.target.image, &settings.spec.prefix, &settings, &run_id);
     let report = on_bench(&target, image, run_id, prefix, args.keep, |bench| async move {
         let header_config = settings.config(bench.target.endpoints.len());
@@ -336,7 +358,7 @@ pub(crate) async fn perf_on_image(
     let mut settings = RunSettings::perf(load, duration, seed);
     settings.spec.prefix = PERF_PREFIX.to_string();
     let seconds = duration.unwrap_or(Duration::from_secs(60)).as_secs();
-    let mut progress = progress_printer(if seconds > 20 { 5 } else { 1 });
+    let mut progress = progress_printer(if seconds > 20 { 5 } else { 1 }, Some(seconds));
     let (settings, run_id_ref) = (&settings, &run_id);
     let report = on_bench(&target, image, run_id_ref, PERF_PREFIX, false, |bench| async move {
         human!(
@@ -489,7 +511,7 @@ async fn perf_datascale(args: DatascaleArgs) -> Result<u8> {
         check_positive("--keys", keys as f64)?;
     }
     let out_dir = report_dir(args.load_args.out.clone(), &format!("datascale-{}", args.load), &run_id);
-    let mut progress = progress_printer(5);
+    let mut progress = progress_printer(5, None);
     let (image, prefix, settings, args) = (&args.target.image, &settings.spec.prefix, &settings, &args);
     let report = on_bench(&target, image, &run_id, prefix, false, |bench| async move {
         let p = args.load.datascale();
