@@ -96,7 +96,7 @@ proptest! {
         let _ = StoredName::parse(&name);
         for candidate in [format!("full-{rev:020}.db{suffix}"), format!("delta-{rev}-{rev}{suffix}")] {
             if let Some(parsed) = StoredName::parse(&candidate) {
-                prop_assert_eq!(StoredName::parse(&parsed.file()), Some(parsed.clone()));
+                prop_assert_eq!(StoredName::parse(&parsed.file()), Some(parsed));
             }
         }
     }
