@@ -84,11 +84,37 @@ pub struct Cluster {
     pub commands: CommandSink,
 }
 
-/// The last line of a member's log that says why etcd stopped (a fatal error or a panic),
-/// cut to 300 characters.
+/// Why etcd stopped, from a member's log: the first error it logged, or warning carrying
+/// an error (usually the cause, e.g. "the member has been permanently removed from the
+/// cluster"), and the fatal line or
+/// panic it ended with, each as `msg: error` when the line is etcd's JSON, cut to 300
+/// characters each.
 pub fn fatal_log_line(log: &str) -> Option<String> {
-    let line = log.lines().rev().find(|l| l.contains("panic") || l.contains("fatal"))?;
-    Some(line.chars().take(300).collect())
+    let short = |line: &str| -> String {
+        let field = |name: &str| {
+            let key = format!("\"{name}\":\"");
+            let start = line.find(&key)? + key.len();
+            let end = line[start..].find('"')?;
+            Some(line[start..start + end].to_string())
+        };
+        let text = match (field("msg"), field("error")) {
+            (Some(msg), Some(error)) => format!("{msg}: {error}"),
+            (Some(msg), None) => msg,
+            _ => line.to_string(),
+        };
+        text.chars().take(300).collect()
+    };
+    // etcd logs some causes as warnings ("server error" when its peers removed it): the
+    // first error, or warning that carries an error, is taken.
+    let first_error = log.lines().find(|l| {
+        l.contains("\"level\":\"error\"") || (l.contains("\"level\":\"warn\"") && l.contains("\"error\":\""))
+    });
+    let last_fatal = log.lines().rev().find(|l| l.contains("panic") || l.contains("fatal"));
+    match (first_error, last_fatal) {
+        (Some(cause), Some(end)) => Some(format!("{}; then {}", short(cause), short(end))),
+        (Some(only), None) | (None, Some(only)) => Some(short(only)),
+        (None, None) => None,
+    }
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
@@ -506,5 +532,24 @@ impl Cluster {
         })
         .await
         .map_err(Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fatal_log_line;
+
+    #[test]
+    fn the_cause_comes_first_then_the_end() {
+        let log = r#"{"level":"info","msg":"starting"}
+{"level":"warn","ts":"t","msg":"simple token is not cryptographically signed"}
+{"level":"warn","ts":"t","msg":"server error","error":"the member has been permanently removed from the cluster"}
+{"level":"fatal","ts":"t","msg":"listener failed","error":"server is stopping","stacktrace":"..."}"#;
+        assert_eq!(
+            fatal_log_line(log).unwrap(),
+            "server error: the member has been permanently removed from the cluster; then listener failed: server is stopping"
+        );
+        assert_eq!(fatal_log_line("panic: runtime error").unwrap(), "panic: runtime error");
+        assert_eq!(fatal_log_line("all good"), None);
     }
 }

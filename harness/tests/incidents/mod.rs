@@ -64,7 +64,11 @@ pub fn member_replace_started_new_is_caught() -> TestResult {
         .iter()
         .find(|c| c.name == "all_healthy")
         .ok_or("no all_healthy check")?;
-    ensure(unhealthy.actual.contains("etcd3"), || format!("{unhealthy:?}"))?;
+    // The reason names the member, its exit and the cause etcd logged.
+    ensure(
+        unhealthy.actual.contains("etcd3 exited with code") && unhealthy.actual.contains("removed from the cluster"),
+        || format!("{unhealthy:?}"),
+    )?;
     ensure(report.data.lost_acked_writes == 0, || explain(&report))
 }
 
