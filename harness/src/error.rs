@@ -45,6 +45,13 @@ pub enum Error {
     #[error("{path}: {message}")]
     ReportFile { path: PathBuf, message: String },
 
+    #[error("cannot read {path}: {source}; give a file that exists and can be read")]
+    InputFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("invalid argument {argument}: {message}")]
     InvalidArgument { argument: String, message: String },
 
@@ -82,7 +89,7 @@ pub enum Error {
         message: String,
     },
 
-    #[error("{member} refused the root password ({message}); check ETCD_DRILL_ROOT_PASSWORD or --root-password-file")]
+    #[error("{member} refused the password ({message}); check it: ETCD_DRILL_ROOT_PASSWORD or --root-password-file for a drill's root, --password-file or ETCDCTL_PASSWORD for --user")]
     AuthRejected { member: String, message: String },
 
     #[error("recovery step `{step}` failed: {message}")]
@@ -122,6 +129,7 @@ impl Error {
             | Error::ScenarioKey { .. }
             | Error::UnknownScenario { .. }
             | Error::ReportFile { .. }
+            | Error::InputFile { .. }
             | Error::InvalidArgument { .. }
             | Error::PrefixNotEmpty { .. } => ExitClass::InvalidInput,
             Error::DockerUnavailable { .. }
@@ -136,6 +144,13 @@ impl Error {
             Error::Interrupted { .. } => ExitClass::Interrupted,
             Error::BackupStore { .. } => ExitClass::Environment,
         }
+    }
+
+    /// For a file the user named (a scenario, a budgets or report file, a config): a
+    /// failed read is bad input (exit 2), not a breakdown of the harness.
+    pub fn input(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::InputFile { path, source }
     }
 
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {

@@ -651,7 +651,7 @@ impl RegressionBudget {
 pub fn load(name_or_path: &str) -> Result<Scenario> {
     let as_path = Path::new(name_or_path);
     if as_path.extension().is_some_and(|e| e == "toml") || as_path.components().count() > 1 {
-        let text = std::fs::read_to_string(as_path).map_err(Error::io(as_path))?;
+        let text = std::fs::read_to_string(as_path).map_err(Error::input(as_path))?;
         return parse(&text, as_path);
     }
     let local = Path::new("scenarios").join(format!("{name_or_path}.toml"));

@@ -182,6 +182,10 @@ fn nightly_drills_a_matrix_of_images_and_compares_with_the_last_night() {
     let text = workflow("nightly-drill.yml").0;
     assert!(text.contains("action-junit-report@") && text.contains("junit.xml"));
     assert!(text.contains("report.html") && text.contains("report.json"));
+    assert!(
+        text.contains("reports/nightly/index.html"),
+        "the suite's index.html is uploaded"
+    );
 }
 
 #[test]

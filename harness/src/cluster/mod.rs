@@ -84,33 +84,43 @@ pub struct Cluster {
     pub commands: CommandSink,
 }
 
-/// Why etcd stopped, from a member's log: the first error it logged, or warning carrying
-/// an error (usually the cause, e.g. "the member has been permanently removed from the
-/// cluster"), and the fatal line or
-/// panic it ended with, each as `msg: error` when the line is etcd's JSON, cut to 300
-/// characters each.
+/// Why etcd stopped, from a member's log: the cause (the first line logged at error level;
+/// else the first warning named "server error", which is how etcd reports that its peers
+/// removed it; else the first warning carrying an error) and the fatal line or panic it
+/// ended with, each as `msg: error` when the line is etcd's JSON, cut to 300 characters.
 pub fn fatal_log_line(log: &str) -> Option<String> {
-    let short = |line: &str| -> String {
-        let field = |name: &str| {
-            let key = format!("\"{name}\":\"");
-            let start = line.find(&key)? + key.len();
-            let end = line[start..].find('"')?;
-            Some(line[start..start + end].to_string())
-        };
-        let text = match (field("msg"), field("error")) {
+    let parsed: Vec<(&str, Option<serde_json::Value>)> =
+        log.lines().map(|l| (l, serde_json::from_str(l).ok())).collect();
+    let text = |v: &Option<serde_json::Value>, key: &str| -> Option<String> {
+        v.as_ref()?.get(key)?.as_str().map(String::from)
+    };
+    let short = |(line, v): &(&str, Option<serde_json::Value>)| -> String {
+        let shown = match (text(v, "msg"), text(v, "error")) {
             (Some(msg), Some(error)) => format!("{msg}: {error}"),
             (Some(msg), None) => msg,
             _ => line.to_string(),
         };
-        text.chars().take(300).collect()
+        shown.chars().take(300).collect()
     };
-    // etcd logs some causes as warnings ("server error" when its peers removed it): the
-    // first error, or warning that carries an error, is taken.
-    let first_error = log.lines().find(|l| {
-        l.contains("\"level\":\"error\"") || (l.contains("\"level\":\"warn\"") && l.contains("\"error\":\""))
-    });
-    let last_fatal = log.lines().rev().find(|l| l.contains("panic") || l.contains("fatal"));
-    match (first_error, last_fatal) {
+    let level = |v: &Option<serde_json::Value>| text(v, "level").unwrap_or_default();
+    let cause = parsed
+        .iter()
+        .find(|(_, v)| level(v) == "error")
+        .or_else(|| {
+            parsed
+                .iter()
+                .find(|(_, v)| level(v) == "warn" && text(v, "msg").as_deref() == Some("server error"))
+        })
+        .or_else(|| {
+            parsed
+                .iter()
+                .find(|(_, v)| level(v) == "warn" && text(v, "error").is_some())
+        });
+    let end = parsed
+        .iter()
+        .rev()
+        .find(|(line, v)| level(v) == "fatal" || level(v) == "panic" || (v.is_none() && line.contains("panic")));
+    match (cause, end) {
         (Some(cause), Some(end)) => Some(format!("{}; then {}", short(cause), short(end))),
         (Some(only), None) | (None, Some(only)) => Some(short(only)),
         (None, None) => None,
@@ -542,6 +552,7 @@ mod tests {
     #[test]
     fn the_cause_comes_first_then_the_end() {
         let log = r#"{"level":"info","msg":"starting"}
+{"level":"warn","ts":"t","msg":"prober detected unhealthy status","error":"connection refused"}
 {"level":"warn","ts":"t","msg":"simple token is not cryptographically signed"}
 {"level":"warn","ts":"t","msg":"server error","error":"the member has been permanently removed from the cluster"}
 {"level":"fatal","ts":"t","msg":"listener failed","error":"server is stopping","stacktrace":"..."}"#;

@@ -22,13 +22,24 @@ pub struct AccessFlags {
     pub password_file: Option<PathBuf>,
 }
 
-/// TLS material and credentials for one cluster, read and checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// TLS material and credentials for one cluster, read and checked. Its `Debug` shows
+/// what is set, never a key or a password.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ClientAccess {
     ca_pem: Option<String>,
     /// Client certificate and key, PEM.
     identity: Option<(String, String)>,
     user: Option<(String, RootPassword)>,
+}
+
+impl std::fmt::Debug for ClientAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAccess")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.identity.is_some())
+            .field("user", &self.user.as_ref().map(|(name, _)| name))
+            .finish()
+    }
 }
 
 fn read_pem(flag: &str, path: &Path) -> Result<String> {
@@ -88,7 +99,10 @@ impl ClientAccess {
                         })?;
                         text.lines().next().unwrap_or_default().to_string()
                     }
-                    (None, Some(inline)) => inline,
+                    (None, Some(inline)) => {
+                        eprintln!("etcd-drill: warning: a password in --user shows in the process list and the shell's history; prefer --password-file or ETCDCTL_PASSWORD");
+                        inline
+                    }
                     (None, None) => env("ETCDCTL_PASSWORD").unwrap_or_default(),
                 };
                 if name.is_empty() || password.is_empty() {
@@ -125,10 +139,11 @@ impl ClientAccess {
         self.user.as_ref().map(|(name, password)| (name.as_str(), password))
     }
 
-    /// Connection options for the load generator's own connections (TLS and user).
-    pub fn connect_options(&self, options: etcd_client::ConnectOptions) -> etcd_client::ConnectOptions {
+    /// Connection options for the load generator's own connections to `endpoint` (TLS for
+    /// an https endpoint, and the user).
+    pub fn connect_options(&self, endpoint: &str, options: etcd_client::ConnectOptions) -> etcd_client::ConnectOptions {
         let mut options = options;
-        if let Some(tls) = self.tls_options() {
+        if let Some(tls) = self.tls_for(endpoint) {
             options = options.with_tls(tls);
         }
         if let Some((name, password)) = self.user() {
@@ -137,9 +152,15 @@ impl ClientAccess {
         options
     }
 
-    /// A client for `endpoint`, over TLS and logged in as the user when given.
+    /// A client for `endpoint`, over TLS (https) and logged in as the user when given.
     pub async fn connect(&self, name: &str, endpoint: &str) -> Result<MemberClient> {
-        MemberClient::connect_with(name, endpoint, self.user(), self.tls_options()).await
+        MemberClient::connect_with(name, endpoint, self.user(), self.tls_for(endpoint)).await
+    }
+
+    /// TLS options for `endpoint`: none for an http endpoint, as etcdctl ignores its TLS
+    /// flags (and ETCDCTL_CACERT set for another cluster) there.
+    fn tls_for(&self, endpoint: &str) -> Option<etcd_client::TlsOptions> {
+        endpoint.starts_with("https://").then(|| self.tls_options()).flatten()
     }
 
     /// Whether anything beyond a plain connection was given.

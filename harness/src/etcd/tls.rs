@@ -173,6 +173,12 @@ impl ClusterTls {
             let _ = private;
             let mut file = options.open(&path).map_err(Error::io(&path))?;
             file.write_all(text.as_bytes()).map_err(Error::io(&path))?;
+            // A key file that existed keeps its old mode unless it is set again.
+            #[cfg(unix)]
+            if private {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(Error::io(&path))?;
+            }
         }
         Ok(())
     }

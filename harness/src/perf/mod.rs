@@ -281,6 +281,7 @@ impl Bench {
         for endpoint in &self.target.endpoints {
             for _ in 0..per_endpoint.max(1) {
                 let options = self.access.connect_options(
+                    endpoint,
                     ConnectOptions::new()
                         .with_connect_timeout(Duration::from_secs(2))
                         .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5)),

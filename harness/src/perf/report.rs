@@ -324,11 +324,14 @@ pub fn render_junit(report: &PerfReport) -> String {
         suite.add_property(Property::new("image", image.clone()));
     }
     let v = &report.verdict;
+    // The rules etcdctl names, then the verdict as a whole (for datascale, the memory
+    // rule is only in it).
     let rules = [
         ("errors", v.errors_ok),
         ("throughput", v.throughput_ok),
         ("slowest_request", v.slowest_ok),
         ("stddev", v.stddev_ok),
+        ("verdict", v.pass),
     ];
     for (rule, ok) in rules {
         let status = match ok {
@@ -461,13 +464,17 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(&first), names(&second));
-        assert_eq!(names(&first).len(), 4);
+        assert_eq!(names(&first).len(), 5);
         assert!(!first.contains("<failure"), "{first}");
         assert!(second.contains("another"), "the run id is a property: {second}");
         report.verdict.throughput_ok = false;
         report.verdict.pass = false;
         let failed = render_junit(&report);
-        assert_eq!(failed.matches("<failure").count(), 1, "{failed}");
+        assert_eq!(
+            failed.matches("<failure").count(),
+            2,
+            "the rule and the verdict: {failed}"
+        );
         let md = render_markdown(&report);
         assert!(md.contains("FAIL") && md.contains("| throughput |"), "{md}");
     }

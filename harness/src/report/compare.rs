@@ -92,7 +92,7 @@ fn find_report_files(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn load_report(path: &Path) -> Result<ReportFigures> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let text = std::fs::read_to_string(path).map_err(Error::input(path))?;
     let mut report: ReportFigures = serde_json::from_str(&text).map_err(|e| Error::ReportFile {
         path: path.to_path_buf(),
         message: format!("not an etcd-drill report.json: {e}"),
@@ -112,7 +112,7 @@ fn load_report(path: &Path) -> Result<ReportFigures> {
 
 /// Reads a `--budgets` file: the keys of a scenario's `[regression]` table, at the top level.
 pub fn load_budgets(path: &Path) -> Result<RawRegression> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let text = std::fs::read_to_string(path).map_err(Error::input(path))?;
     let raw: RawRegression = toml::from_str(&text).map_err(|e| Error::ScenarioFile {
         path: path.to_path_buf(),
         message: e.message().trim().to_string(),

@@ -120,7 +120,7 @@ fn backup_request(args: BackupArgs) -> Result<etcd_drill::backup::command::Backu
     }
     let (mut raw, path) = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+            let text = std::fs::read_to_string(path).map_err(Error::input(path))?;
             let raw: etcd_drill::backup::RawAgentConfig = toml::from_str(&text).map_err(|e| Error::ScenarioFile {
                 path: path.clone(),
                 message: e.message().to_string(),

@@ -143,7 +143,7 @@ pub(crate) async fn run_suite(args: RunArgs) -> Result<u8> {
             codes.push(code);
             match report {
                 Some(report) => runs.push((report, folder)),
-                None => return Ok(code),
+                None => return Ok(suite_exit_code(&codes)),
             }
         }
     }

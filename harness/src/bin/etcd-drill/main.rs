@@ -420,7 +420,7 @@ fn scenario_command(command: ScenarioCommand) -> Result<u8> {
                         known: scenario::BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
                     })?,
             };
-            print!("{text}");
+            say(format_args!("{}", text.trim_end()));
             Ok(0)
         }
         ScenarioCommand::Init { path } => {

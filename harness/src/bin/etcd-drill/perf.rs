@@ -503,6 +503,14 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
 
 async fn perf_datascale(args: DatascaleArgs) -> Result<u8> {
     let target = perf_target(&args.target)?;
+    if let Target::Endpoints { endpoints, .. } = &target {
+        if endpoints.iter().any(|e| e.starts_with("https://")) {
+            return Err(Error::InvalidArgument {
+                argument: "--endpoints".into(),
+                message: "datascale reads each member's memory from /metrics, which etcd-drill reads over plain HTTP only: give http:// endpoints".into(),
+            });
+        }
+    }
     let run_id = etcd_drill::docker::runtime::new_run_id();
     let settings = load_settings(&args.load_args, &args.prefix, |seed| {
         RunSettings::datascale(args.load, args.keys, seed)
