@@ -56,22 +56,36 @@ impl Procedure for Maintenance {
         Box::pin(async move {
             let cluster = &mut *cx.cluster;
             let mut outcome = ProcedureOutcome::default();
-            record_sizes(cluster, &mut outcome, "before").await;
-            compact_to_current(cluster).await?;
-            record_sizes(cluster, &mut outcome, "after compaction").await;
-            let defrags = defragment(cluster, self.defrag).await?;
-            for d in &defrags {
-                if let (Some(before), Some(after)) = (d.size_before, d.size_after) {
-                    outcome.db_sizes.insert(d.member.clone(), [before, after]);
-                }
-                outcome.members.push(d.member.clone());
-            }
-            outcome.defrags = defrags;
-            record_sizes(cluster, &mut outcome, "after defragmentation").await;
+            compact_and_defragment(cluster, &mut outcome, self.defrag, "before").await?;
             wait_writable(cluster).await?;
             Ok(outcome)
         })
     }
+}
+
+/// The shared middle of `maintenance` and `quota-recovery`: every member's DB size (as
+/// `first_step`), compaction to the current revision, the sizes again, the
+/// defragmentations with `policy`, the sizes once more; the outcome gets each step's sizes,
+/// each member's defragmentation and its size before and after.
+pub(super) async fn compact_and_defragment(
+    cluster: &mut Cluster,
+    outcome: &mut ProcedureOutcome,
+    policy: DefragPolicy,
+    first_step: &str,
+) -> Result<()> {
+    record_sizes(cluster, outcome, first_step).await;
+    compact_to_current(cluster).await?;
+    record_sizes(cluster, outcome, "after compaction").await;
+    let defrags = defragment(cluster, policy).await?;
+    for d in &defrags {
+        if let (Some(before), Some(after)) = (d.size_before, d.size_after) {
+            outcome.db_sizes.insert(d.member.clone(), [before, after]);
+        }
+        outcome.members.push(d.member.clone());
+    }
+    outcome.defrags = defrags;
+    record_sizes(cluster, outcome, "after defragmentation").await;
+    Ok(())
 }
 
 /// Appends every member's DB size now to the outcome's size steps.
@@ -85,7 +99,7 @@ pub(super) async fn record_sizes(cluster: &Cluster, outcome: &mut ProcedureOutco
 }
 
 /// Compacts the key space to the current revision (physically); returns the revision.
-pub(super) async fn compact_to_current(cluster: &mut Cluster) -> Result<i64> {
+async fn compact_to_current(cluster: &mut Cluster) -> Result<i64> {
     let via = cluster.healthy_member(&[]).await?;
     let revision = via.status(STEP_TIMEOUT).await?.revision;
     let started = Instant::now();
@@ -103,7 +117,7 @@ pub(super) async fn compact_to_current(cluster: &mut Cluster) -> Result<i64> {
 /// Defragments every member with `policy`: one at a time, the member leading at the
 /// start last (a leader busy defragmenting holds up the whole cluster, and it may lose its
 /// leadership meanwhile), or all at once. Each defragmentation is recorded as its own step.
-pub(super) async fn defragment(cluster: &mut Cluster, policy: DefragPolicy) -> Result<Vec<DefragStep>> {
+async fn defragment(cluster: &mut Cluster, policy: DefragPolicy) -> Result<Vec<DefragStep>> {
     let leader = cluster.leader().await;
     let mut members: Vec<(String, crate::etcd::MemberClient)> = cluster
         .members

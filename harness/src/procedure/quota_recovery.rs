@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use super::maintenance::{compact_to_current, defragment, record_sizes};
+use super::maintenance::{compact_and_defragment, record_sizes};
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
 use crate::error::Result;
 use crate::scenario::DefragPolicy;
@@ -79,18 +79,7 @@ impl Procedure for QuotaRecovery {
                 read.is_ok(),
             );
 
-            record_sizes(cluster, &mut outcome, "at the alarm").await;
-            compact_to_current(cluster).await?;
-            record_sizes(cluster, &mut outcome, "after compaction").await;
-            let defrags = defragment(cluster, DefragPolicy::OneAtATime).await?;
-            for d in &defrags {
-                if let (Some(before), Some(after)) = (d.size_before, d.size_after) {
-                    outcome.db_sizes.insert(d.member.clone(), [before, after]);
-                }
-                outcome.members.push(d.member.clone());
-            }
-            outcome.defrags = defrags;
-            record_sizes(cluster, &mut outcome, "after defragmentation").await;
+            compact_and_defragment(cluster, &mut outcome, DefragPolicy::OneAtATime, "at the alarm").await?;
 
             let started = Instant::now();
             let disarmed = via.disarm_alarms(timeout).await;
