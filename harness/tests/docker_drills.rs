@@ -1056,6 +1056,20 @@ fn harness_breakdown_exits_5() -> TestResult {
     assert_no_objects(Some(&run_id))
 }
 
+/// The endpoints `run --keep` printed under "cluster kept running", those starting with
+/// `prefix`.
+fn kept_endpoints(stdout: &str, prefix: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .filter(|e| e.starts_with(prefix))
+                .map(String::from)
+        })
+        .collect()
+}
+
 fn keep_leaves_a_working_cluster_until_clean() -> TestResult {
     let dir = tempfile::tempdir()?;
     let scenario = write_short_scenario(dir.path())?;
@@ -1075,15 +1089,7 @@ fn keep_leaves_a_working_cluster_until_clean() -> TestResult {
         format!("run --keep failed: {stdout}{}", String::from_utf8_lossy(&output.stderr))
     })?;
     let run_id = stdout.lines().find_map(run_id_from).ok_or("no run id printed")?;
-    let endpoints: Vec<String> = stdout
-        .lines()
-        .filter_map(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .filter(|e| e.starts_with("http://127.0.0.1:"))
-                .map(String::from)
-        })
-        .collect();
+    let endpoints = kept_endpoints(&stdout, "http://127.0.0.1:");
     ensure(endpoints.len() == 5, || format!("expected 5 endpoints in {stdout}"))?;
     let healthy = rt().block_on(async {
         let client = MemberClient::connect("kept", &endpoints[0]).await.ok()?;
@@ -1175,15 +1181,7 @@ fn perf_and_backup_reach_a_secured_cluster() -> TestResult {
         ensure(output.status.success(), || {
             format!("run --keep failed: {stdout}{}", String::from_utf8_lossy(&output.stderr))
         })?;
-        let endpoints: Vec<String> = stdout
-            .lines()
-            .filter_map(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .filter(|e| e.starts_with("https://127.0.0.1:"))
-                    .map(String::from)
-            })
-            .collect();
+        let endpoints = kept_endpoints(&stdout, "https://127.0.0.1:");
         ensure(endpoints.len() == 5, || {
             format!("expected 5 https endpoints in {stdout}")
         })?;
