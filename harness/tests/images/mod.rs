@@ -279,9 +279,10 @@ pub fn a_wrong_password_is_refused_quickly() -> TestResult {
     ensure(err.exit_class() == ExitClass::Environment, || {
         format!("exit class {:?}: {err}", err.exit_class())
     })?;
-    ensure(err.to_string().contains("refused the root password"), || {
-        err.to_string()
-    })?;
+    ensure(
+        err.to_string().contains("refused the password") && err.to_string().contains("ETCD_DRILL_ROOT_PASSWORD"),
+        || err.to_string(),
+    )?;
     ensure(took < Duration::from_secs(5), || format!("took {took:?}"))?;
     super::assert_no_objects(Some(&run_id))
 }
