@@ -973,13 +973,23 @@ fn run_id_from(line: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-fn sigterm_removes_the_run() -> TestResult {
+/// Starts `etcd-drill run SCENARIO --out OUT` with its output piped; returns the child, the
+/// lines of its stdout after the first, and the run id that first line names.
+fn spawn_run(
+    scenario: &Path,
+    out: &Path,
+) -> Result<
+    (
+        std::process::Child,
+        std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+        String,
+    ),
+    Failed,
+> {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir()?;
-    let scenario = write_short_scenario(dir.path())?;
     let mut child = binary()
         .args(["run", scenario.to_str().unwrap_or_default(), "--out"])
-        .arg(dir.path().join("out"))
+        .arg(out)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -987,6 +997,13 @@ fn sigterm_removes_the_run() -> TestResult {
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().ok_or("no output")??;
     let run_id = run_id_from(&first).ok_or_else(|| format!("no run id in {first:?}"))?;
+    Ok((child, lines, run_id))
+}
+
+fn sigterm_removes_the_run() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let scenario = write_short_scenario(dir.path())?;
+    let (mut child, _lines, run_id) = spawn_run(&scenario, &dir.path().join("out"))?;
     // Wait until the cluster's containers exist, then send SIGTERM.
     let deadline = Instant::now() + Duration::from_secs(60);
     while leftovers(Some(&run_id))?.containers.len() < 5 {
@@ -1010,7 +1027,6 @@ fn sigterm_removes_the_run() -> TestResult {
 /// removed behind its back) ends with exit code 5, not 1: no verdict on etcd. The report
 /// says it broke down, and the run's objects are gone.
 fn harness_breakdown_exits_5() -> TestResult {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("breaks.toml");
     std::fs::write(
@@ -1018,16 +1034,7 @@ fn harness_breakdown_exits_5() -> TestResult {
         "name = \"breaks\"\n[workload]\nwriters = 2\nrate = 40\nwarmup_ms = 8000\n[[faults]]\naction = \"pause\"\nmembers = [\"etcd3\"]\n[recovery]\nprocedure = \"repair\"\n",
     )?;
     let out = dir.path().join("out");
-    let mut child = binary()
-        .args(["run", path.to_str().unwrap_or_default(), "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().ok_or("no output")??;
-    let run_id = run_id_from(&first).ok_or_else(|| format!("no run id in {first:?}"))?;
+    let (mut child, mut lines, run_id) = spawn_run(&path, &out)?;
     // Once the writers run (the fault waits 8 s), the container goes behind its back.
     let mut seen = Vec::new();
     for line in lines.by_ref() {

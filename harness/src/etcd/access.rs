@@ -162,11 +162,6 @@ impl ClientAccess {
     fn tls_for(&self, endpoint: &str) -> Option<etcd_client::TlsOptions> {
         endpoint.starts_with("https://").then(|| self.tls_options()).flatten()
     }
-
-    /// Whether anything beyond a plain connection was given.
-    pub fn is_secured(&self) -> bool {
-        self.ca_pem.is_some() || self.identity.is_some() || self.user.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -213,10 +208,10 @@ mod tests {
         assert_eq!(access.identity, Some(("CERT".into(), "KEY".into())));
         let (name, secret) = access.user().unwrap();
         assert_eq!((name, secret.expose()), ("root", "s3cret"));
-        assert!(access.is_secured());
+        assert!(access.tls_options().is_some());
         // Nothing given, nothing set: a plain connection.
         let plain = ClientAccess::resolve(&AccessFlags::default(), |_| None).unwrap();
-        assert!(!plain.is_secured() && plain.tls_options().is_none());
+        assert!(plain.user().is_none() && plain.tls_options().is_none() && plain == ClientAccess::default());
         // etcdctl's name:password, and the user and password from the variables.
         let inline = ClientAccess::resolve(
             &AccessFlags {
