@@ -498,3 +498,88 @@ fn the_schema_knows_every_procedure() {
     known.sort();
     assert_eq!(listed, known);
 }
+
+/// The events of a drill cut off after its fault: what a stopped run has heard.
+fn events_until_the_fault(run_id: &str, dir: &Path) -> Vec<Event> {
+    drill_events(run_id, dir, 0, 0, false)
+        .into_iter()
+        .take_while(|e| !matches!(e, Event::RecoveryStarted { .. }))
+        .collect()
+}
+
+#[test]
+fn a_run_in_progress_is_on_disk_and_a_signal_is_recorded_as_an_interruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut builder = ReportBuilder::new();
+    for e in events_until_the_fault("0a1b2c50", dir.path()) {
+        builder.on_event(&e);
+    }
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["outcome"], "running", "{on_disk}");
+    assert_eq!(
+        on_disk["timeline"].as_array().unwrap().last().unwrap()["what"],
+        "quorum-probe"
+    );
+
+    let report = builder
+        .interrupted("SIGTERM", Ok("5 containers, 2 networks, 5 volumes".into()))
+        .cloned()
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Interrupted);
+    let interruption = report.interruption.as_ref().unwrap();
+    assert_eq!(interruption.phase, "quorum-probe");
+    assert_eq!(interruption.signal.as_deref(), Some("SIGTERM"));
+    assert!(interruption.cleanup_ok);
+    common::validate_report_json(&dir.path().join("report.json")).unwrap();
+    let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(
+        xml.contains("errors=\"1\"") && xml.contains("interrupted by SIGTERM"),
+        "an interruption is a JUnit error, not a failure: {xml}"
+    );
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("INTERRUPTED"), "{md}");
+}
+
+#[test]
+fn the_watchdog_records_a_run_whose_harness_vanished_and_leaves_finished_runs_alone() {
+    use etcd_drill::docker::reaper::Reaped;
+    use etcd_drill::docker::runtime::RunObjects;
+    let dir = tempfile::tempdir().unwrap();
+    let mut builder = ReportBuilder::new();
+    for e in events_until_the_fault("0a1b2c51", dir.path()) {
+        builder.on_event(&e);
+    }
+    drop(builder); // the harness is gone: SIGKILL
+    let reaped = Reaped {
+        run_id: "0a1b2c51".into(),
+        removed: Some(RunObjects {
+            containers: vec!["a".into(), "b".into()],
+            networks: vec!["n".into()],
+            volumes: vec![],
+        }),
+        attempts: 1,
+        error: None,
+    };
+    etcd_drill::report::record_unannounced_end(dir.path(), &reaped).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["outcome"], "interrupted");
+    assert_eq!(json["interruption"]["recorded_by"], "watchdog");
+    assert_eq!(json["interruption"]["signal"], serde_json::Value::Null);
+    assert_eq!(json["interruption"]["phase"], "quorum-probe");
+    assert_eq!(json["interruption"]["removed"], "2 containers, 1 networks, 0 volumes");
+    common::validate_report_json(&dir.path().join("report.json")).unwrap();
+    assert!(std::fs::read_to_string(dir.path().join("junit.xml"))
+        .unwrap()
+        .contains("errors=\"1\""));
+
+    // A finished run's report is not touched.
+    let finished = tempfile::tempdir().unwrap();
+    let report = build(finished.path(), "0a1b2c52", 0, 0, false);
+    etcd_drill::report::record_unannounced_end(finished.path(), &reaped).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(finished.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["outcome"], "pass");
+    assert_eq!(report.outcome, Outcome::Pass);
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::WatchOptions;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use super::config::AgentConfig;
@@ -30,7 +30,7 @@ use crate::readiness::Wait;
 pub const MAX_WATCH_MESSAGE: usize = 1 << 31;
 
 /// A full snapshot the agent saved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FullRecord {
     pub file: String,
     pub from: String,
@@ -45,7 +45,7 @@ pub struct FullRecord {
 }
 
 /// What the agent did, updated as it works (so that it survives an abort).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentFigures {
     pub fulls: Vec<FullRecord>,
     pub deltas: u64,

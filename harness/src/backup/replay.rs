@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use etcd_client::{LeaseGrantOptions, PutOptions, Txn, TxnOp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::chain::{self, ChainError};
 use super::naming::{DeltaName, FullName, StoredName};
@@ -46,7 +46,7 @@ impl Prepared {
 }
 
 /// What a restore from a backup store did, for the report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayReport {
     pub store: String,
     pub full: String,

@@ -7,14 +7,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Cluster, ClusterState};
 use crate::docker::runtime::ContainerSpec;
 use crate::docker::shell::docker_run_line;
 
 /// One command the drill ran, written as the equivalent command line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedCommand {
     /// `setup`, `fault`, `recovery` or `check`.
     pub phase: String,

@@ -24,6 +24,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::docker::reaper;
 use crate::error::{Error, Result};
 
 /// Every Docker object a run creates carries this label, with the run id as value.
@@ -147,6 +148,9 @@ pub struct DockerRuntime {
     /// Whether the daemon sees this machine's files (a local daemon). Cleared the first
     /// time a bind mount fails; files are then copied into containers instead.
     binds_work: Arc<AtomicBool>,
+    /// This process as the owner of what it creates, and the deadline of its runs
+    /// (`reaper`'s labels), added to every container, network and volume.
+    owner_labels: Arc<Vec<(String, String)>>,
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
@@ -181,9 +185,11 @@ impl DockerRuntime {
             .ping()
             .await
             .map_err(|source| Error::DockerUnavailable { source })?;
+        let deadline = std::time::SystemTime::now() + reaper::RUN_LEASE;
         Ok(DockerRuntime {
             docker,
             binds_work: Arc::new(AtomicBool::new(true)),
+            owner_labels: Arc::new(reaper::Owner::this_process().labels(deadline)),
         })
     }
 
@@ -255,7 +261,7 @@ impl DockerRuntime {
             name: name.to_string(),
             driver: Some("bridge".into()),
             internal: Some(internal),
-            labels: Some(HashMap::from([(RUN_LABEL.to_string(), run_id.to_string())])),
+            labels: Some(self.labels_for(run_id, &[])),
             ipam: subnet.map(|subnet| Ipam {
                 config: Some(vec![IpamConfig {
                     subnet: Some(subnet.to_string()),
@@ -277,16 +283,37 @@ impl DockerRuntime {
     pub async fn create_volume(&self, name: &str, run_id: &str, member: &str) -> Result<()> {
         let request = VolumeCreateRequest {
             name: Some(name.to_string()),
-            labels: Some(HashMap::from([
-                (RUN_LABEL.to_string(), run_id.to_string()),
-                (MEMBER_LABEL.to_string(), member.to_string()),
-            ])),
+            labels: Some(self.labels_for(run_id, &[(MEMBER_LABEL, member)])),
             ..Default::default()
         };
         self.docker
             .create_volume(request)
             .await
             .map_err(Error::docker("create volume", name))?;
+        Ok(())
+    }
+
+    /// The labels of an object of `run_id`: the run, its owner and deadline, and `extra`.
+    fn labels_for(&self, run_id: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut labels: HashMap<String, String> = self.owner_labels.iter().cloned().collect();
+        labels.insert(RUN_LABEL.to_string(), run_id.to_string());
+        labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        labels
+    }
+
+    /// Marks `run_id` as kept on purpose (`--keep`): a small labelled volume that tells
+    /// later starts and `clean` its objects are not abandoned, though their owner exited.
+    pub async fn mark_kept(&self, run_id: &str) -> Result<()> {
+        let name = format!("etcd-drill-{run_id}-kept");
+        let request = VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(self.labels_for(run_id, &[(reaper::KEPT_LABEL, "true")])),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map_err(Error::docker("create volume", &name))?;
         Ok(())
     }
 
@@ -300,8 +327,8 @@ impl DockerRuntime {
     }
 
     pub async fn create_container(&self, spec: &ContainerSpec, run_id: &str) -> Result<()> {
-        let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
-        labels.insert(RUN_LABEL.to_string(), run_id.to_string());
+        let mut labels = self.labels_for(run_id, &[]);
+        labels.extend(spec.labels.iter().cloned());
         let port_key = spec.publish.map(|(port, _)| format!("{port}/tcp"));
         let mounts: Vec<Mount> = spec
             .bind_files
@@ -790,6 +817,56 @@ impl DockerRuntime {
             networks,
             volumes,
         })
+    }
+
+    /// Every run's objects on the daemon, grouped by run, with the owner labels.
+    pub async fn runs(&self) -> Result<Vec<reaper::RunRecord>> {
+        let filters = HashMap::from([("label".to_string(), vec![RUN_LABEL.to_string()])]);
+        let mut objects = Vec::new();
+        let run_of = |labels: &HashMap<String, String>| labels.get(RUN_LABEL).cloned();
+        let sorted = |labels: HashMap<String, String>| labels.into_iter().collect();
+        for c in self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(Error::docker("list containers", RUN_LABEL))?
+        {
+            let labels = c.labels.unwrap_or_default();
+            let name = c.names.and_then(|n| n.first().cloned()).unwrap_or_default();
+            if let Some(run) = run_of(&labels) {
+                let name = name.trim_start_matches('/').to_string();
+                objects.push((run, sorted(labels), reaper::ObjectKind::Container, name));
+            }
+        }
+        for n in self
+            .docker
+            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .map_err(Error::docker("list networks", RUN_LABEL))?
+        {
+            let labels = n.labels.unwrap_or_default();
+            if let (Some(run), Some(name)) = (run_of(&labels), n.name) {
+                objects.push((run, sorted(labels), reaper::ObjectKind::Network, name));
+            }
+        }
+        for v in self
+            .docker
+            .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .map_err(Error::docker("list volumes", RUN_LABEL))?
+            .volumes
+            .unwrap_or_default()
+        {
+            if let Some(run) = run_of(&v.labels) {
+                objects.push((run, sorted(v.labels), reaper::ObjectKind::Volume, v.name));
+            }
+        }
+        Ok(reaper::group_runs(objects))
     }
 
     /// Removes every container, network and volume of `run_id` (all runs when `None`).

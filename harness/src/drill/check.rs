@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
 use crate::drill::measure::RecoveryFigures;
@@ -20,7 +20,7 @@ use crate::version::EtcdVersion;
 use crate::workload::Ledger;
 
 /// How the ledger compares with what the cluster holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataLoss {
     pub acked_writes: u64,
     pub failed_writes: u64,
@@ -110,7 +110,7 @@ pub fn account_data_loss(ledger: &Ledger, present: &HashMap<String, Vec<u8>>) ->
 }
 
 /// HashKV of every member at one common revision.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consistency {
     pub hashkv_equal: bool,
     pub revision: i64,
@@ -221,7 +221,7 @@ pub async fn read_back(cluster: &Cluster, prefix: &str) -> Result<HashMap<String
 }
 
 /// One expectation of the scenario, checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub name: String,
     pub passed: bool,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::RecordedCommand;
 use crate::drill::check::{CheckResult, Consistency, DataLoss};
@@ -12,13 +12,17 @@ use crate::drill::series::WorkloadSeries;
 use crate::etcd::known_bugs::ApplicableBug;
 use crate::scenario::Scenario;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Pass,
     Fail,
     /// The drill could not be run on this image (see `skip_reason`); not a failure.
     Skipped,
+    /// The drill is still going: what `report.json` says while the run is on.
+    Running,
+    /// A signal, or the harness's unannounced end, stopped the drill (see `interruption`).
+    Interrupted,
 }
 
 impl Outcome {
@@ -27,6 +31,8 @@ impl Outcome {
             Outcome::Pass => "PASS",
             Outcome::Fail => "FAIL",
             Outcome::Skipped => "SKIPPED",
+            Outcome::Running => "RUNNING",
+            Outcome::Interrupted => "INTERRUPTED",
         }
     }
 
@@ -35,6 +41,8 @@ impl Outcome {
         match self {
             Outcome::Pass | Outcome::Skipped => 0,
             Outcome::Fail => 1,
+            Outcome::Running => crate::ExitClass::HarnessBroken as u8,
+            Outcome::Interrupted => crate::ExitClass::Interrupted as u8,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! figures, with the facts the recovery produced (quorum probe, procedure outcome,
 //! backups, the agent's report). The result is one value the checks and reports read.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backup::agent::AgentFigures;
 use crate::backup::periodic::BackupRecord;
@@ -14,7 +14,7 @@ use crate::workload::leases::LeaseFigures;
 use crate::workload::{Ledger, NO_SPACE};
 
 /// Recovery figures, in milliseconds of the run's monotonic clock.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecoveryFigures {
     pub procedure: String,
     /// When the first fault that took members down began.
@@ -35,31 +35,31 @@ pub struct RecoveryFigures {
     /// Fault to every member healthy.
     pub healthy_ms: Option<u64>,
     /// Why the members were not all healthy after the procedure, when they were not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unhealthy: Option<String>,
     /// The leases the workload kept alive (workloads with `leases`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leases: Option<LeaseFigures>,
     /// Longest time without an acknowledged write, and where it fell.
     pub max_write_gap_ms: u64,
     pub max_write_gap_at_ms: (u64, u64),
     /// Did a put with a short timeout fail on every surviving member after the faults?
     pub quorum_lost: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<ProcedureOutcome>,
     /// The watch follower's figures (workloads with `watch = true`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<WatchFigures>,
     /// The drill's periodic backups (scenarios with a [backup] table).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<BackupRecord>,
     /// The incremental backup agent (scenarios with an [agent] table).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<DrillAgentReport>,
 }
 
 /// The agent's part of a drill's report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrillAgentReport {
     /// The writes a restore may lose by design: the delta period (or the full interval).
     pub rpo_bound_ms: u64,

@@ -265,8 +265,13 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
     drop(drill);
 
     let cleanup = if options.keep {
-        Ok(())
+        docker.mark_kept(&run_id).await
     } else {
+        emitter.emit(Event::Phase {
+            at_ms: clock.now_ms(),
+            name: "cleanup".into(),
+            detail: "removing the run's containers, networks and volumes".into(),
+        });
         docker.remove_run(Some(&run_id)).await.map(|_| ())
     };
     if cleanup.is_ok() {

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{GetOptions, WatchOptions};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::etcd::{ClientSet, MemberClient};
 
 /// What the follower saw.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchLog {
     /// Keys it received a put event for (or found when it re-listed).
     #[serde(skip)]
@@ -30,7 +30,7 @@ pub struct WatchLog {
 }
 
 /// The watch follower's figures for the report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchFigures {
     pub events: u64,
     pub last_revision: i64,

@@ -3,7 +3,7 @@
 //! that apply to the etcd under test, so a failure on an affected release reads as a known
 //! defect of that release, and the same failure on a fixed one reads as news.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::version::{EtcdVersion, VersionRange};
 
@@ -46,7 +46,7 @@ pub const KNOWN_BUGS: &[KnownBug] = &[
 ];
 
 /// A known bug as a report names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplicableBug {
     pub reference: String,
     pub affects: String,

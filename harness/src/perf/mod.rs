@@ -255,11 +255,14 @@ impl Bench {
 
     /// Leaves the cluster the harness started running (no cleanup, also not on a panic);
     /// returns its endpoints. Remove it later with `etcd-drill clean --run <run id>`.
-    pub fn keep(mut self) -> Vec<String> {
+    pub async fn keep(mut self) -> Result<Vec<String>> {
+        if let Some(docker) = &self.docker {
+            docker.mark_kept(&self.run_id).await?;
+        }
         if let Some(guard) = self.guard.as_mut() {
             guard.disarm();
         }
-        std::mem::take(&mut self.target.endpoints)
+        Ok(std::mem::take(&mut self.target.endpoints))
     }
 
     /// Removes the cluster the harness started (nothing for `--endpoints`).

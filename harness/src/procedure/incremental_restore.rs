@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::snapshot_restore::{Obtained, SnapshotRestore};
 use super::{Procedure, ProcedureOutcome, RecoveryContext};
@@ -21,14 +21,14 @@ use crate::scenario::{ChainDamage, SnapshotSource};
 pub const AGENT_STORE_DIR: &str = "agent-store";
 
 /// What the restore from the agent's store did, for the report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncrementalRestoreInfo {
     pub replay: ReplayReport,
     /// The delta the drill damaged before the restore, and how.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
     /// The error a restore of the damaged chain stopped with (None: it was not refused).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, BoxFuture};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
 use crate::cluster::Cluster;
@@ -24,7 +24,7 @@ pub struct Maintenance {
 }
 
 /// Every member's DB size after one step of a runbook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SizeStep {
     pub step: String,
     /// When the step ended, in run milliseconds.
@@ -33,7 +33,7 @@ pub struct SizeStep {
 }
 
 /// One member's defragmentation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DefragStep {
     pub member: String,
     /// The member led the cluster when the defragmentations began.

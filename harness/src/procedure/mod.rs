@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_util::future::{join_all, BoxFuture};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use force_new_cluster::ForceNewCluster;
 pub use incremental_restore::{IncrementalRestore, IncrementalRestoreInfo, AGENT_STORE_DIR};
@@ -37,30 +37,30 @@ use crate::error::Result;
 use crate::scenario::{ProcedureSpec, Recovery};
 
 /// What a procedure hands back for the report, beyond the commands it recorded.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcedureOutcome {
     /// The snapshot a restore used.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotInfo>,
     /// Members the procedure brought back (or worked on).
     pub members: Vec<String>,
     /// Each member's DB size in bytes before and after, where the procedure changes it.
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub db_sizes: std::collections::BTreeMap<String, [i64; 2]>,
     /// What a restore from the backup agent's store replayed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental: Option<IncrementalRestoreInfo>,
     /// What a rolling upgrade did, member by member.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeFigures>,
     /// Every member's DB size after each step of a maintenance or quota runbook.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub size_steps: Vec<SizeStep>,
     /// Each member's defragmentation, in the order they began.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub defrags: Vec<DefragStep>,
     /// What a recovery from an exhausted quota found and did.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<QuotaFigures>,
 }
 

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::maintenance::{compact_and_defragment, record_sizes};
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
@@ -18,7 +18,7 @@ pub struct QuotaRecovery;
 
 /// What the quota runbook found, and (filled in from the write ledger once the writers
 /// have stopped) how long the cluster refused writes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaFigures {
     /// The alarms listed when the procedure began, as etcdctl prints them.
     pub alarms: Vec<String>,
@@ -28,13 +28,13 @@ pub struct QuotaFigures {
     pub disarmed: usize,
     /// From the alarm (the first write refused for space) to the first workload write
     /// refused with "database space exceeded".
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm_to_first_refusal_ms: Option<u64>,
     /// Workload writes refused for space.
     pub refused_writes: u64,
     /// From the alarm to the first workload write accepted after it: how long the cluster
     /// was read-only for the application.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only_ms: Option<u64>,
 }
 

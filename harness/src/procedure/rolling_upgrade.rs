@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::snapshot_restore::{Obtained, SnapshotRestore};
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
@@ -39,7 +39,7 @@ pub struct RollingUpgrade {
 }
 
 /// The upgrade's part of the report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradeFigures {
     pub from_image: String,
     pub from_version: String,
@@ -61,18 +61,18 @@ pub struct UpgradeFigures {
     pub steps: Vec<UpgradeStep>,
     /// Pre-upgrade check: `etcdutl check v2store` of the run's image on the data of the
     /// first member to move, while it is stopped (None when it did not run).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v2store_check: Option<V2storeCheck>,
     /// With `rollback = "restore"`: what etcd did when an upgraded member was started on
     /// the old image with its data.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_image_on_upgraded_data: Option<OldImageAttempt>,
 }
 
 /// `etcdutl check v2store` (etcd 3.5.18 and later) on one member's stopped data dir: etcd
 /// 3.6 refuses data whose v2 store holds more than membership, so its upgrade runbook runs
 /// this on 3.5 first.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct V2storeCheck {
     pub member: String,
     /// The image whose etcdutl ran.
@@ -87,7 +87,7 @@ pub struct V2storeCheck {
 }
 
 /// An upgraded member started on the old image with the data the new version wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OldImageAttempt {
     pub member: String,
     pub image: String,
@@ -102,7 +102,7 @@ pub struct OldImageAttempt {
 }
 
 /// One member moved to one image.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradeStep {
     pub member: String,
     /// `upgrade` or `rollback`.

@@ -85,6 +85,8 @@ pub fn render_html(r: &DrillReport) -> String {
         Outcome::Pass => ("PASS", "pass"),
         Outcome::Fail => ("FAIL", "fail"),
         Outcome::Skipped => ("SKIPPED", "skipped"),
+        Outcome::Running => ("RUNNING", "skipped"),
+        Outcome::Interrupted => ("INTERRUPTED", "fail"),
     };
     let title = format!("etcd-drill: {} — {verdict}", r.scenario.name);
     let _ = write!(

@@ -75,6 +75,14 @@ pub fn test_suite(r: &DrillReport) -> TestSuite {
             s.set_message(r.skip_reason.clone().unwrap_or_else(|| "skipped".into()));
             s
         }
+        // An interrupted run is an error of the run, not a finding about etcd; one still
+        // running when the file is read is one too.
+        (Outcome::Interrupted | Outcome::Running, error) => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            s.set_message(error.clone().unwrap_or_else(|| "the run had not finished".into()));
+            s.set_type("interrupted");
+            s
+        }
         (Outcome::Fail, Some(error)) => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
             s.set_message(format!("the drill broke down: {error}"));

@@ -16,7 +16,7 @@ mod terminal;
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use html::render_html;
 pub use junit::render_junit;
@@ -42,14 +42,14 @@ const OPTIONAL_FILES: &[&str] = &["ledger.jsonl", "snapshot.db", "copied-db.db",
 /// Bumped whenever a field of `report.json` changes meaning or goes away.
 pub const REPORT_FORMAT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimelineEntry {
     pub at_ms: u64,
     pub what: String,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioSummary {
     pub name: String,
     pub description: String,
@@ -57,7 +57,7 @@ pub struct ScenarioSummary {
     pub definition: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillReport {
     pub format_version: u32,
     pub tool_version: String,
@@ -77,7 +77,7 @@ pub struct DrillReport {
     pub outcome: Outcome,
     pub error: Option<String>,
     /// Why the drill was skipped (outcome `skipped`), e.g. a restore flag the image lacks.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
     pub recovery: RecoveryFigures,
     pub data: DataLoss,
@@ -89,15 +89,43 @@ pub struct DrillReport {
     pub commands: Vec<RecordedCommand>,
     pub kept_endpoints: Option<Vec<(String, String)>>,
     pub files: Vec<String>,
+    /// How the run was stopped, when it was (outcome `interrupted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption: Option<Interruption>,
+}
+
+/// How a run was stopped before its end, and whether its objects went with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interruption {
+    /// The signal the harness caught (SIGINT, SIGTERM). None when the harness ended
+    /// without a word (SIGKILL, an OOM kill, a crash) and its watchdog recorded the run.
+    pub signal: Option<String>,
+    /// `harness` (it caught the signal) or `watchdog` (the harness was gone).
+    pub recorded_by: String,
+    /// The last step of the timeline before the interruption.
+    pub phase: String,
+    /// Time into the run of the interruption (the harness), or of the last step heard of
+    /// (the watchdog).
+    pub at_ms: u64,
+    /// Whether every container, network and volume of the run is gone.
+    pub cleanup_ok: bool,
+    /// What was removed after the interruption, e.g. "5 containers, 2 networks, 5 volumes".
+    pub removed: String,
+    /// Why the cleanup did not finish, when it did not.
+    pub cleanup_error: Option<String>,
 }
 
 /// Builds a [`DrillReport`] from events; on `RunFinished` writes `report.json` and
 /// `report.md` into the run's folder.
+///
+/// While the run goes on, `report.json` is rewritten at every step of the timeline with
+/// the outcome `running`, so a run that is stopped leaves a record of how far it came.
 #[derive(Default)]
 pub struct ReportBuilder {
     report: Option<DrillReport>,
     out_dir: Option<PathBuf>,
     write_error: Option<String>,
+    started: Option<std::time::Instant>,
 }
 
 impl ReportBuilder {
@@ -132,7 +160,7 @@ impl ReportBuilder {
                 definition: scenario.to_toml(),
             },
             topology: scenario.topology.clone(),
-            outcome: Outcome::Fail,
+            outcome: Outcome::Running,
             error: None,
             skip_reason: None,
             recovery: RecoveryFigures::default(),
@@ -144,8 +172,121 @@ impl ReportBuilder {
             commands: Vec::new(),
             kept_endpoints: None,
             files: Vec::new(),
+            interruption: None,
         }
     }
+
+    /// Rewrites `report.json` with the run so far (outcome `running`). Best effort: the
+    /// files written at the end are the ones that count.
+    fn write_progress(&self) {
+        if let (Some(report), Some(dir)) = (&self.report, &self.out_dir) {
+            let json = serde_json::to_string_pretty(report).expect("a report always serializes");
+            let _ = write_file(&dir.join("report.json"), &(json + "\n"));
+        }
+    }
+
+    /// The run was stopped by `signal` before it finished: records the interruption with
+    /// the phase it was in and the cleanup's result, and writes every report file. None
+    /// when the run had not started (no report to write).
+    pub fn interrupted(&mut self, signal: &str, cleanup: std::result::Result<String, String>) -> Option<&DrillReport> {
+        let at_ms = self.started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0);
+        let report = self.report.as_mut()?;
+        if report.outcome != Outcome::Running {
+            return Some(report);
+        }
+        let interruption = Interruption {
+            signal: Some(signal.to_string()),
+            recorded_by: "harness".into(),
+            phase: current_phase(report),
+            at_ms,
+            cleanup_ok: cleanup.is_ok(),
+            removed: cleanup.clone().unwrap_or_default(),
+            cleanup_error: cleanup.err(),
+        };
+        mark_interrupted(report, interruption);
+        if let Some(dir) = &self.out_dir {
+            report.files = files_in(dir);
+            if let Err(e) = write_report_files(report, dir) {
+                self.write_error = Some(e.to_string());
+            }
+        }
+        Some(report)
+    }
+}
+
+/// The last step of the report's timeline, as the phase the run was in.
+fn current_phase(report: &DrillReport) -> String {
+    report
+        .timeline
+        .last()
+        .map(|t| t.what.clone())
+        .unwrap_or_else(|| "starting".into())
+}
+
+fn mark_interrupted(report: &mut DrillReport, interruption: Interruption) {
+    report.timeline.push(TimelineEntry {
+        at_ms: interruption.at_ms,
+        what: "interrupted".into(),
+        detail: match &interruption.signal {
+            Some(signal) => format!("{signal} during {}", interruption.phase),
+            None => format!("the harness ended without a word during {}", interruption.phase),
+        },
+    });
+    report.duration_ms = interruption.at_ms;
+    report.outcome = Outcome::Interrupted;
+    report.error = Some(match (&interruption.signal, interruption.cleanup_ok) {
+        (Some(signal), true) => format!("interrupted by {signal}; the run's objects were removed"),
+        (None, true) => {
+            "the harness ended without a word (SIGKILL, an OOM kill or a crash); its watchdog removed the run's objects"
+                .into()
+        }
+        (_, false) => format!(
+            "interrupted; the run's objects could not all be removed: {}",
+            interruption.cleanup_error.as_deref().unwrap_or("unknown")
+        ),
+    });
+    report.interruption = Some(interruption);
+}
+
+/// The report files present in `dir`: every one of [`REPORT_FILES`] and the optional ones
+/// the run wrote.
+fn files_in(dir: &Path) -> Vec<String> {
+    REPORT_FILES
+        .iter()
+        .chain(OPTIONAL_FILES.iter().filter(|f| dir.join(f).exists()))
+        .map(|f| f.to_string())
+        .collect()
+}
+
+/// The watchdog's record of a run whose harness ended without a word: when `dir` holds a
+/// report still `running`, it becomes `interrupted` (in the phase it had reached, with the
+/// reaping's result) and every report file is written. A folder without such a report
+/// (the run had not begun, or had finished) is left as it is.
+pub fn record_unannounced_end(dir: &Path, reaped: &crate::docker::reaper::Reaped) -> Result<()> {
+    let path = dir.join("report.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let mut report: DrillReport = serde_json::from_str(&text).map_err(|e| Error::ReportFile {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if report.outcome != Outcome::Running {
+        return Ok(());
+    }
+    let at_ms = report.timeline.last().map(|t| t.at_ms).unwrap_or(0);
+    let interruption = Interruption {
+        signal: None,
+        recorded_by: "watchdog".into(),
+        phase: current_phase(&report),
+        at_ms,
+        cleanup_ok: reaped.error.is_none(),
+        removed: reaped.removed.as_ref().map(|r| r.summary()).unwrap_or_default(),
+        cleanup_error: reaped.error.clone(),
+    };
+    mark_interrupted(&mut report, interruption);
+    report.files = files_in(dir);
+    write_report_files(&report, dir)
 }
 
 impl Reporter for ReportBuilder {
@@ -161,6 +302,8 @@ impl Reporter for ReportBuilder {
         {
             self.report = Some(Self::started(run_id, scenario, image, *seed, started_at));
             self.out_dir = Some(out_dir.clone());
+            self.started = Some(std::time::Instant::now());
+            self.write_progress();
             return;
         }
         let Some(report) = self.report.as_mut() else { return };
@@ -240,16 +383,24 @@ impl Reporter for ReportBuilder {
                 report.skip_reason = skip_reason.clone();
                 report.kept_endpoints = kept.clone();
                 if let Some(dir) = &self.out_dir {
-                    report.files = REPORT_FILES
-                        .iter()
-                        .chain(OPTIONAL_FILES.iter().filter(|f| dir.join(f).exists()))
-                        .map(|f| f.to_string())
-                        .collect();
+                    report.files = files_in(dir);
                     if let Err(e) = write_report_files(report, dir) {
                         self.write_error = Some(e.to_string());
                     }
                 }
             }
+        }
+        let new_step = matches!(
+            event,
+            Event::Phase { .. }
+                | Event::FaultInjected { .. }
+                | Event::QuorumProbed { .. }
+                | Event::RecoveryStarted { .. }
+                | Event::RecoveryFinished { .. }
+                | Event::AllHealthy { .. }
+        );
+        if new_step {
+            self.write_progress();
         }
     }
 }

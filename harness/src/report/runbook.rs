@@ -22,6 +22,8 @@ pub fn render_runbook(r: &DrillReport) -> String {
         crate::drill::event::Outcome::Pass => "passed every check",
         crate::drill::event::Outcome::Fail => "FAILED",
         crate::drill::event::Outcome::Skipped => "was skipped (no procedure ran)",
+        crate::drill::event::Outcome::Running => "had not finished when this was written",
+        crate::drill::event::Outcome::Interrupted => "was INTERRUPTED (the runbook stops where the drill did)",
     };
     let _ = writeln!(s, "# The drill {verdict}; image {}.", r.image);
     let _ = writeln!(s, "#");

@@ -170,7 +170,8 @@ pub fn render_suite_html(suite: &SuiteReport) -> String {
         match suite.outcome {
             Outcome::Pass => "pass",
             Outcome::Fail => "fail",
-            Outcome::Skipped => "skipped",
+            Outcome::Skipped | Outcome::Running => "skipped",
+            Outcome::Interrupted => "fail",
         },
         format!("{:?}", suite.outcome).to_uppercase(),
         suite.runs.len(),
@@ -182,6 +183,8 @@ pub fn render_suite_html(suite: &SuiteReport) -> String {
             Outcome::Pass => "pass".to_string(),
             Outcome::Fail => "<span class=\"bad\">FAIL</span>".to_string(),
             Outcome::Skipped => "skipped".to_string(),
+            Outcome::Running => "running".to_string(),
+            Outcome::Interrupted => "<span class=\"bad\">INTERRUPTED</span>".to_string(),
         };
         let failed = match &r.error {
             Some(e) => format!("broke down: {}", escape(e)),
@@ -235,6 +238,8 @@ pub fn render_suite_markdown(suite: &SuiteReport) -> String {
             Outcome::Pass => "pass",
             Outcome::Fail => "**FAIL**",
             Outcome::Skipped => "skipped",
+            Outcome::Running => "running",
+            Outcome::Interrupted => "**INTERRUPTED**",
         };
         let mut failed = r.failed_checks.join(", ");
         if let Some(e) = &r.error {

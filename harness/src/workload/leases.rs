@@ -7,14 +7,14 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::etcd::{is_lease_gone, ClientSet};
 
 /// What the keepers saw, for the report and the `leases_kept` check.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseFigures {
     pub leases: usize,
     pub ttl_s: u64,

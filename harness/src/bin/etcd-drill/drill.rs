@@ -10,7 +10,7 @@ use etcd_drill::drill::runner::{self, RunOptions};
 use etcd_drill::report::{suite, ReportBuilder, TerminalReporter};
 use etcd_drill::{scenario, Error, Result};
 
-use crate::until_signal;
+use crate::shutdown_signal;
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
@@ -197,11 +197,38 @@ async fn run_one(
     };
     let mut terminal = TerminalReporter::new();
     let mut builder = ReportBuilder::new();
-    let summary = until_signal(
-        &run_id,
-        runner::run(scenario, &options, vec![&mut terminal, &mut builder]),
-    )
-    .await?;
+    let watchdog = crate::cleanup::prepare_run(&run_id, Some(&options.out_dir)).await;
+    let mut run = Box::pin(runner::run(scenario, &options, vec![&mut terminal, &mut builder]));
+    let finished = tokio::select! {
+        summary = &mut run => Ok(summary),
+        signal = shutdown_signal() => Err(signal),
+    };
+    let summary = match finished {
+        Ok(summary) => {
+            drop(run);
+            // The runner has removed the run (and said so when it could not); this only
+            // makes sure, and lets the watchdog go.
+            let _ = crate::cleanup::settle(&run_id, args.keep, watchdog).await;
+            summary?
+        }
+        Err(signal) => {
+            let had = crate::cleanup::objects_of(&run_id).await;
+            // Dropping the run drops its RunGuard, which removes the run's objects.
+            drop(run);
+            let cleanup = crate::cleanup::settle(&run_id, false, watchdog)
+                .await
+                .map(|()| had.map(|o| o.summary()).unwrap_or_default());
+            if let Some(report) = builder.interrupted(signal, cleanup) {
+                eprintln!(
+                    "etcd-drill: run {} interrupted during {}; report: {}",
+                    report.run_id,
+                    report.interruption.as_ref().map(|i| i.phase.as_str()).unwrap_or("?"),
+                    options.out_dir.join("report.md").display()
+                );
+            }
+            return Err(Error::Interrupted { signal });
+        }
+    };
     if let Some(e) = builder.write_error() {
         eprintln!("error: writing the report failed: {e}");
         return Ok((etcd_drill::ExitClass::HarnessBroken as u8, None));

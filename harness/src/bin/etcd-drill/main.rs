@@ -3,6 +3,7 @@
 //! 3 environment not usable, 4 interrupted, 5 harness breakdown).
 
 mod backup;
+mod cleanup;
 mod drill;
 mod perf;
 mod release;
@@ -79,17 +80,13 @@ enum Command {
     /// Restore a backup store (a full snapshot and its deltas, checked and replayed) into
     /// the data dirs of a new cluster.
     RestoreBackup(Box<RestoreBackupArgs>),
-    /// Remove the containers, networks and volumes that earlier runs left behind.
-    Clean {
-        /// Only this run's objects (default: every run's).
-        #[arg(long)]
-        run: Option<String>,
-        /// List what would be removed, remove nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[command(flatten)]
-        output: OutputArgs,
-    },
+    /// Remove the containers, networks and volumes of runs whose harness is gone, and of
+    /// clusters kept with --keep; live runs only with --all.
+    Clean(crate::cleanup::CleanArgs),
+    /// The process each run starts beside itself, which removes the run if the harness
+    /// ends without saying it is done (SIGKILL, OOM kill). Not for typing.
+    #[command(hide = true)]
+    Watchdog(crate::cleanup::WatchdogArgs),
 }
 
 /// How to reach an existing cluster (`--endpoints`): TLS and a user, as etcdctl takes
@@ -361,30 +358,8 @@ async fn dispatch(command: Command) -> Result<u8> {
         }
         Command::Backup(args) => backup::backup_command(*args).await,
         Command::RestoreBackup(args) => backup::restore_backup_command(*args).await,
-        Command::Clean { run, dry_run, output } => {
-            let docker = DockerRuntime::connect().await?;
-            let found = if dry_run {
-                docker.run_objects(run.as_deref()).await?
-            } else {
-                docker.remove_run(run.as_deref()).await?
-            };
-            if output.json() {
-                print_json(&serde_json::json!({
-                    "dry_run": dry_run,
-                    "run": run,
-                    "containers": found.containers,
-                    "networks": found.networks,
-                    "volumes": found.volumes,
-                }))?;
-                return Ok(0);
-            }
-            let verb = if dry_run { "would remove" } else { "removed" };
-            say(format_args!("{verb} {}", found.summary()));
-            for name in found.containers.iter().chain(&found.networks).chain(&found.volumes) {
-                say(format_args!("  {name}"));
-            }
-            Ok(0)
-        }
+        Command::Clean(args) => cleanup::clean_command(args).await,
+        Command::Watchdog(args) => cleanup::watchdog_command(args).await,
     }
 }
 
@@ -585,7 +560,7 @@ fn validate(names: &[String], output: OutputArgs) -> Result<u8> {
     Ok(0)
 }
 
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

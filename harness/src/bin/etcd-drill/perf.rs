@@ -297,11 +297,16 @@ async fn on_bench<T, F>(
 where
     F: Future<Output = (Bench, Result<T>)>,
 {
+    let own_cluster = matches!(target, Target::Members(_));
+    let watchdog = match own_cluster {
+        true => crate::cleanup::prepare_run(run_id, None).await,
+        false => None,
+    };
     let work = async {
         let bench = Bench::open(target, image, run_id).await?;
         let (bench, outcome) = body(bench).await;
-        if keep && matches!(target, Target::Members(_)) {
-            human!("kept the cluster: --endpoints {}", bench.keep().join(","));
+        if keep && own_cluster {
+            human!("kept the cluster: --endpoints {}", bench.keep().await?.join(","));
             human!("remove it with: etcd-drill clean --run {run_id}");
         } else {
             bench.close().await?;
@@ -309,6 +314,9 @@ where
         outcome
     };
     let result = until_signal(run_id, work).await;
+    if own_cluster {
+        let _ = crate::cleanup::settle(run_id, keep && result.is_ok(), watchdog).await;
+    }
     if let (Err(Error::Interrupted { .. }), Target::Endpoints { endpoints, access }) = (&result, target) {
         if let Some(first) = endpoints.first() {
             if let Ok(client) = access.connect(first, first).await {

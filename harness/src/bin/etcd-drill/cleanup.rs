@@ -1,0 +1,225 @@
+//! `etcd-drill clean`, the hidden `etcd-drill watchdog` each run starts beside itself, and
+//! the removal of abandoned runs before a run starts. The rules live in
+//! `etcd_drill::docker::reaper`; this file only speaks for them.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use etcd_drill::docker::reaper::{self, RunState, Watchdog};
+use etcd_drill::docker::runtime::{DockerRuntime, RunObjects};
+use etcd_drill::Result;
+use serde::Serialize;
+
+use crate::{print_json, say, OutputArgs};
+
+#[derive(Args)]
+pub(crate) struct CleanArgs {
+    /// Only this run's objects, whatever its state.
+    #[arg(long, conflicts_with = "all")]
+    run: Option<String>,
+    /// Every run's objects, including runs whose harness is still running (another
+    /// terminal's drill, a CI job on the same daemon). Without it, live runs are left alone.
+    #[arg(long)]
+    all: bool,
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Serialize)]
+struct RunLine {
+    run_id: String,
+    #[serde(flatten)]
+    state: RunState,
+    objects: RunObjects,
+}
+
+/// `clean`: without arguments, the runs whose harness is gone (stale), kept runs and runs
+/// of an etcd-drill too old to label its owner; live runs stay unless `--all`.
+pub(crate) async fn clean_command(args: CleanArgs) -> Result<u8> {
+    let docker = DockerRuntime::connect().await?;
+    let runs = reaper::survey(&docker).await?;
+    let (chosen, left): (Vec<_>, Vec<_>) = runs.into_iter().partition(|(run, state)| match &args.run {
+        Some(id) => &run.run_id == id,
+        None => args.all || matches!(state, RunState::Stale(_) | RunState::Kept | RunState::Unowned),
+    });
+    let left: Vec<_> = left
+        .into_iter()
+        .filter(|(_, state)| matches!(state, RunState::Live | RunState::Elsewhere(_)))
+        .collect();
+    let mut removed = Vec::new();
+    for (run, state) in chosen {
+        let objects = match args.dry_run {
+            true => run.objects,
+            false => docker.remove_run(Some(&run.run_id)).await?,
+        };
+        removed.push(RunLine {
+            run_id: run.run_id,
+            state,
+            objects,
+        });
+    }
+    let left: Vec<RunLine> = left
+        .into_iter()
+        .map(|(run, state)| RunLine {
+            run_id: run.run_id,
+            state,
+            objects: run.objects,
+        })
+        .collect();
+    let mut all = RunObjects::default();
+    for line in &removed {
+        all.containers.extend(line.objects.containers.iter().cloned());
+        all.networks.extend(line.objects.networks.iter().cloned());
+        all.volumes.extend(line.objects.volumes.iter().cloned());
+    }
+    if args.output.json() {
+        print_json(&serde_json::json!({
+            "dry_run": args.dry_run,
+            "run": args.run,
+            "all": args.all,
+            "runs": removed,
+            "left": if args.run.is_some() { Vec::new() } else { left },
+            "containers": all.containers,
+            "networks": all.networks,
+            "volumes": all.volumes,
+        }))?;
+        return Ok(0);
+    }
+    let verb = if args.dry_run { "would remove" } else { "removed" };
+    say(format_args!("{verb} {} of {} runs", all.summary(), removed.len()));
+    for line in &removed {
+        say(format_args!(
+            "  run {} ({}): {}",
+            line.run_id,
+            describe(&line.state),
+            line.objects.summary()
+        ));
+    }
+    let live_removed = removed.iter().filter(|l| l.state == RunState::Live).count();
+    if live_removed > 0 {
+        say(format_args!(
+            "{live_removed} of them {} still running: their drills will break down",
+            if live_removed == 1 { "was" } else { "were" }
+        ));
+    }
+    if args.run.is_none() && !left.is_empty() {
+        say(format_args!(
+            "left {} runs in use (`clean --all` removes them too, `clean --run ID` one of them):",
+            left.len()
+        ));
+        for line in &left {
+            say(format_args!(
+                "  run {} ({}): {}",
+                line.run_id,
+                describe(&line.state),
+                line.objects.summary()
+            ));
+        }
+    }
+    Ok(0)
+}
+
+fn describe(state: &RunState) -> String {
+    match state {
+        RunState::Live => "its harness is running".into(),
+        RunState::Kept => "kept with --keep".into(),
+        RunState::Stale(why) => format!("abandoned: {why}"),
+        RunState::Elsewhere(why) => why.clone(),
+        RunState::Unowned => "no owner labelled".into(),
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct WatchdogArgs {
+    /// The run to remove when the harness goes away without releasing it.
+    #[arg(long)]
+    run: String,
+    /// The run's report folder, where an interrupted run is recorded.
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+}
+
+/// The watchdog process: see `etcd_drill::docker::reaper::watch`. Exit 0 when released or
+/// when the run was removed, 5 when objects remain after its patience ran out.
+pub(crate) async fn watchdog_command(args: WatchdogArgs) -> Result<u8> {
+    let reaped = reaper::watch(&args.run, args.report_dir.as_ref()).await;
+    match (&reaped.removed, &reaped.error) {
+        (None, None) => Ok(0),
+        (Some(removed), None) => {
+            eprintln!(
+                "etcd-drill watchdog: removed run {} ({}) after {} attempts",
+                args.run,
+                removed.summary(),
+                reaped.attempts
+            );
+            Ok(0)
+        }
+        (_, Some(e)) => {
+            eprintln!(
+                "etcd-drill watchdog: run {} could not be removed: {e}; run `etcd-drill clean --run {}`",
+                args.run, args.run
+            );
+            Ok(etcd_drill::ExitClass::HarnessBroken as u8)
+        }
+    }
+}
+
+/// Before a run: removes the runs other harnesses abandoned on this daemon (a SIGKILL
+/// whose watchdog died too, a reboot, a deadline passed) and says so; then starts this
+/// run's watchdog. A watchdog that cannot start is said and not fatal: the labels still
+/// let the next start or `clean` find the run.
+pub(crate) async fn prepare_run(run_id: &str, report_dir: Option<&Path>) -> Option<Watchdog> {
+    if let Ok(docker) = DockerRuntime::connect().await {
+        for (id, result) in reaper::reap_stale(&docker).await {
+            match result {
+                Ok(objects) => eprintln!("etcd-drill: removed abandoned run {id} ({})", objects.summary()),
+                Err(e) => eprintln!("etcd-drill: abandoned run {id} could not be removed: {e}"),
+            }
+        }
+    }
+    let exe = std::env::current_exe().ok()?;
+    match Watchdog::spawn(&exe, run_id, report_dir) {
+        Ok(watchdog) => Some(watchdog),
+        Err(e) => {
+            eprintln!("etcd-drill: the run's watchdog did not start ({e}); if this process is killed, `etcd-drill clean` removes the run");
+            None
+        }
+    }
+}
+
+/// The run's objects on the daemon now; None when the daemon does not answer.
+pub(crate) async fn objects_of(run_id: &str) -> Option<RunObjects> {
+    let docker = DockerRuntime::connect().await.ok()?;
+    docker.run_objects(Some(run_id)).await.ok()
+}
+
+/// After a run: removes whatever of it is left (unless it was kept), and releases the
+/// watchdog once nothing is. When the daemon does not answer or objects remain, the
+/// watchdog is left to keep trying, and the error says so.
+pub(crate) async fn settle(run_id: &str, kept: bool, watchdog: Option<Watchdog>) -> std::result::Result<(), String> {
+    let result = async {
+        let docker = DockerRuntime::connect().await.map_err(|e| e.to_string())?;
+        if kept {
+            return Ok(());
+        }
+        docker.remove_run(Some(run_id)).await.map_err(|e| e.to_string())?;
+        let left = docker.run_objects(Some(run_id)).await.map_err(|e| e.to_string())?;
+        match left.is_empty() {
+            true => Ok(()),
+            false => Err(format!("still there: {}", left.summary())),
+        }
+    }
+    .await;
+    match (&result, watchdog) {
+        (Ok(()), Some(watchdog)) => watchdog.release(),
+        (Err(_), Some(watchdog)) => {
+            eprintln!("etcd-drill: the run's watchdog goes on removing run {run_id} in the background");
+            drop(watchdog);
+        }
+        (_, None) => {}
+    }
+    result.map_err(|e| format!("{e}; the watchdog goes on trying"))
+}
