@@ -74,6 +74,14 @@ pub enum Error {
     #[error("building the etcd image failed: {message}")]
     ImageBuild { message: String },
 
+    #[error("the Docker daemon stopped answering during `{action}` on `{object}` ({source}): is it restarting, or gone? The run's objects are removed once it answers again (the run's watchdog keeps trying; or run `etcd-drill clean`)")]
+    DockerLost {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+
     #[error("Docker call `{action}` on `{object}` failed: {source}")]
     Docker {
         action: &'static str,
@@ -136,7 +144,8 @@ impl Error {
             | Error::ImageMissing { .. }
             | Error::ImageUnusable { .. }
             | Error::AuthRejected { .. }
-            | Error::ImageBuild { .. } => ExitClass::Environment,
+            | Error::ImageBuild { .. }
+            | Error::DockerLost { .. } => ExitClass::Environment,
             Error::Etcd { .. } | Error::Procedure { .. } | Error::Timeout { .. } | Error::BackupChain { .. } => {
                 ExitClass::DrillFailed
             }
@@ -160,7 +169,10 @@ impl Error {
 
     pub fn docker(action: &'static str, object: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
         let object = object.into();
-        move |source| Error::Docker { action, object, source }
+        move |source| match daemon_unreachable(&source) {
+            true => Error::DockerLost { action, object, source },
+            false => Error::Docker { action, object, source },
+        }
     }
 
     pub fn etcd(action: &'static str, member: impl Into<String>) -> impl FnOnce(etcd_client::Error) -> Error {
@@ -171,6 +183,16 @@ impl Error {
             message: e.to_string(),
         }
     }
+}
+
+/// A Docker call that failed because the daemon did not answer at all (its socket gone or
+/// refusing, the connection cut, no reply in time), not because it refused the request.
+fn daemon_unreachable(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as E;
+    matches!(
+        e,
+        E::IOError { .. } | E::HyperLegacyError { .. } | E::SocketNotFoundError(_) | E::RequestTimeoutError
+    )
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -27,6 +27,7 @@ use etcd_drill::workload::{Workload, WorkloadConfig};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 mod common;
+mod harness_faults;
 mod images;
 mod incidents;
 
@@ -1858,6 +1859,9 @@ fn main() {
         std::process::exit(1);
     }
     let tests = vec![
+        Trial::test("interruption_torture", harness_faults::interruption_torture),
+        Trial::test("concurrent_runs_stay_apart", harness_faults::concurrent_runs_stay_apart),
+        Trial::test("daemon_restart_mid_drill", harness_faults::daemon_restart_mid_drill),
         Trial::test("minority_kill", minority_kill),
         Trial::test("harness_breakdown_exits_5", harness_breakdown_exits_5),
         Trial::test(

@@ -1,0 +1,521 @@
+//! The harness under faults of its own: drills interrupted at random moments by random
+//! signals (SIGKILL among them) and reaped with nobody typing `clean`; two drills and a
+//! perf run at once on one daemon, with `clean` run in the middle; the Docker daemon
+//! restarted in the middle of a drill (a daemon of a lab namespace, `scripts/lab`).
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+use super::{binary, ensure, leftovers, run_id_from, write_short_scenario, TestResult};
+
+/// How long a run's objects may outlive its harness: the watchdog retries every 2 s.
+const REAP_BOUND: Duration = Duration::from_secs(60);
+
+/// The lines a child prints on stdout, read on a thread so a wait can time out.
+fn stdout_lines(child: &mut Child) -> Result<Receiver<String>, String> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Waits for a line containing `marker`; None when the output ended or `limit` passed.
+fn wait_for_line(lines: &Receiver<String>, marker: &str, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(marker) => return Some(line),
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
+fn send_signal(pid: u32, signal: &str) -> TestResult {
+    let status = Command::new("kill").args(["-s", signal, &pid.to_string()]).status()?;
+    ensure(status.success(), || format!("kill -s {signal} {pid} failed"))
+}
+
+/// Whether a watchdog process for `run_id` still runs.
+fn watchdog_running(run_id: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-f", &format!("watchdog --run {run_id}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Waits until no object of `run_id` is left and its watchdog has exited; the time that
+/// took, or an error naming what is left.
+fn wait_until_reaped(run_id: &str, bound: Duration) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        let left = leftovers(Some(run_id)).map_err(|e| format!("{e:?}"))?;
+        let watchdog = watchdog_running(run_id);
+        if left.is_empty() && !watchdog {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > bound {
+            return Err(format!(
+                "run {run_id}: after {} s, {} left{}",
+                bound.as_secs(),
+                left.summary(),
+                if watchdog { " and its watchdog still runs" } else { "" }
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// A random time after the start.
+    AfterStart(u64),
+    /// A random time after the recovery procedure began.
+    DuringRecovery(u64),
+    /// A random time after the harness began removing its objects.
+    DuringCleanup(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Blow {
+    Int,
+    Term,
+    Kill,
+    /// SIGTERM, then SIGKILL while the harness is removing its objects after it.
+    TermThenKill(u64),
+}
+
+impl Blow {
+    fn describe(self) -> String {
+        match self {
+            Blow::Int => "SIGINT".into(),
+            Blow::Term => "SIGTERM".into(),
+            Blow::Kill => "SIGKILL".into(),
+            Blow::TermThenKill(ms) => format!("SIGTERM, SIGKILL {ms} ms later"),
+        }
+    }
+}
+
+struct Interrupted {
+    scenario: String,
+    moment: Moment,
+    blow: Blow,
+    exit: Option<i32>,
+    outcome: String,
+    phase: String,
+    recorded_by: String,
+    reaped_ms: u128,
+}
+
+/// N drills (`ETCD_DRILL_TORTURE_RUNS`, default 3) interrupted at random moments (after
+/// the start, during the recovery procedure, during the harness's own cleanup) by random
+/// signals (SIGINT, SIGTERM, SIGKILL, SIGTERM then SIGKILL); after each, every object of the
+/// run must be gone within a bounded time with no `clean` typed, and its report must say
+/// `interrupted` unless the run had finished first. Seeded (`ETCD_DRILL_TORTURE_SEED`); the
+/// seed is printed and replays the same moments and signals.
+pub fn interruption_torture() -> TestResult {
+    let runs: usize = std::env::var("ETCD_DRILL_TORTURE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let seed: u64 = std::env::var("ETCD_DRILL_TORTURE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("interruption torture: {runs} runs, seed {seed} (replay with ETCD_DRILL_TORTURE_SEED={seed})");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let dir = tempfile::tempdir()?;
+    let short = write_short_scenario(dir.path())?;
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for i in 0..runs {
+        let (scenario, name): (PathBuf, &str) = match rng.random_range(0..3) {
+            0 => (PathBuf::from("server-b-loss"), "server-b-loss"),
+            _ => (short.clone(), "short (kill + restart)"),
+        };
+        let moment = match rng.random_range(0..3) {
+            0 => Moment::AfterStart(rng.random_range(300..9_000)),
+            1 => Moment::DuringRecovery(rng.random_range(0..2_500)),
+            _ => Moment::DuringCleanup(rng.random_range(0..400)),
+        };
+        let blow = match rng.random_range(0..4) {
+            0 => Blow::Int,
+            1 => Blow::Term,
+            2 => Blow::Kill,
+            _ => Blow::TermThenKill(rng.random_range(50..600)),
+        };
+        let out = dir.path().join(format!("run{i}"));
+        match interrupt_once(&scenario, &out, moment, blow) {
+            Ok((run_id, mut row)) => {
+                row.scenario = name.into();
+                println!(
+                    "  [{}/{runs}] run {run_id} {name}: {} at {moment:?}; exit {:?}, report {} (phase {}, by {}), reaped in {} ms",
+                    i + 1,
+                    blow.describe(),
+                    row.exit,
+                    row.outcome,
+                    row.phase,
+                    row.recorded_by,
+                    row.reaped_ms
+                );
+                results.push(row);
+            }
+            Err(e) => {
+                println!("  [{}/{runs}] {name}: {} at {moment:?}: FAILED: {e}", i + 1, blow.describe());
+                failures.push(format!("interruption {} ({name}, {}, {moment:?}): {e}", i + 1, blow.describe()));
+            }
+        }
+    }
+    write_torture_table(seed, &results);
+    ensure(failures.is_empty(), || {
+        format!("seed {seed}: {} of {runs} interruptions failed:\n{}", failures.len(), failures.join("\n"))
+    })
+}
+
+fn interrupt_once(scenario: &Path, out: &Path, moment: Moment, blow: Blow) -> Result<(String, Interrupted), String> {
+    let mut child = binary()
+        .args(["run", scenario.to_str().unwrap_or_default(), "--out"])
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let lines = stdout_lines(&mut child)?;
+    let first = lines.recv_timeout(Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    let run_id = run_id_from(&first).ok_or_else(|| format!("no run id in {first:?}"))?;
+    let (marker, extra) = match moment {
+        Moment::AfterStart(ms) => (None, ms),
+        Moment::DuringRecovery(ms) => (Some("recovery: "), ms),
+        Moment::DuringCleanup(ms) => (Some("cleanup: "), ms),
+    };
+    if let Some(marker) = marker {
+        wait_for_line(&lines, marker, Duration::from_secs(180))
+            .ok_or_else(|| format!("run {run_id}: no `{marker}` line within 180 s"))?;
+    }
+    std::thread::sleep(Duration::from_millis(extra));
+    let pid = child.id();
+    match blow {
+        Blow::Int => send_signal(pid, "INT"),
+        Blow::Term => send_signal(pid, "TERM"),
+        Blow::Kill => send_signal(pid, "KILL"),
+        Blow::TermThenKill(ms) => send_signal(pid, "TERM").and_then(|()| {
+            std::thread::sleep(Duration::from_millis(ms));
+            send_signal(pid, "KILL")
+        }),
+    }
+    .map_err(|e| format!("{e:?}"))?;
+    let exit = child.wait().map_err(|e| e.to_string())?.code();
+    let reaped = wait_until_reaped(&run_id, REAP_BOUND)?;
+    let report: Option<serde_json::Value> = std::fs::read_to_string(out.join("report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("-").to_string();
+    let outcome = report.as_ref().map(|r| field(r, "outcome")).unwrap_or_else(|| "none".into());
+    let interruption = report.as_ref().map(|r| r["interruption"].clone()).unwrap_or_default();
+    // A SIGINT or SIGTERM that came after the run had ended finds nothing to interrupt.
+    let finished_first = matches!(outcome.as_str(), "pass" | "fail") && matches!(exit, Some(0 | 1));
+    if !finished_first {
+        match blow {
+            Blow::Int | Blow::Term => ensure(exit == Some(4), || format!("exit {exit:?} after {}, want 4", blow.describe())),
+            _ => ensure(exit.is_none(), || format!("exit {exit:?} after SIGKILL")),
+        }
+        .map_err(|e| format!("run {run_id}: {e:?}"))?;
+        // Before the run's first event there is no report to write.
+        if report.is_some() {
+            ensure(outcome == "interrupted", || format!("report.json says {outcome}"))
+                .map_err(|e| format!("run {run_id}: {e:?}"))?;
+            ensure(interruption["cleanup_ok"] == serde_json::Value::Bool(true), || {
+                format!("the report says the cleanup did not finish: {interruption}")
+            })
+            .map_err(|e| format!("run {run_id}: {e:?}"))?;
+        }
+    }
+    Ok((
+        run_id,
+        Interrupted {
+            scenario: String::new(),
+            moment,
+            blow,
+            exit,
+            outcome,
+            phase: field(&interruption, "phase"),
+            recorded_by: field(&interruption, "recorded_by"),
+            reaped_ms: reaped.as_millis(),
+        },
+    ))
+}
+
+/// The figures as a Markdown table under the test target's folder (for the docs).
+fn write_torture_table(seed: u64, rows: &[Interrupted]) {
+    let mut s = format!(
+        "seed {seed}, {} interruptions\n\n| # | scenario | moment | signal | exit | report | phase | recorded by | reaped after |\n|---|---|---|---|---|---|---|---|---|\n",
+        rows.len()
+    );
+    for (i, r) in rows.iter().enumerate() {
+        s.push_str(&format!(
+            "| {} | {} | {:?} | {} | {} | {} | {} | {} | {} ms |\n",
+            i + 1,
+            r.scenario,
+            r.moment,
+            r.blow.describe(),
+            r.exit.map(|c| c.to_string()).unwrap_or_else(|| "killed".into()),
+            r.outcome,
+            r.phase,
+            r.recorded_by,
+            r.reaped_ms
+        ));
+    }
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("interruption-torture.md");
+    let _ = std::fs::write(&path, s);
+    println!("  figures: {}", path.display());
+}
+
+/// Two drills and a perf run at once on one daemon: distinct names, subnets, ports and
+/// report folders, all pass; a plain `clean` in the middle removes nothing of theirs and
+/// says it left them; `clean --dry-run --all` would have.
+pub fn concurrent_runs_stay_apart() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let short = write_short_scenario(dir.path())?;
+    let spawn_drill = |name: &str| {
+        binary()
+            .args(["run", short.to_str().unwrap_or_default(), "--out"])
+            .arg(dir.path().join(name))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+    let mut first = spawn_drill("first")?;
+    let mut second = spawn_drill("second")?;
+    let perf = binary()
+        .args(["perf", "--members", "1", "--duration", "15s", "--rate", "100", "-o", "json", "--out"])
+        .arg(dir.path().join("perf"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let first_lines = stdout_lines(&mut first)?;
+    let second_lines = stdout_lines(&mut second)?;
+    let ids: Vec<String> = [&first_lines, &second_lines]
+        .iter()
+        .map(|l| {
+            l.recv_timeout(Duration::from_secs(60))
+                .ok()
+                .and_then(|line| run_id_from(&line))
+                .ok_or("a drill printed no run id")
+        })
+        .collect::<Result<_, _>>()?;
+    ensure(ids[0] != ids[1], || "two runs with one id".into())?;
+    for lines in [&first_lines, &second_lines] {
+        ensure(
+            wait_for_line(lines, "workload-started", Duration::from_secs(120)).is_some(),
+            || "a drill never started its workload".into(),
+        )?;
+    }
+    let clean = binary().args(["clean", "-o", "json"]).output()?;
+    ensure(clean.status.success(), || {
+        format!("clean failed: {}", String::from_utf8_lossy(&clean.stderr))
+    })?;
+    let cleaned: serde_json::Value = serde_json::from_slice(&clean.stdout)?;
+    let removed_ids: Vec<&str> = cleaned["runs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["run_id"].as_str()).collect())
+        .unwrap_or_default();
+    let left: Vec<&serde_json::Value> = cleaned["left"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    for id in &ids {
+        ensure(!removed_ids.contains(&id.as_str()), || {
+            format!("plain clean removed live run {id}: {cleaned}")
+        })?;
+        ensure(
+            left.iter()
+                .any(|r| r["run_id"] == id.as_str() && r["state"] == "live"),
+            || format!("clean does not say it left live run {id}: {cleaned}"),
+        )?;
+    }
+    let all = binary().args(["clean", "--all", "--dry-run", "-o", "json"]).output()?;
+    let all: serde_json::Value = serde_json::from_slice(&all.stdout)?;
+    ensure(
+        ids.iter().all(|id| {
+            all["runs"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|r| r["run_id"] == id.as_str()))
+        }),
+        || format!("clean --all --dry-run would not remove the live runs: {all}"),
+    )?;
+    let drain = |rx: Receiver<String>| rx.iter().collect::<Vec<_>>().join("\n");
+    let (first_exit, second_exit) = (first.wait()?, second.wait()?);
+    let (first_out, second_out) = (drain(first_lines), drain(second_lines));
+    let perf_out = perf.wait_with_output()?;
+    ensure(first_exit.success() && second_exit.success(), || {
+        format!("a drill failed beside the others: {first_exit:?} {first_out}\n---\n{second_exit:?} {second_out}")
+    })?;
+    ensure(perf_out.status.success(), || {
+        format!(
+            "perf failed beside two drills: {:?} {} {}",
+            perf_out.status,
+            String::from_utf8_lossy(&perf_out.stdout),
+            String::from_utf8_lossy(&perf_out.stderr)
+        )
+    })?;
+    for (name, id) in [("first", &ids[0]), ("second", &ids[1])] {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(name).join("report.json"))?)?;
+        ensure(report["outcome"] == "pass" && report["run_id"] == id.as_str(), || {
+            format!("{name}: {}", report["outcome"])
+        })?;
+        super::assert_no_objects(Some(id))?;
+    }
+    Ok(())
+}
+
+/// The two-host lab's helper script.
+fn lab_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/lab")
+}
+
+/// A lab namespace with its own dockerd, removed when dropped (whatever the test did).
+struct Lab {
+    name: String,
+    docker_host: String,
+}
+
+impl Lab {
+    fn up(name: &str, images: &[&str]) -> Result<Lab, String> {
+        let mut command = Command::new(lab_script());
+        command.args(["up", name]);
+        for image in images {
+            command.args(["--image", image]);
+        }
+        let out = command.output().map_err(|e| e.to_string())?;
+        // Dropped on every path from here: `down` is idempotent.
+        let lab = Lab {
+            name: name.into(),
+            docker_host: String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("DOCKER_HOST=").map(String::from))
+                .unwrap_or_default(),
+        };
+        if !out.status.success() || lab.docker_host.is_empty() {
+            return Err(format!("scripts/lab up {name} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(lab)
+    }
+
+    /// `etcd-drill ARGS` inside the lab's namespace, talking to the lab's daemon.
+    fn etcd_drill(&self) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/var/run/netns/{}", self.name))
+            .arg(env!("CARGO_BIN_EXE_etcd-drill"))
+            .env("DOCKER_HOST", &self.docker_host);
+        command
+    }
+
+    fn docker(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.docker_host)
+            .output()
+            .map_err(|e| e.to_string())?;
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+
+    /// Names of the lab daemon's containers, networks and volumes labelled by a run.
+    fn labelled(&self) -> Result<Vec<String>, String> {
+        let mut found = Vec::new();
+        for kind in ["ps -aq", "network ls -q", "volume ls -q"] {
+            let mut args: Vec<&str> = kind.split(' ').collect();
+            args.extend(["--filter", "label=io.etcd-drill.run"]);
+            found.extend(self.docker(&args)?.lines().map(String::from));
+        }
+        Ok(found)
+    }
+
+    fn restart_daemon(&self) -> Result<(), String> {
+        let out = Command::new(lab_script())
+            .args(["restart", &self.name])
+            .output()
+            .map_err(|e| e.to_string())?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(lab_script()).args(["down", &self.name]).status();
+    }
+}
+
+/// The Docker daemon restarted in the middle of a drill (the lab's own daemon, so the
+/// machine's is untouched): the drill ends with the environment exit code (3) and a message
+/// naming the daemon; once the daemon is back, the run's watchdog removes every object of
+/// the run, with no `clean` typed. The lab is removed afterwards.
+pub fn daemon_restart_mid_drill() -> TestResult {
+    let lab = Lab::up("drdaemon", &[etcd_drill::docker::image::DEFAULT_IMAGE])?;
+    let dir = tempfile::tempdir()?;
+    let short = write_short_scenario(dir.path())?;
+    let out = dir.path().join("out");
+    let mut child = lab
+        .etcd_drill()
+        .args(["run", short.to_str().unwrap_or_default(), "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let lines = stdout_lines(&mut child)?;
+    ensure(
+        wait_for_line(&lines, "workload-started", Duration::from_secs(120)).is_some(),
+        || "the drill in the lab never started its workload".into(),
+    )?;
+    let restarted_at = Instant::now();
+    lab.restart_daemon()?;
+    let restart_ms = restarted_at.elapsed().as_millis();
+    let output = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = lines.iter().collect::<Vec<_>>().join("\n");
+    ensure(output.status.code() == Some(3), || {
+        format!(
+            "exit {:?} after the daemon restarted, want 3 (environment)\nstdout: {stdout}\nstderr: {stderr}",
+            output.status
+        )
+    })?;
+    ensure(stdout.contains("Docker daemon") || stderr.contains("Docker daemon"), || {
+        format!("no message names the daemon\nstdout: {stdout}\nstderr: {stderr}")
+    })?;
+    let start = Instant::now();
+    loop {
+        let left = lab.labelled()?;
+        if left.is_empty() {
+            break;
+        }
+        ensure(start.elapsed() < REAP_BOUND, || {
+            format!("objects left on the lab daemon: {left:?}")
+        })?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!(
+        "  daemon restart took {restart_ms} ms; objects gone {} ms after the drill ended; the drill said: {}",
+        start.elapsed().as_millis(),
+        stderr.lines().chain(stdout.lines()).find(|l| l.contains("Docker daemon")).unwrap_or_default()
+    );
+    drop(lab);
+    ensure(!Path::new("/var/run/netns/drdaemon").exists(), || {
+        "the lab namespace is still there".into()
+    })
+}
