@@ -3,12 +3,11 @@
 //! perf generator's key generation and token bucket. `cargo bench` runs them in a few
 //! minutes (small sample counts for the slow ones).
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use etcd_drill::drill::check::account_data_loss;
+use etcd_drill::drill::check::{account_data_loss, ReadBack};
 use etcd_drill::perf::load::{KeyGenerator, TokenBucket};
 use etcd_drill::perf::report::{render_terminal, PerfReport};
 use etcd_drill::perf::stats::LatencyStats;
@@ -18,7 +17,7 @@ const WRITES: u64 = 1_000_000;
 
 /// A ledger of a million acknowledged writes from 8 writers, and the cluster's content
 /// with every one of them present but the last thousand.
-fn million_writes() -> (Ledger, HashMap<String, Vec<u8>>) {
+fn million_writes() -> (Ledger, ReadBack) {
     let mut ledger = Ledger {
         prefix: "/etcd-drill/bench/".into(),
         value_size: 16,
@@ -34,12 +33,10 @@ fn million_writes() -> (Ledger, HashMap<String, Vec<u8>>) {
             member: "etcd1".into(),
         })
         .collect();
-    let present = ledger
-        .acked
-        .iter()
-        .take((WRITES - 1_000) as usize)
-        .map(|w| (ledger.key(w), ledger.value(w).into_bytes()))
-        .collect();
+    let mut present = ReadBack::default();
+    for w in ledger.acked.iter().take((WRITES - 1_000) as usize) {
+        present.insert(ledger.key(w).as_bytes(), ledger.value(w).as_bytes());
+    }
     (ledger, present)
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use etcd_drill::docker::image::{self, BinarySource, Layout, DEFAULT_IMAGE, DEFAULT_WHEEL, IMAGE_3_5_1};
 use etcd_drill::docker::runtime::{DockerRuntime, RUN_LABEL};
-use etcd_drill::drill::check::account_data_loss;
+use etcd_drill::drill::check::{account_data_loss, ReadBack};
 use etcd_drill::drill::event::{Event, Outcome, Reporter};
 use etcd_drill::drill::runner::{self, RunOptions};
 use etcd_drill::etcd::{ClientSet, MemberClient};
@@ -866,7 +866,7 @@ fn data_loss_checker_can_fail() -> TestResult {
         })?;
 
         let read = |c: MemberClient| async move { c.get_prefix("/ledger-test/", Duration::from_secs(5)).await };
-        let intact = account_data_loss(&ledger, &read(client.clone()).await?);
+        let intact = account_data_loss(&ledger, &ReadBack::from(&read(client.clone()).await?));
         ensure(intact.lost_acked_writes == 0, || {
             format!("{} writes lost before any tampering", intact.lost_acked_writes)
         })?;
@@ -876,7 +876,7 @@ fn data_loss_checker_can_fail() -> TestResult {
         ensure(client.delete(&key, Duration::from_secs(5)).await? == 1, || {
             "the key to delete was not there".into()
         })?;
-        let loss = account_data_loss(&ledger, &read(client.clone()).await?);
+        let loss = account_data_loss(&ledger, &ReadBack::from(&read(client.clone()).await?));
         ensure(loss.lost_acked_writes == 1, || {
             format!("{} lost, want 1", loss.lost_acked_writes)
         })?;
@@ -1862,6 +1862,10 @@ fn main() {
         Trial::test("interruption_torture", harness_faults::interruption_torture),
         Trial::test("concurrent_runs_stay_apart", harness_faults::concurrent_runs_stay_apart),
         Trial::test("daemon_restart_mid_drill", harness_faults::daemon_restart_mid_drill),
+        Trial::test(
+            "read_back_pages_past_the_message_limit",
+            harness_faults::read_back_pages_past_the_message_limit,
+        ),
         Trial::test("minority_kill", minority_kill),
         Trial::test("harness_breakdown_exits_5", harness_breakdown_exits_5),
         Trial::test(

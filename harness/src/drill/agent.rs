@@ -3,7 +3,6 @@
 //! promises: its chain is whole, it moved on when its member died, it saved every
 //! acknowledged write, and a restore from it kept every write it had saved.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -109,7 +108,7 @@ impl DrillAgentRun {
     pub fn checks(
         &self,
         ledger: &Ledger,
-        present: &HashMap<String, Vec<u8>>,
+        present: &crate::drill::check::ReadBack,
         restore: Option<&IncrementalRestoreInfo>,
         fault_at_ms: u64,
         faulted: &[String],
@@ -156,7 +155,7 @@ impl DrillAgentRun {
             let before = ledger.acked.iter().filter(|w| w.acked_ms <= fault_at_ms);
             let (mut kept, mut missing_saved, mut lost_after) = (0u64, 0u64, 0u64);
             for w in before {
-                let here = present.get(&ledger.key(w)).is_some();
+                let here = present.contains(&ledger.key(w));
                 match (w.revision <= reached, here) {
                     (true, true) => kept += 1,
                     (true, false) => missing_saved += 1,

@@ -93,6 +93,12 @@ fn find_report_files(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
 
 fn load_report(path: &Path) -> Result<ReportFigures> {
     let text = std::fs::read_to_string(path).map_err(Error::input(path))?;
+    parse_report(&text, path)
+}
+
+/// A report.json's text, read from `path` (named in every error), as the figures a
+/// comparison uses.
+pub fn parse_report(text: &str, path: &Path) -> Result<ReportFigures> {
     let mut report: ReportFigures = serde_json::from_str(&text).map_err(|e| Error::ReportFile {
         path: path.to_path_buf(),
         message: format!("not an etcd-drill report.json: {e}"),
@@ -113,6 +119,11 @@ fn load_report(path: &Path) -> Result<ReportFigures> {
 /// Reads a `--budgets` file: the keys of a scenario's `[regression]` table, at the top level.
 pub fn load_budgets(path: &Path) -> Result<RawRegression> {
     let text = std::fs::read_to_string(path).map_err(Error::input(path))?;
+    parse_budgets(&text, path)
+}
+
+/// A `--budgets` file's text, read from `path` (named in every error), checked.
+pub fn parse_budgets(text: &str, path: &Path) -> Result<RawRegression> {
     let raw: RawRegression = toml::from_str(&text).map_err(|e| Error::ScenarioFile {
         path: path.to_path_buf(),
         message: e.message().trim().to_string(),

@@ -173,14 +173,26 @@ pub fn interruption_torture() -> TestResult {
                 results.push(row);
             }
             Err(e) => {
-                println!("  [{}/{runs}] {name}: {} at {moment:?}: FAILED: {e}", i + 1, blow.describe());
-                failures.push(format!("interruption {} ({name}, {}, {moment:?}): {e}", i + 1, blow.describe()));
+                println!(
+                    "  [{}/{runs}] {name}: {} at {moment:?}: FAILED: {e}",
+                    i + 1,
+                    blow.describe()
+                );
+                failures.push(format!(
+                    "interruption {} ({name}, {}, {moment:?}): {e}",
+                    i + 1,
+                    blow.describe()
+                ));
             }
         }
     }
     write_torture_table(seed, &results);
     ensure(failures.is_empty(), || {
-        format!("seed {seed}: {} of {runs} interruptions failed:\n{}", failures.len(), failures.join("\n"))
+        format!(
+            "seed {seed}: {} of {runs} interruptions failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        )
     })
 }
 
@@ -222,13 +234,18 @@ fn interrupt_once(scenario: &Path, out: &Path, moment: Moment, blow: Blow) -> Re
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("-").to_string();
-    let outcome = report.as_ref().map(|r| field(r, "outcome")).unwrap_or_else(|| "none".into());
+    let outcome = report
+        .as_ref()
+        .map(|r| field(r, "outcome"))
+        .unwrap_or_else(|| "none".into());
     let interruption = report.as_ref().map(|r| r["interruption"].clone()).unwrap_or_default();
     // A SIGINT or SIGTERM that came after the run had ended finds nothing to interrupt.
     let finished_first = matches!(outcome.as_str(), "pass" | "fail") && matches!(exit, Some(0 | 1));
     if !finished_first {
         match blow {
-            Blow::Int | Blow::Term => ensure(exit == Some(4), || format!("exit {exit:?} after {}, want 4", blow.describe())),
+            Blow::Int | Blow::Term => ensure(exit == Some(4), || {
+                format!("exit {exit:?} after {}, want 4", blow.describe())
+            }),
             _ => ensure(exit.is_none(), || format!("exit {exit:?} after SIGKILL")),
         }
         .map_err(|e| format!("run {run_id}: {e:?}"))?;
@@ -299,7 +316,18 @@ pub fn concurrent_runs_stay_apart() -> TestResult {
     let mut first = spawn_drill("first")?;
     let mut second = spawn_drill("second")?;
     let perf = binary()
-        .args(["perf", "--members", "1", "--duration", "15s", "--rate", "100", "-o", "json", "--out"])
+        .args([
+            "perf",
+            "--members",
+            "1",
+            "--duration",
+            "15s",
+            "--rate",
+            "100",
+            "-o",
+            "json",
+            "--out",
+        ])
         .arg(dir.path().join("perf"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -331,14 +359,16 @@ pub fn concurrent_runs_stay_apart() -> TestResult {
         .as_array()
         .map(|a| a.iter().filter_map(|r| r["run_id"].as_str()).collect())
         .unwrap_or_default();
-    let left: Vec<&serde_json::Value> = cleaned["left"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let left: Vec<&serde_json::Value> = cleaned["left"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     for id in &ids {
         ensure(!removed_ids.contains(&id.as_str()), || {
             format!("plain clean removed live run {id}: {cleaned}")
         })?;
         ensure(
-            left.iter()
-                .any(|r| r["run_id"] == id.as_str() && r["state"] == "live"),
+            left.iter().any(|r| r["run_id"] == id.as_str() && r["state"] == "live"),
             || format!("clean does not say it left live run {id}: {cleaned}"),
         )?;
     }
@@ -406,7 +436,10 @@ impl Lab {
                 .unwrap_or_default(),
         };
         if !out.status.success() || lab.docker_host.is_empty() {
-            return Err(format!("scripts/lab up {name} failed: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "scripts/lab up {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(lab)
     }
@@ -495,9 +528,10 @@ pub fn daemon_restart_mid_drill() -> TestResult {
             output.status
         )
     })?;
-    ensure(stdout.contains("Docker daemon") || stderr.contains("Docker daemon"), || {
-        format!("no message names the daemon\nstdout: {stdout}\nstderr: {stderr}")
-    })?;
+    ensure(
+        stdout.contains("Docker daemon") || stderr.contains("Docker daemon"),
+        || format!("no message names the daemon\nstdout: {stdout}\nstderr: {stderr}"),
+    )?;
     let start = Instant::now();
     loop {
         let left = lab.labelled()?;
@@ -512,10 +546,41 @@ pub fn daemon_restart_mid_drill() -> TestResult {
     println!(
         "  daemon restart took {restart_ms} ms; objects gone {} ms after the drill ended; the drill said: {}",
         start.elapsed().as_millis(),
-        stderr.lines().chain(stdout.lines()).find(|l| l.contains("Docker daemon")).unwrap_or_default()
+        stderr
+            .lines()
+            .chain(stdout.lines())
+            .find(|l| l.contains("Docker daemon"))
+            .unwrap_or_default()
     );
     drop(lab);
     ensure(!Path::new("/var/run/netns/drdaemon").exists(), || {
         "the lab namespace is still there".into()
+    })
+}
+
+/// The data check's read of a long run: 4,500 keys with 1 KiB values (4.4 MiB, more than
+/// gRPC's 4 MiB message limit, which one range read of them would pass) come back whole, in
+/// pages, every value intact.
+pub fn read_back_pages_past_the_message_limit() -> TestResult {
+    super::with_single_member(|bench| async move {
+        let member = bench.members[0].clone();
+        let prefix = "/etcd-drill/paged/";
+        let value = |i: u32| format!("{i:08}-{}", "v".repeat(1015));
+        for chunk in (0..4_500u32).collect::<Vec<_>>().chunks(100) {
+            let puts = chunk
+                .iter()
+                .map(|i| member.put(format!("{prefix}{i:06}"), value(*i), Duration::from_secs(10)));
+            for r in futures_util::future::join_all(puts).await {
+                r.map_err(|e| format!("put: {e}"))?;
+            }
+        }
+        let read = member.get_prefix(prefix, Duration::from_secs(10)).await?;
+        ensure(read.len() == 4_500, || format!("{} keys read back of 4500", read.len()))?;
+        let bad = (0..4_500u32)
+            .filter(|i| read.get(&format!("{prefix}{i:06}")).map(|v| v.as_slice()) != Some(value(*i).as_bytes()))
+            .count();
+        ensure(bad == 0, || format!("{bad} values differ"))?;
+        member.delete_prefix(prefix, Duration::from_secs(10)).await?;
+        Ok(bench)
     })
 }
