@@ -99,7 +99,7 @@ fn load_report(path: &Path) -> Result<ReportFigures> {
 /// A report.json's text, read from `path` (named in every error), as the figures a
 /// comparison uses.
 pub fn parse_report(text: &str, path: &Path) -> Result<ReportFigures> {
-    let mut report: ReportFigures = serde_json::from_str(&text).map_err(|e| Error::ReportFile {
+    let mut report: ReportFigures = serde_json::from_str(text).map_err(|e| Error::ReportFile {
         path: path.to_path_buf(),
         message: format!("not an etcd-drill report.json: {e}"),
     })?;
@@ -124,7 +124,7 @@ pub fn load_budgets(path: &Path) -> Result<RawRegression> {
 
 /// A `--budgets` file's text, read from `path` (named in every error), checked.
 pub fn parse_budgets(text: &str, path: &Path) -> Result<RawRegression> {
-    let raw: RawRegression = toml::from_str(&text).map_err(|e| Error::ScenarioFile {
+    let raw: RawRegression = toml::from_str(text).map_err(|e| Error::ScenarioFile {
         path: path.to_path_buf(),
         message: e.message().trim().to_string(),
     })?;
