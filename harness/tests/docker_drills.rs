@@ -1863,6 +1863,10 @@ fn main() {
         Trial::test("concurrent_runs_stay_apart", harness_faults::concurrent_runs_stay_apart),
         Trial::test("daemon_restart_mid_drill", harness_faults::daemon_restart_mid_drill),
         Trial::test(
+            "a_run_abandoned_with_its_watchdog_goes_at_the_next_start",
+            harness_faults::a_run_abandoned_with_its_watchdog_goes_at_the_next_start,
+        ),
+        Trial::test(
             "read_back_pages_past_the_message_limit",
             harness_faults::read_back_pages_past_the_message_limit,
         ),

@@ -128,10 +128,12 @@ pub fn write_suite_files(
     runs: &[(DrillReport, String)],
     dir: &Path,
 ) -> Result<SuiteReport> {
-    let outcome = if runs.iter().all(|(r, _)| r.outcome != Outcome::Fail) {
-        Outcome::Pass
-    } else {
+    let outcome = if runs.iter().any(|(r, _)| r.outcome == Outcome::Fail) {
         Outcome::Fail
+    } else if runs.iter().any(|(r, _)| r.outcome == Outcome::Interrupted) {
+        Outcome::Interrupted
+    } else {
+        Outcome::Pass
     };
     let suite = SuiteReport {
         format_version: REPORT_FORMAT_VERSION,

@@ -584,3 +584,58 @@ pub fn read_back_pages_past_the_message_limit() -> TestResult {
         Ok(bench)
     })
 }
+
+/// A run whose harness and watchdog were both SIGKILLed (the machine's OOM killer taking
+/// both, say): `clean --dry-run` calls it abandoned, and the next run on the daemon removes
+/// it before it starts, and says so.
+pub fn a_run_abandoned_with_its_watchdog_goes_at_the_next_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let short = write_short_scenario(dir.path())?;
+    let mut child = binary()
+        .args(["run", short.to_str().unwrap_or_default(), "--out"])
+        .arg(dir.path().join("abandoned"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let lines = stdout_lines(&mut child)?;
+    let first = lines.recv_timeout(Duration::from_secs(60))?;
+    let run_id = run_id_from(&first).ok_or_else(|| format!("no run id in {first:?}"))?;
+    ensure(
+        wait_for_line(&lines, "workload-started", Duration::from_secs(120)).is_some(),
+        || "the drill never started its workload".into(),
+    )?;
+    let watchdog = Command::new("pgrep")
+        .args(["-f", &format!("watchdog --run {run_id}")])
+        .output()?;
+    let watchdog_pid = String::from_utf8_lossy(&watchdog.stdout).trim().to_string();
+    ensure(!watchdog_pid.is_empty(), || format!("no watchdog runs for {run_id}"))?;
+    send_signal(watchdog_pid.parse()?, "KILL")?;
+    send_signal(child.id(), "KILL")?;
+    child.wait()?;
+    ensure(!leftovers(Some(&run_id))?.is_empty(), || {
+        "nothing was left to find: the test proves nothing".into()
+    })?;
+    let dry = binary().args(["clean", "--dry-run", "-o", "json"]).output()?;
+    let dry: serde_json::Value = serde_json::from_slice(&dry.stdout)?;
+    let listed = dry["runs"].as_array().and_then(|runs| {
+        runs.iter()
+            .find(|r| r["run_id"] == run_id.as_str())
+            .map(|r| (r["state"].clone(), r["why"].clone()))
+    });
+    ensure(
+        listed.as_ref().is_some_and(|(state, why)| {
+            state == "stale" && why.as_str().is_some_and(|w| w.contains("has exited"))
+        }),
+        || format!("clean --dry-run does not call run {run_id} abandoned: {dry}"),
+    )?;
+    let next = binary()
+        .args(["run", short.to_str().unwrap_or_default(), "--out"])
+        .arg(dir.path().join("next"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&next.stderr);
+    ensure(next.status.success(), || format!("the next run failed: {stderr}"))?;
+    ensure(stderr.contains(&format!("removed abandoned run {run_id}")), || {
+        format!("the next run did not say it removed {run_id}: {stderr}")
+    })?;
+    super::assert_no_objects(Some(&run_id))
+}

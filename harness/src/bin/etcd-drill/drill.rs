@@ -145,6 +145,13 @@ pub(crate) async fn run_suite(args: RunArgs) -> Result<u8> {
                 Some(report) => runs.push((report, folder)),
                 None => return Ok(suite_exit_code(&codes)),
             }
+            // An interrupted suite stops here; its report holds the runs so far, the
+            // interrupted one last, and it exits 4 whatever the runs before found.
+            if code == etcd_drill::ExitClass::Interrupted as u8 {
+                suite::write_suite_files(&suite_id, &started_at, &args.images.join(", "), &runs, &out)?;
+                println!("suite interrupted after {step} of {total} runs; suite reports: {}", out.display());
+                return Ok(code);
+            }
         }
     }
     let suite = suite::write_suite_files(&suite_id, &started_at, &args.images.join(", "), &runs, &out)?;
@@ -218,15 +225,19 @@ async fn run_one(
             let cleanup = crate::cleanup::settle(&run_id, false, watchdog)
                 .await
                 .map(|()| had.map(|o| o.summary()).unwrap_or_default());
-            if let Some(report) = builder.interrupted(signal, cleanup) {
-                eprintln!(
-                    "etcd-drill: run {} interrupted during {}; report: {}",
-                    report.run_id,
-                    report.interruption.as_ref().map(|i| i.phase.as_str()).unwrap_or("?"),
-                    options.out_dir.join("report.md").display()
-                );
-            }
-            return Err(Error::Interrupted { signal });
+            let cleaned = match &cleanup {
+                Ok(_) => "its containers, networks and volumes were removed".to_string(),
+                Err(e) => format!("its objects could not all be removed ({e})"),
+            };
+            let phase = builder
+                .interrupted(signal, cleanup)
+                .and_then(|r| r.interruption.as_ref().map(|i| i.phase.clone()))
+                .unwrap_or_else(|| "its start".into());
+            eprintln!(
+                "etcd-drill: run {run_id} interrupted by {signal} during {phase}; {cleaned}; report: {}",
+                options.out_dir.join("report.md").display()
+            );
+            return Ok((etcd_drill::ExitClass::Interrupted as u8, builder.report().cloned()));
         }
     };
     if let Some(e) = builder.write_error() {
