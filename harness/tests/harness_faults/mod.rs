@@ -623,9 +623,9 @@ pub fn a_run_abandoned_with_its_watchdog_goes_at_the_next_start() -> TestResult 
             .map(|r| (r["state"].clone(), r["why"].clone()))
     });
     ensure(
-        listed.as_ref().is_some_and(|(state, why)| {
-            state == "stale" && why.as_str().is_some_and(|w| w.contains("has exited"))
-        }),
+        listed
+            .as_ref()
+            .is_some_and(|(state, why)| state == "stale" && why.as_str().is_some_and(|w| w.contains("has exited"))),
         || format!("clean --dry-run does not call run {run_id} abandoned: {dry}"),
     )?;
     let next = binary()

@@ -149,7 +149,10 @@ pub(crate) async fn run_suite(args: RunArgs) -> Result<u8> {
             // interrupted one last, and it exits 4 whatever the runs before found.
             if code == etcd_drill::ExitClass::Interrupted as u8 {
                 suite::write_suite_files(&suite_id, &started_at, &args.images.join(", "), &runs, &out)?;
-                println!("suite interrupted after {step} of {total} runs; suite reports: {}", out.display());
+                println!(
+                    "suite interrupted after {step} of {total} runs; suite reports: {}",
+                    out.display()
+                );
                 return Ok(code);
             }
         }

@@ -479,6 +479,7 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
             if r.pass { "PASS" } else { "FAIL" }
         )
     };
+    let watchdog = crate::cleanup::prepare_run(&run_id, None).await;
     let rows = until_signal(
         &run_id,
         run_sweep(
@@ -491,7 +492,9 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
             &mut print_row,
         ),
     )
-    .await?;
+    .await;
+    let _ = crate::cleanup::settle(&run_id, false, watchdog).await;
+    let rows = rows?;
     std::fs::create_dir_all(&out_dir).map_err(Error::io(&out_dir))?;
     let table = markdown_table(&rows);
     let md = out_dir.join("sweep.md");
