@@ -1,12 +1,14 @@
 //! The Docker side: `runtime` talks to the daemon (containers, networks, volumes, labels,
-//! the run guard and `clean`), `reaper` removes the runs of a harness that died (owner
-//! labels, the per-run watchdog process), `shell` renders what the harness did as the `docker` command
+//! the run guard and `clean`), `owner` tells from their labels whose a run's objects are
+//! and whether that owner is gone, `reaper` removes the runs of a harness that died (at the
+//! next start, or by the per-run watchdog process), `shell` renders what the harness did as the `docker` command
 //! lines an operator would type, and `image` with `debian` builds the local etcd images
 //! (`scripted` is the test image whose own script starts etcd, in the Bitnami layout).
 
 pub mod binaries;
 pub mod debian;
 pub mod image;
+pub mod owner;
 pub mod reaper;
 pub mod runtime;
 pub mod scripted;

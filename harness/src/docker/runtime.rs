@@ -22,9 +22,9 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
-use serde::Serialize;
 
-use crate::docker::reaper;
+use crate::docker::owner;
+pub use crate::docker::owner::RunObjects;
 use crate::error::{Error, Result};
 
 /// Every Docker object a run creates carries this label, with the run id as value.
@@ -119,29 +119,6 @@ pub struct ToolOutput {
     pub stderr: String,
 }
 
-/// Objects found (or removed) for a run label.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RunObjects {
-    pub containers: Vec<String>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
-}
-
-impl RunObjects {
-    pub fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
-    }
-
-    pub fn summary(&self) -> String {
-        format!(
-            "{} containers, {} networks, {} volumes",
-            self.containers.len(),
-            self.networks.len(),
-            self.volumes.len()
-        )
-    }
-}
-
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
@@ -185,11 +162,11 @@ impl DockerRuntime {
             .ping()
             .await
             .map_err(|source| Error::DockerUnavailable { source })?;
-        let deadline = std::time::SystemTime::now() + reaper::RUN_LEASE;
+        let deadline = std::time::SystemTime::now() + owner::RUN_LEASE;
         Ok(DockerRuntime {
             docker,
             binds_work: Arc::new(AtomicBool::new(true)),
-            owner_labels: Arc::new(reaper::Owner::this_process().labels(deadline)),
+            owner_labels: Arc::new(owner::Owner::this_process().labels(deadline)),
         })
     }
 
@@ -307,7 +284,7 @@ impl DockerRuntime {
         let name = format!("etcd-drill-{run_id}-kept");
         let request = VolumeCreateRequest {
             name: Some(name.clone()),
-            labels: Some(self.labels_for(run_id, &[(reaper::KEPT_LABEL, "true")])),
+            labels: Some(self.labels_for(run_id, &[(owner::KEPT_LABEL, "true")])),
             ..Default::default()
         };
         self.docker
@@ -820,7 +797,7 @@ impl DockerRuntime {
     }
 
     /// Every run's objects on the daemon, grouped by run, with the owner labels.
-    pub async fn runs(&self) -> Result<Vec<reaper::RunRecord>> {
+    pub async fn runs(&self) -> Result<Vec<owner::RunRecord>> {
         let filters = HashMap::from([("label".to_string(), vec![RUN_LABEL.to_string()])]);
         let mut objects = Vec::new();
         let run_of = |labels: &HashMap<String, String>| labels.get(RUN_LABEL).cloned();
@@ -840,7 +817,7 @@ impl DockerRuntime {
             let name = c.names.and_then(|n| n.first().cloned()).unwrap_or_default();
             if let Some(run) = run_of(&labels) {
                 let name = name.trim_start_matches('/').to_string();
-                objects.push((run, sorted(labels), reaper::ObjectKind::Container, name));
+                objects.push((run, sorted(labels), owner::ObjectKind::Container, name));
             }
         }
         for n in self
@@ -851,7 +828,7 @@ impl DockerRuntime {
         {
             let labels = n.labels.unwrap_or_default();
             if let (Some(run), Some(name)) = (run_of(&labels), n.name) {
-                objects.push((run, sorted(labels), reaper::ObjectKind::Network, name));
+                objects.push((run, sorted(labels), owner::ObjectKind::Network, name));
             }
         }
         for v in self
@@ -863,10 +840,10 @@ impl DockerRuntime {
             .unwrap_or_default()
         {
             if let Some(run) = run_of(&v.labels) {
-                objects.push((run, sorted(v.labels), reaper::ObjectKind::Volume, v.name));
+                objects.push((run, sorted(v.labels), owner::ObjectKind::Volume, v.name));
             }
         }
-        Ok(reaper::group_runs(objects))
+        Ok(owner::group_runs(objects))
     }
 
     /// Removes every container, network and volume of `run_id` (all runs when `None`).

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use etcd_drill::docker::reaper::{self, RunState, Watchdog};
+use etcd_drill::docker::owner::RunState;
+use etcd_drill::docker::reaper::{self, Watchdog};
 use etcd_drill::docker::runtime::{DockerRuntime, RunObjects};
 use etcd_drill::Result;
 use serde::Serialize;
@@ -145,7 +146,15 @@ pub(crate) struct WatchdogArgs {
 /// The watchdog process: see `etcd_drill::docker::reaper::watch`. Exit 0 when released or
 /// when the run was removed, 5 when objects remain after its patience ran out.
 pub(crate) async fn watchdog_command(args: WatchdogArgs) -> Result<u8> {
-    let reaped = reaper::watch(&args.run, args.report_dir.as_ref()).await;
+    let reaped = reaper::watch(&args.run).await;
+    if let (Some(dir), Some(_)) = (&args.report_dir, &reaped.removed) {
+        if let Err(e) = etcd_drill::report::record_unannounced_end(dir, &reaped) {
+            eprintln!(
+                "etcd-drill watchdog: the report of run {} could not be updated: {e}",
+                args.run
+            );
+        }
+    }
     match (&reaped.removed, &reaped.error) {
         (None, None) => Ok(0),
         (Some(removed), None) => {
