@@ -7,6 +7,7 @@
 // Bottom layer first; a module never names one listed below it (tests/layers.rs checks).
 pub mod clock;
 pub mod error;
+pub mod history;
 pub mod readiness;
 pub mod topology;
 pub mod version;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules of `harness/src`, bottom layer first.
 const LAYERS: &[&[&str]] = &[
-    &["error", "clock", "readiness", "topology", "version"],
+    &["error", "clock", "history", "readiness", "topology", "version"],
     &["docker"],
     &["etcd"],
     &["cluster"],
