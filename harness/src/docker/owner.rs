@@ -17,6 +17,13 @@ pub struct RunObjects {
 }
 
 impl RunObjects {
+    /// Adds `other`'s objects to these.
+    pub fn absorb(&mut self, other: &RunObjects) {
+        self.containers.extend(other.containers.iter().cloned());
+        self.networks.extend(other.networks.iter().cloned());
+        self.volumes.extend(other.volumes.iter().cloned());
+    }
+
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
     }

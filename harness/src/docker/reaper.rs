@@ -173,9 +173,7 @@ pub async fn reap_with_patience(run_id: &str, patience: Duration) -> Reaped {
         .await;
         let error = match result {
             Ok((found, left)) => {
-                removed.containers.extend(found.containers);
-                removed.networks.extend(found.networks);
-                removed.volumes.extend(found.volumes);
+                removed.absorb(&found);
                 if left.is_empty() {
                     return Reaped {
                         run_id: run_id.to_string(),

@@ -749,56 +749,25 @@ impl DockerRuntime {
 
     /// Lists the objects labelled with `run_id`, or with any run id when `None`.
     pub async fn run_objects(&self, run_id: Option<&str>) -> Result<RunObjects> {
+        let mut all = RunObjects::default();
+        for run in self.runs_labelled(run_id).await? {
+            all.absorb(&run.objects);
+        }
+        Ok(all)
+    }
+
+    /// Every run's objects on the daemon, grouped by run, with the owner labels.
+    pub async fn runs(&self) -> Result<Vec<owner::RunRecord>> {
+        self.runs_labelled(None).await
+    }
+
+    /// The objects of `run_id` (of every run when None), grouped by run.
+    async fn runs_labelled(&self, run_id: Option<&str>) -> Result<Vec<owner::RunRecord>> {
         let label = match run_id {
             Some(id) => format!("{RUN_LABEL}={id}"),
             None => RUN_LABEL.to_string(),
         };
         let filters = HashMap::from([("label".to_string(), vec![label])]);
-        let containers = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(Error::docker("list containers", RUN_LABEL))?
-            .into_iter()
-            .filter_map(|c| {
-                c.names
-                    .and_then(|n| n.first().cloned())
-                    .map(|n| n.trim_start_matches('/').to_string())
-            })
-            .collect();
-        let networks = self
-            .docker
-            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
-            .await
-            .map_err(Error::docker("list networks", RUN_LABEL))?
-            .into_iter()
-            .filter_map(|n| n.name)
-            .collect();
-        let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()))
-            .await
-            .map_err(Error::docker("list volumes", RUN_LABEL))?
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
-        Ok(RunObjects {
-            containers,
-            networks,
-            volumes,
-        })
-    }
-
-    /// Every run's objects on the daemon, grouped by run, with the owner labels.
-    pub async fn runs(&self) -> Result<Vec<owner::RunRecord>> {
-        let filters = HashMap::from([("label".to_string(), vec![RUN_LABEL.to_string()])]);
         let mut objects = Vec::new();
         let run_of = |labels: &HashMap<String, String>| labels.get(RUN_LABEL).cloned();
         let sorted = |labels: HashMap<String, String>| labels.into_iter().collect();

@@ -72,9 +72,7 @@ pub(crate) async fn clean_command(args: CleanArgs) -> Result<u8> {
         .collect();
     let mut all = RunObjects::default();
     for line in &removed {
-        all.containers.extend(line.objects.containers.iter().cloned());
-        all.networks.extend(line.objects.networks.iter().cloned());
-        all.volumes.extend(line.objects.volumes.iter().cloned());
+        all.absorb(&line.objects);
     }
     if args.output.json() {
         print_json(&serde_json::json!({
@@ -91,14 +89,7 @@ pub(crate) async fn clean_command(args: CleanArgs) -> Result<u8> {
     }
     let verb = if args.dry_run { "would remove" } else { "removed" };
     say(format_args!("{verb} {} of {} runs", all.summary(), removed.len()));
-    for line in &removed {
-        say(format_args!(
-            "  run {} ({}): {}",
-            line.run_id,
-            describe(&line.state),
-            line.objects.summary()
-        ));
-    }
+    say_runs(&removed);
     let live_removed = removed.iter().filter(|l| l.state == RunState::Live).count();
     if live_removed > 0 {
         say(format_args!(
@@ -111,16 +102,21 @@ pub(crate) async fn clean_command(args: CleanArgs) -> Result<u8> {
             "left {} runs in use (`clean --all` removes them too, `clean --run ID` one of them):",
             left.len()
         ));
-        for line in &left {
-            say(format_args!(
-                "  run {} ({}): {}",
-                line.run_id,
-                describe(&line.state),
-                line.objects.summary()
-            ));
-        }
+        say_runs(&left);
     }
     Ok(0)
+}
+
+/// One line per run: its id, its state and its objects.
+fn say_runs(lines: &[RunLine]) {
+    for line in lines {
+        say(format_args!(
+            "  run {} ({}): {}",
+            line.run_id,
+            describe(&line.state),
+            line.objects.summary()
+        ));
+    }
 }
 
 fn describe(state: &RunState) -> String {
