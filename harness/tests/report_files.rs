@@ -552,7 +552,6 @@ fn the_watchdog_records_a_run_whose_harness_vanished_and_leaves_finished_runs_al
     }
     drop(builder); // the harness is gone: SIGKILL
     let reaped = Reaped {
-        run_id: "0a1b2c51".into(),
         removed: Some(RunObjects {
             containers: vec!["a".into(), "b".into()],
             networks: vec!["n".into()],

@@ -4,7 +4,8 @@
 //! without releasing it (SIGKILL, an OOM kill, a crash); the CLI then records the
 //! interruption in the run's report. When the watchdog died too, or the harness ran on
 //! another machine against the same daemon, the next start and `clean` find the run stale:
-//! its owner is known dead, or its deadline passed. `clean` leaves live runs of other processes alone unless `--all`.
+//! its owner is known dead, or its deadline passed. `clean` leaves live runs of other
+//! processes alone unless `--all`.
 //!
 //! Hand-written rather than testcontainers' Ryuk: Ryuk is an image pulled from a registry
 //! and a port the harness must reach on the daemon's machine; a process of our own binary
@@ -127,7 +128,6 @@ impl Drop for Watchdog {
 /// What a watchdog did after its harness went away without releasing the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reaped {
-    pub run_id: String,
     pub removed: Option<RunObjects>,
     pub attempts: u32,
     pub error: Option<String>,
@@ -146,7 +146,6 @@ pub async fn watch(run_id: &str) -> Reaped {
     .unwrap_or(false);
     if released {
         return Reaped {
-            run_id: run_id.to_string(),
             removed: None,
             attempts: 0,
             error: None,
@@ -176,7 +175,6 @@ pub async fn reap_with_patience(run_id: &str, patience: Duration) -> Reaped {
                 removed.absorb(&found);
                 if left.is_empty() {
                     return Reaped {
-                        run_id: run_id.to_string(),
                         removed: Some(removed),
                         attempts,
                         error: None,
@@ -188,7 +186,6 @@ pub async fn reap_with_patience(run_id: &str, patience: Duration) -> Reaped {
         };
         if started.elapsed() >= patience {
             return Reaped {
-                run_id: run_id.to_string(),
                 removed: Some(removed),
                 attempts,
                 error: Some(error),

@@ -258,9 +258,14 @@ impl DockerRuntime {
     }
 
     pub async fn create_volume(&self, name: &str, run_id: &str, member: &str) -> Result<()> {
+        self.create_labelled_volume(name, self.labels_for(run_id, &[(MEMBER_LABEL, member)]))
+            .await
+    }
+
+    async fn create_labelled_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
         let request = VolumeCreateRequest {
             name: Some(name.to_string()),
-            labels: Some(self.labels_for(run_id, &[(MEMBER_LABEL, member)])),
+            labels: Some(labels),
             ..Default::default()
         };
         self.docker
@@ -282,16 +287,8 @@ impl DockerRuntime {
     /// later starts and `clean` its objects are not abandoned, though their owner exited.
     pub async fn mark_kept(&self, run_id: &str) -> Result<()> {
         let name = format!("etcd-drill-{run_id}-kept");
-        let request = VolumeCreateRequest {
-            name: Some(name.clone()),
-            labels: Some(self.labels_for(run_id, &[(owner::KEPT_LABEL, "true")])),
-            ..Default::default()
-        };
-        self.docker
-            .create_volume(request)
+        self.create_labelled_volume(&name, self.labels_for(run_id, &[(owner::KEPT_LABEL, "true")]))
             .await
-            .map_err(Error::docker("create volume", &name))?;
-        Ok(())
     }
 
     pub async fn remove_volume(&self, name: &str) -> Result<()> {

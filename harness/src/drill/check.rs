@@ -226,14 +226,6 @@ impl ReadBack {
     pub fn holds(&self, key: &str, expected: &[u8]) -> Option<bool> {
         self.digests.get(key).map(|d| *d == digest(expected))
     }
-
-    pub fn len(&self) -> usize {
-        self.digests.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.digests.is_empty()
-    }
 }
 
 impl From<&HashMap<String, Vec<u8>>> for ReadBack {

@@ -3,6 +3,7 @@
 //! `etcd_drill::docker::reaper`; this file only speaks for them.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use etcd_drill::docker::owner::RunState;
@@ -205,19 +206,14 @@ pub(crate) async fn objects_of(run_id: &str) -> Option<RunObjects> {
 /// watchdog once nothing is. When the daemon does not answer or objects remain, the
 /// watchdog is left to keep trying, and the error says so.
 pub(crate) async fn settle(run_id: &str, kept: bool, watchdog: Option<Watchdog>) -> std::result::Result<(), String> {
-    let result = async {
-        let docker = DockerRuntime::connect().await.map_err(|e| e.to_string())?;
-        if kept {
-            return Ok(());
-        }
-        docker.remove_run(Some(run_id)).await.map_err(|e| e.to_string())?;
-        let left = docker.run_objects(Some(run_id)).await.map_err(|e| e.to_string())?;
-        match left.is_empty() {
-            true => Ok(()),
-            false => Err(format!("still there: {}", left.summary())),
-        }
-    }
-    .await;
+    // One attempt of what the watchdog would do, without its patience.
+    let result = match kept {
+        true => Ok(()),
+        false => reaper::reap_with_patience(run_id, Duration::ZERO)
+            .await
+            .error
+            .map_or(Ok(()), Err),
+    };
     match (&result, watchdog) {
         (Ok(()), Some(watchdog)) => watchdog.release(),
         (Err(_), Some(watchdog)) => {

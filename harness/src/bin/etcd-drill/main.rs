@@ -583,17 +583,12 @@ pub(crate) async fn shutdown_signal() -> &'static str {
 }
 
 /// Runs `work` until it ends or Ctrl-C/SIGTERM arrives. On a signal the work is dropped
-/// (its RunGuard removes the run's objects) and the run's objects are removed once more
-/// to make sure.
-async fn until_signal<T>(run_id: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+/// (its RunGuard removes the run's objects); the caller then settles the run
+/// (`cleanup::settle`), which makes sure nothing is left and lets the watchdog go.
+async fn until_signal<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::select! {
         result = work => result,
-        signal = shutdown_signal() => {
-            if let Ok(docker) = DockerRuntime::connect().await {
-                let _ = docker.remove_run(Some(run_id)).await;
-            }
-            Err(Error::Interrupted { signal })
-        }
+        signal = shutdown_signal() => Err(Error::Interrupted { signal }),
     }
 }
 

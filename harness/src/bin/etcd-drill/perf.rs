@@ -313,7 +313,7 @@ where
         }
         outcome
     };
-    let result = until_signal(run_id, work).await;
+    let result = until_signal(work).await;
     if own_cluster {
         let _ = crate::cleanup::settle(run_id, keep && result.is_ok(), watchdog).await;
     }
@@ -480,18 +480,15 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
         )
     };
     let watchdog = crate::cleanup::prepare_run(&run_id, None).await;
-    let rows = until_signal(
+    let rows = until_signal(run_sweep(
+        &args.members,
+        &args.loads,
+        args.duration,
+        &args.image,
         &run_id,
-        run_sweep(
-            &args.members,
-            &args.loads,
-            args.duration,
-            &args.image,
-            &run_id,
-            seed,
-            &mut print_row,
-        ),
-    )
+        seed,
+        &mut print_row,
+    ))
     .await;
     let _ = crate::cleanup::settle(&run_id, false, watchdog).await;
     let rows = rows?;
