@@ -12,6 +12,7 @@ pub mod damage;
 pub mod flavor;
 mod image;
 mod membership;
+pub mod settle;
 pub mod snapshot;
 pub mod tools;
 mod verbs;
@@ -512,6 +513,34 @@ impl Cluster {
                 true => Seen::Ready(()),
                 false => Seen::NotYet(sick.join(", ")),
             }
+        })
+        .await
+        .map_err(Error::from)
+    }
+
+    /// Waits until every member in `names` names the same leader in the same raft term,
+    /// unchanged for `quiet` ([`settle::LeaderSettling`]).
+    pub async fn wait_leader_settled(&self, names: &[String], quiet: Duration, timeout: Duration) -> Result<()> {
+        let clients: Vec<&MemberClient> = names
+            .iter()
+            .map(|n| self.member(n).map(|m| &m.client))
+            .collect::<Result<_>>()?;
+        let settling = std::sync::Mutex::new(settle::LeaderSettling::new(quiet));
+        let wait = Wait::new(
+            format!("members {} to name one leader for {} ms", names.join(", "), quiet.as_millis()),
+            Duration::from_millis(100),
+            timeout,
+        );
+        wait.until(|| async {
+            let seen: Vec<settle::LeaderSeen> = join_all(clients.iter().map(|c| async move {
+                c.status(Duration::from_millis(500))
+                    .await
+                    .map(|s| (s.leader_id, s.raft_term))
+                    .map_err(|e| e.to_string())
+            }))
+            .await;
+            let mut settling = settling.lock().expect("settling lock");
+            settling.observe(Instant::now(), names, &seen)
         })
         .await
         .map_err(Error::from)

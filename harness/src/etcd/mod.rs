@@ -57,6 +57,8 @@ pub struct MemberClient {
 pub struct MemberStatus {
     pub member_id: u64,
     pub leader_id: u64,
+    /// The raft term this member is in; it grows with every election.
+    pub raft_term: u64,
     pub revision: i64,
     pub raft_index: u64,
     /// The raft index this member has applied (a learner has caught up once it reaches
@@ -267,6 +269,7 @@ impl MemberClient {
         Ok(MemberStatus {
             member_id: header.map(|h| h.member_id()).unwrap_or(0),
             leader_id: s.leader(),
+            raft_term: s.raft_term(),
             revision: header.map(|h| h.revision()).unwrap_or(0),
             raft_index: s.raft_index(),
             raft_applied_index: s.raft_applied_index(),

@@ -168,6 +168,10 @@ pub fn upgrade_unsupported(from: &crate::cluster::ClusterImage, to: &crate::clus
 /// How long a procedure waits for the cluster to take a write once it is back.
 pub const WRITABLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long the members of an image whose scripts start etcd must agree on one leader
+/// before a recovery counts as done: etcd's default election timeout.
+pub const LEADER_QUIET: Duration = Duration::from_secs(1);
+
 /// Polls with puts every 50 ms until one succeeds, and records it as the runbook's check.
 /// Before that, with an image whose scripts start etcd, waits until every running member's
 /// scripts have finished, so that the write is not taken by a temporary etcd.
@@ -217,6 +221,36 @@ pub async fn wait_writable(cluster: &mut Cluster) -> Result<()> {
         );
         return Err(refused);
     }
+    if cluster.image.flavor.image_entrypoint_starts_etcd {
+        // Their members started etcd for good one after another: one that started late
+        // can still call an election after the first write. Wait until all of them name
+        // the same leader in the same term for an election timeout.
+        let started = std::time::Instant::now();
+        let reachable: Vec<String> = cluster
+            .members
+            .iter()
+            .filter(|m| running.contains(&m.spec.name) && !m.paused && !m.partitioned)
+            .map(|m| m.spec.name.clone())
+            .collect();
+        let settled = cluster
+            .wait_leader_settled(&reachable, LEADER_QUIET, WRITABLE_TIMEOUT)
+            .await;
+        let endpoints: Vec<String> = reachable
+            .iter()
+            .filter_map(|n| cluster.member(n).ok().map(|m| m.client.endpoint.clone()))
+            .collect();
+        cluster.record(
+            "wait until every member names the same leader in the same term for 1 s",
+            format!(
+                "etcdctl --endpoints={} endpoint status -w table   # repeat until LEADER and RAFT TERM agree on every row for 1 s",
+                endpoints.join(",")
+            ),
+            started,
+            settled.is_ok(),
+        );
+        settled?;
+    }
+    let started = std::time::Instant::now();
     let ok = cluster
         .probe_writable(WRITABLE_TIMEOUT, Duration::from_millis(500))
         .await
