@@ -92,6 +92,10 @@ pub struct RawScenario {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<RawMember>,
+    /// `[hosts.NAME]`: the Docker daemon, address and networking of each host members
+    /// name. Without it every member runs on the harness's own daemon, on a bridge network.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub hosts: std::collections::BTreeMap<String, RawHost>,
     pub workload: Option<RawWorkload>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<RawFault>,
@@ -153,6 +157,28 @@ pub struct RawHistory {
     pub keys: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_size: Option<i64>,
+}
+
+/// `[hosts.NAME]`: one host of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    /// `unix:///path/docker.sock` or `tcp://host:2376` (with `tls_ca`, `tls_cert` and
+    /// `tls_key`); absent: `DOCKER_HOST`, else the local socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker: Option<String>,
+    /// The address the host's members listen on and advertise (`network = "host"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `bridge` (default) or `host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -737,6 +763,133 @@ impl Compiler<'_> {
 }
 
 /// Turns the raw file into a validated scenario.
+/// Checks the `[hosts.NAME]` tables against the members and gives the members their
+/// addresses and ports. Paths of TLS files are taken relative to the scenario file.
+fn compile_hosts(
+    c: &Compiler,
+    raw: &std::collections::BTreeMap<String, RawHost>,
+    members: Vec<MemberSpec>,
+    path: &Path,
+) -> Result<Topology> {
+    use crate::topology::{DockerEndpoint, DockerTls, HostSpec, NetworkMode};
+    if raw.is_empty() {
+        return Ok(Topology::new(members));
+    }
+    let mut hosts = Vec::new();
+    for (name, h) in raw {
+        let key = |field: &str| format!("hosts.{name}.{field}");
+        if !members.iter().any(|m| &m.host == name) {
+            let named: Vec<&str> = members.iter().map(|m| m.host.as_str()).collect();
+            return Err(c.err(
+                format!("hosts.{name}"),
+                format!("no member lives on host `{name}`; members name {}", named.join(", ")),
+            ));
+        }
+        let network = match h.network.as_deref() {
+            None | Some("bridge") => NetworkMode::Bridge,
+            Some("host") => NetworkMode::Host,
+            Some(other) => return Err(c.err(key("network"), format!("`{other}`: write `bridge` or `host`"))),
+        };
+        let address = match &h.address {
+            None if network == NetworkMode::Host => {
+                return Err(c.err(
+                    key("address"),
+                    "host networking needs the address the host's members listen on and advertise (an IP address of that host)",
+                ))
+            }
+            None => None,
+            Some(a) => match a.parse::<std::net::IpAddr>() {
+                Ok(ip) if !ip.is_unspecified() => Some(a.clone()),
+                _ => return Err(c.err(key("address"), format!("`{a}` is not an IP address members can be reached on"))),
+            },
+        };
+        let relative = |p: &str| -> std::path::PathBuf {
+            let p = std::path::PathBuf::from(p);
+            match (p.is_relative(), path.parent()) {
+                (true, Some(dir)) => dir.join(p),
+                _ => p,
+            }
+        };
+        let tls = match (&h.tls_ca, &h.tls_cert, &h.tls_key) {
+            (None, None, None) => None,
+            (Some(ca), Some(cert), Some(key_file)) => Some(DockerTls {
+                ca: relative(ca),
+                cert: relative(cert),
+                key: relative(key_file),
+            }),
+            _ => return Err(c.err(key("tls_ca"), "give all three of tls_ca, tls_cert and tls_key, or none")),
+        };
+        let docker = match h.docker.as_deref() {
+            None if tls.is_some() => return Err(c.err(key("docker"), "TLS files given without a `tcp://` daemon")),
+            None => None,
+            Some(url) if url.starts_with("unix://") && url.len() > "unix://".len() => {
+                if tls.is_some() {
+                    return Err(c.err(key("tls_ca"), "a `unix://` socket takes no TLS files"));
+                }
+                Some(DockerEndpoint { url: url.into(), tls: None })
+            }
+            Some(url) if url.starts_with("tcp://") => match tls {
+                None => {
+                    return Err(c.err(
+                        key("docker"),
+                        format!("`{url}`: a daemon on TCP needs TLS client certificates (tls_ca, tls_cert, tls_key); an open Docker port gives root to anyone who reaches it"),
+                    ))
+                }
+                Some(ref t) => Some(DockerEndpoint { url: url.into(), tls: Some(t.clone()) }),
+            },
+            Some(url) if url.starts_with("ssh://") => {
+                return Err(c.err(
+                    key("docker"),
+                    format!("`{url}`: the harness's Docker client cannot speak ssh; forward the remote socket (ssh -nNT -L /tmp/{name}.sock:/var/run/docker.sock {}) and write docker = \"unix:///tmp/{name}.sock\"", &url["ssh://".len()..]),
+                ))
+            }
+            Some(url) => {
+                return Err(c.err(
+                    key("docker"),
+                    format!("`{url}`: write unix:///path/to/docker.sock or tcp://host:port"),
+                ))
+            }
+        };
+        hosts.push(HostSpec {
+            name: name.clone(),
+            docker,
+            address,
+            network,
+        });
+    }
+    for m in &members {
+        if !raw.contains_key(&m.host) {
+            return Err(c.err(
+                "hosts",
+                format!("member `{}` lives on host `{}`, which has no [hosts.{}] table; give every host a table, or none", m.name, m.host, m.host),
+            ));
+        }
+    }
+    let modes: std::collections::BTreeSet<&str> = hosts.iter().map(|h| h.network.as_str()).collect();
+    if modes.len() > 1 {
+        return Err(c.err("hosts", "every host needs the same `network`: mixing `bridge` and `host` is not supported"));
+    }
+    let daemons: std::collections::BTreeSet<Option<&str>> =
+        hosts.iter().map(|h| h.docker.as_ref().map(|d| d.url.as_str())).collect();
+    if daemons.len() > 1 && hosts.iter().any(|h| h.network == NetworkMode::Bridge) {
+        return Err(c.err(
+            "hosts",
+            "members on several Docker daemons need `network = \"host\"`: a bridge network does not reach from one daemon to another",
+        ));
+    }
+    for (i, a) in hosts.iter().enumerate() {
+        for b in &hosts[i + 1..] {
+            if a.address.is_some() && a.address == b.address && a.docker == b.docker {
+                return Err(c.err(
+                    format!("hosts.{}.address", b.name),
+                    format!("hosts `{}` and `{}` share daemon and address, so their members' ports would collide", a.name, b.name),
+                ));
+            }
+        }
+    }
+    Ok(Topology::on_hosts(members, hosts))
+}
+
 pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     let c = Compiler { path };
     let name = match raw.name {
@@ -763,7 +916,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     }
 
     let topology = if raw.members.is_empty() {
-        Topology::reference()
+        Topology::reference().members
     } else {
         let mut members = Vec::new();
         for (i, m) in raw.members.iter().enumerate() {
@@ -797,8 +950,9 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 format!("at most 9 members are supported, got {}", members.len()),
             ));
         }
-        Topology { members }
+        members
     };
+    let topology = compile_hosts(&c, &raw.hosts, topology, path)?;
 
     let w = raw.workload.unwrap_or_default();
     let defaults = WorkloadConfig::default();
@@ -1445,6 +1599,24 @@ impl Scenario {
                     host: m.host.clone(),
                 })
                 .collect(),
+            hosts: self
+                .topology
+                .hosts
+                .iter()
+                .map(|h| {
+                    let tls = h.docker.as_ref().and_then(|d| d.tls.as_ref());
+                    let text = |p: &std::path::Path| p.display().to_string();
+                    let raw = RawHost {
+                        docker: h.docker.as_ref().map(|d| d.url.clone()),
+                        address: h.address.clone(),
+                        network: Some(h.network.as_str().to_string()),
+                        tls_ca: tls.map(|t| text(&t.ca)),
+                        tls_cert: tls.map(|t| text(&t.cert)),
+                        tls_key: tls.map(|t| text(&t.key)),
+                    };
+                    (h.name.clone(), raw)
+                })
+                .collect(),
             workload: Some(RawWorkload {
                 writers: i(self.workload.writers as u64),
                 rate: i(self.workload.rate as u64),
@@ -1671,6 +1843,64 @@ mod tests {
 
         let e = parse_str("[workload]\nwriters = -1\n").unwrap_err();
         assert!(e.to_string().contains("workload.writers"), "{e}");
+    }
+
+    #[test]
+    fn host_tables_give_the_operators_layout_and_round_trip() {
+        let text = "[hosts.A]\naddress = \"10.231.0.1\"\nnetwork = \"host\"\n\
+                    [hosts.B]\ndocker = \"unix:///run/b.sock\"\naddress = \"10.231.0.2\"\nnetwork = \"host\"\n\
+                    [[faults]]\naction = \"kill\"\nhost = \"B\"\n[recovery]\nprocedure = \"restart\"\n";
+        let s = parse_str(text).unwrap();
+        let urls: Vec<String> = s.topology.members.iter().map(|m| m.peer_url_in("http")).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://10.231.0.1:2380",
+                "http://10.231.0.1:3380",
+                "http://10.231.0.2:2380",
+                "http://10.231.0.2:3380",
+                "http://10.231.0.2:4380"
+            ]
+        );
+        assert_eq!(s.topology.host("B").unwrap().docker_prefix(), "DOCKER_HOST=unix:///run/b.sock ");
+        let again = compile(s.to_raw(), Path::new("scenarios/test.toml")).unwrap();
+        assert_eq!(again.topology, s.topology);
+    }
+
+    #[test]
+    fn host_tables_are_checked_key_by_key() {
+        let cases = [
+            ("[hosts.A]\nnetwork = \"host\"\n[hosts.B]\n", "hosts.A.address"),
+            ("[hosts.A]\nnetwork = \"overlay\"\n[hosts.B]\n", "hosts.A.network"),
+            ("[hosts.A]\naddress = \"not-an-ip\"\n[hosts.B]\n", "hosts.A.address"),
+            ("[hosts.A]\n", "member `etcd3` lives on host `B`"),
+            ("[hosts.A]\n[hosts.B]\n[hosts.C]\n", "hosts.C"),
+            ("[hosts.A]\ndocker = \"ssh://root@b\"\n[hosts.B]\n", "forward the remote socket"),
+            ("[hosts.A]\ndocker = \"tcp://b:2376\"\n[hosts.B]\n", "needs TLS client certificates"),
+            ("[hosts.A]\ndocker = \"http://b\"\n[hosts.B]\n", "hosts.A.docker"),
+            ("[hosts.A]\ntls_ca = \"ca.pem\"\n[hosts.B]\n", "all three"),
+            (
+                "[hosts.A]\n[hosts.B]\ndocker = \"unix:///run/b.sock\"\n",
+                "a bridge network does not reach from one daemon to another",
+            ),
+            (
+                "[hosts.A]\naddress = \"10.0.0.1\"\nnetwork = \"host\"\n[hosts.B]\n",
+                "mixing `bridge` and `host`",
+            ),
+            (
+                "[hosts.A]\naddress = \"10.0.0.1\"\nnetwork = \"host\"\n[hosts.B]\naddress = \"10.0.0.1\"\nnetwork = \"host\"\n",
+                "hosts.B.address",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = parse_str(&format!("{text}[[faults]]\naction = \"kill\"\nhost = \"B\"\n[recovery]\nprocedure = \"restart\"\n")).unwrap_err().to_string();
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+        let tcp = "[hosts.A]\ndocker = \"tcp://a:2376\"\naddress = \"10.0.0.1\"\nnetwork = \"host\"\ntls_ca = \"certs/ca.pem\"\ntls_cert = \"certs/cert.pem\"\ntls_key = \"certs/key.pem\"\n\
+                   [hosts.B]\naddress = \"10.0.0.2\"\nnetwork = \"host\"\n[[faults]]\naction = \"kill\"\nhost = \"B\"\n[recovery]\nprocedure = \"restart\"\n";
+        let s = parse_str(tcp).unwrap();
+        let tls = s.topology.host("A").unwrap().docker.as_ref().unwrap().tls.clone().unwrap();
+        assert_eq!(tls.ca, Path::new("scenarios/certs/ca.pem"));
     }
 
     #[test]

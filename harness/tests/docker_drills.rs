@@ -1720,9 +1720,7 @@ fn agent_takes_a_full_after_compaction() -> TestResult {
     let dir = tempfile::tempdir()?;
     let result = rt().block_on(async {
         let docker = DockerRuntime::connect().await?;
-        let topology = etcd_drill::topology::Topology {
-            members: vec![etcd_drill::topology::MemberSpec::new("etcd1", "A")],
-        };
+        let topology = etcd_drill::topology::Topology::new(vec![etcd_drill::topology::MemberSpec::new("etcd1", "A")]);
         let clock = etcd_drill::clock::Clock::start();
         let image = etcd_drill::cluster::ClusterImage::inspect(&docker, DEFAULT_IMAGE, None, None, &run_id).await?;
         let cluster = etcd_drill::cluster::Cluster::create(

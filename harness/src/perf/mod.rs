@@ -66,11 +66,9 @@ pub fn local_topology(members: usize) -> Result<Topology> {
             message: format!("{members}: a perf cluster has 1, 3 or 5 members"),
         });
     }
-    Ok(Topology {
-        members: (1..=members)
-            .map(|i| MemberSpec::new(format!("etcd{i}"), "A"))
-            .collect(),
-    })
+    Ok(Topology::new(
+        (1..=members).map(|i| MemberSpec::new(format!("etcd{i}"), "A")).collect(),
+    ))
 }
 
 /// How one run is set up.
