@@ -694,6 +694,37 @@ pub fn load(name_or_path: &str) -> Result<Scenario> {
     }
 }
 
+/// A file of `[hosts.NAME]` tables alone (`etcd-drill run --hosts FILE`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostsFile {
+    #[serde(default)]
+    hosts: std::collections::BTreeMap<String, RawHost>,
+}
+
+/// `scenario` with the `[hosts.NAME]` tables of the file at `path` in place of its own:
+/// the same drill on other hosts (two real servers, the two-host lab). Errors name the
+/// hosts file and the key; TLS file paths are taken relative to it.
+pub fn with_hosts_file(scenario: &Scenario, path: &Path) -> Result<Scenario> {
+    let text = std::fs::read_to_string(path).map_err(Error::input(path))?;
+    let hosts: RawHostsFile = toml::from_str(&text).map_err(|e| Error::ScenarioFile {
+        path: path.to_path_buf(),
+        message: describe_toml_error(&text, &e),
+    })?;
+    if hosts.hosts.is_empty() {
+        return Err(Error::ScenarioKey {
+            path: path.to_path_buf(),
+            key: "hosts".into(),
+            message:
+                "no [hosts.NAME] table: give one per host the scenario's members name (A and B in the reference layout)"
+                    .into(),
+        });
+    }
+    let mut raw = scenario.to_raw();
+    raw.hosts = hosts.hosts;
+    compile(raw, path)
+}
+
 /// Parses and validates scenario text; `path` is only used to name the file in errors
 /// and to default the scenario's name.
 pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
@@ -861,16 +892,24 @@ fn compile_hosts(
         if !raw.contains_key(&m.host) {
             return Err(c.err(
                 "hosts",
-                format!("member `{}` lives on host `{}`, which has no [hosts.{}] table; give every host a table, or none", m.name, m.host, m.host),
+                format!(
+                    "member `{}` lives on host `{}`, which has no [hosts.{}] table; give every host a table, or none",
+                    m.name, m.host, m.host
+                ),
             ));
         }
     }
     let modes: std::collections::BTreeSet<&str> = hosts.iter().map(|h| h.network.as_str()).collect();
     if modes.len() > 1 {
-        return Err(c.err("hosts", "every host needs the same `network`: mixing `bridge` and `host` is not supported"));
+        return Err(c.err(
+            "hosts",
+            "every host needs the same `network`: mixing `bridge` and `host` is not supported",
+        ));
     }
-    let daemons: std::collections::BTreeSet<Option<&str>> =
-        hosts.iter().map(|h| h.docker.as_ref().map(|d| d.url.as_str())).collect();
+    let daemons: std::collections::BTreeSet<Option<&str>> = hosts
+        .iter()
+        .map(|h| h.docker.as_ref().map(|d| d.url.as_str()))
+        .collect();
     if daemons.len() > 1 && hosts.iter().any(|h| h.network == NetworkMode::Bridge) {
         return Err(c.err(
             "hosts",
@@ -882,7 +921,10 @@ fn compile_hosts(
             if a.address.is_some() && a.address == b.address && a.docker == b.docker {
                 return Err(c.err(
                     format!("hosts.{}.address", b.name),
-                    format!("hosts `{}` and `{}` share daemon and address, so their members' ports would collide", a.name, b.name),
+                    format!(
+                        "hosts `{}` and `{}` share daemon and address, so their members' ports would collide",
+                        a.name, b.name
+                    ),
                 ));
             }
         }
@@ -1862,7 +1904,10 @@ mod tests {
                 "http://10.231.0.2:4380"
             ]
         );
-        assert_eq!(s.topology.host("B").unwrap().docker_prefix(), "DOCKER_HOST=unix:///run/b.sock ");
+        assert_eq!(
+            s.topology.host("B").unwrap().docker_prefix(),
+            "DOCKER_HOST=unix:///run/b.sock "
+        );
         let again = compile(s.to_raw(), Path::new("scenarios/test.toml")).unwrap();
         assert_eq!(again.topology, s.topology);
     }
@@ -1893,13 +1938,26 @@ mod tests {
             ),
         ];
         for (text, expected) in cases {
-            let e = parse_str(&format!("{text}[[faults]]\naction = \"kill\"\nhost = \"B\"\n[recovery]\nprocedure = \"restart\"\n")).unwrap_err().to_string();
+            let e = parse_str(&format!(
+                "{text}[[faults]]\naction = \"kill\"\nhost = \"B\"\n[recovery]\nprocedure = \"restart\"\n"
+            ))
+            .unwrap_err()
+            .to_string();
             assert!(e.contains(expected), "{text}: {e}");
         }
         let tcp = "[hosts.A]\ndocker = \"tcp://a:2376\"\naddress = \"10.0.0.1\"\nnetwork = \"host\"\ntls_ca = \"certs/ca.pem\"\ntls_cert = \"certs/cert.pem\"\ntls_key = \"certs/key.pem\"\n\
                    [hosts.B]\naddress = \"10.0.0.2\"\nnetwork = \"host\"\n[[faults]]\naction = \"kill\"\nhost = \"B\"\n[recovery]\nprocedure = \"restart\"\n";
         let s = parse_str(tcp).unwrap();
-        let tls = s.topology.host("A").unwrap().docker.as_ref().unwrap().tls.clone().unwrap();
+        let tls = s
+            .topology
+            .host("A")
+            .unwrap()
+            .docker
+            .as_ref()
+            .unwrap()
+            .tls
+            .clone()
+            .unwrap();
         assert_eq!(tls.ca, Path::new("scenarios/certs/ca.pem"));
     }
 

@@ -361,7 +361,9 @@ mod tests {
             assert_eq!((got.0.as_str(), got.1.as_str()), want);
         }
         assert_eq!(t.network_mode(), NetworkMode::Host);
-        assert!(t.initial_cluster().starts_with("etcd1=http://10.0.0.1:2380,etcd2=http://10.0.0.1:3380,"));
+        assert!(t
+            .initial_cluster()
+            .starts_with("etcd1=http://10.0.0.1:2380,etcd2=http://10.0.0.1:3380,"));
     }
 
     #[test]

@@ -1724,7 +1724,7 @@ fn agent_takes_a_full_after_compaction() -> TestResult {
         let clock = etcd_drill::clock::Clock::start();
         let image = etcd_drill::cluster::ClusterImage::inspect(&docker, DEFAULT_IMAGE, None, None, &run_id).await?;
         let cluster = etcd_drill::cluster::Cluster::create(
-            docker.clone(),
+            etcd_drill::docker::hosts::HostRuntimes::single(docker.clone()),
             &run_id,
             &image,
             &topology,

@@ -98,8 +98,9 @@ impl Cluster {
         duration_ms: u64,
         ok: bool,
     ) {
-        let member = spec.network.as_ref().map(|(_, a)| a.as_str()).unwrap_or_default();
+        let member = super::containers::member_of(spec);
         let step = format!("start {member} (initial-cluster-state={})", state.as_str());
-        self.record_span(step, docker_run_line(spec, true, &[]), started, duration_ms, ok);
+        let line = self.on_host(member, docker_run_line(spec, true, &[]));
+        self.record_span(step, line, started, duration_ms, ok);
     }
 }

@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 
 use super::{Cluster, ClusterState, Member};
 use crate::cluster::flavor::MemberLaunch;
-use crate::docker::runtime::ContainerSpec;
+use crate::docker::runtime::{ContainerSpec, MEMBER_LABEL};
 use crate::error::Result;
 use crate::etcd::security::RootPassword;
 
@@ -19,10 +19,11 @@ impl Cluster {
 
     /// Creates a member's container and, with TLS on, puts its certificates into it.
     pub async fn create_member_container(&self, spec: &ContainerSpec) -> Result<()> {
-        self.docker.create_container(spec, &self.run_id).await?;
+        let member = member_of(spec);
+        let docker = self.docker_of(member);
+        docker.create_container(spec, &self.run_id).await?;
         if let Some(tls) = &self.tls {
-            let member = spec.hostname.as_deref().unwrap_or_default();
-            self.docker
+            docker
                 .write_archive(&spec.name, "/", tls.member_archive(member)?)
                 .await?;
         }
@@ -61,6 +62,7 @@ impl Cluster {
             root_password: self.image.root_password.as_ref().map(RootPassword::expose),
             tls: self.tls.is_some(),
             settings: &self.settings,
+            host_network: self.topology.network_mode() == crate::topology::NetworkMode::Host,
         })
     }
 
@@ -90,14 +92,28 @@ impl Cluster {
         state: ClusterState,
         started: Instant,
     ) -> Result<()> {
-        let results = join_all(specs.iter().map(|spec| self.docker.start(&spec.name))).await;
+        let results = join_all(
+            specs
+                .iter()
+                .map(|spec| self.docker_of(member_of(spec)).start(&spec.name)),
+        )
+        .await;
         let duration_ms = started.elapsed().as_millis() as u64;
         for (spec, result) in specs.iter().zip(results) {
             self.record_member_start(spec, state, started, duration_ms, result.is_ok());
             result?;
-            let member = spec.network.as_ref().map(|(_, a)| a.clone()).unwrap_or_default();
+            let member = member_of(spec).to_string();
             self.member_mut(&member)?.has_container = true;
         }
         Ok(())
     }
+}
+
+/// The member a member container's spec is for (its member label).
+pub fn member_of(spec: &ContainerSpec) -> &str {
+    spec.labels
+        .iter()
+        .find(|(k, _)| k == MEMBER_LABEL)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
 }

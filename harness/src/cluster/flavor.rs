@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::docker::runtime::{ContainerSpec, DockerRuntime, NetworkAttachment, MEMBER_LABEL, ROLE_LABEL};
 use crate::error::{Error, Result};
-use crate::topology::{ClusterState, MemberSpec, ServerSettings, CLIENT_PORT};
+use crate::topology::{ClusterState, MemberSpec, ServerSettings, CLIENT_PORT, PEER_PORT};
 
 /// The layouts etcd-drill knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -204,6 +204,8 @@ pub struct MemberLaunch<'a> {
     pub tls: bool,
     /// Server settings the scenario changes from etcd's defaults.
     pub settings: &'a ServerSettings,
+    /// On its host's network, listening on the host's address and its own ports.
+    pub host_network: bool,
 }
 
 impl Flavor {
@@ -212,19 +214,25 @@ impl Flavor {
     pub fn member_container(&self, launch: &MemberLaunch) -> ContainerSpec {
         let name = &launch.member.name;
         let scheme = if launch.tls { "https" } else { "http" };
+        let member = launch.member;
+        let (listen_client, listen_peer) = match (launch.host_network, &member.address) {
+            // Its host's address, and loopback for the scripts and tools on that host.
+            (true, Some(address)) => (
+                format!("{scheme}://{address}:{0},{scheme}://127.0.0.1:{0}", member.client_port),
+                format!("{scheme}://{address}:{}", member.peer_port),
+            ),
+            _ => (
+                format!("{scheme}://0.0.0.0:{CLIENT_PORT}"),
+                format!("{scheme}://0.0.0.0:{PEER_PORT}"),
+            ),
+        };
         let mut env = vec![
             ("ETCD_NAME".to_string(), name.clone()),
             ("ETCD_DATA_DIR".into(), self.data_dir.into()),
-            (
-                "ETCD_LISTEN_CLIENT_URLS".into(),
-                format!("{scheme}://0.0.0.0:{CLIENT_PORT}"),
-            ),
-            ("ETCD_ADVERTISE_CLIENT_URLS".into(), launch.member.client_url_in(scheme)),
-            ("ETCD_LISTEN_PEER_URLS".into(), format!("{scheme}://0.0.0.0:2380")),
-            (
-                "ETCD_INITIAL_ADVERTISE_PEER_URLS".into(),
-                launch.member.peer_url_in(scheme),
-            ),
+            ("ETCD_LISTEN_CLIENT_URLS".into(), listen_client),
+            ("ETCD_ADVERTISE_CLIENT_URLS".into(), member.client_url_in(scheme)),
+            ("ETCD_LISTEN_PEER_URLS".into(), listen_peer),
+            ("ETCD_INITIAL_ADVERTISE_PEER_URLS".into(), member.peer_url_in(scheme)),
             ("ETCD_INITIAL_CLUSTER".into(), launch.initial_cluster.to_string()),
             ("ETCD_INITIAL_CLUSTER_TOKEN".into(), launch.token.to_string()),
             ("ETCD_INITIAL_CLUSTER_STATE".into(), launch.state.as_str().into()),
@@ -246,16 +254,24 @@ impl Flavor {
                 (ROLE_LABEL.into(), "member".into()),
                 ("io.etcd-drill.host".into(), launch.member.host.clone()),
             ],
-            network: Some((launch.network.to_string(), name.clone())),
-            peer_network: Some(NetworkAttachment {
-                network: launch.peer_network.to_string(),
-                alias: name.clone(),
-                ipv4: Some(launch.ip.to_string()),
-            }),
-            extra_hosts: launch.hosts.clone(),
             volumes: vec![(launch.volume.clone(), self.data_mount.into())],
-            publish: Some((CLIENT_PORT, launch.host_port)),
-            ..ContainerSpec::default()
+            ..match launch.host_network {
+                true => ContainerSpec {
+                    host_network: true,
+                    ..ContainerSpec::default()
+                },
+                false => ContainerSpec {
+                    network: Some((launch.network.to_string(), name.clone())),
+                    peer_network: Some(NetworkAttachment {
+                        network: launch.peer_network.to_string(),
+                        alias: name.clone(),
+                        ipv4: Some(launch.ip.to_string()),
+                    }),
+                    extra_hosts: launch.hosts.clone(),
+                    publish: Some((CLIENT_PORT, launch.host_port)),
+                    ..ContainerSpec::default()
+                },
+            }
         }
     }
 }
@@ -408,7 +424,40 @@ mod tests {
             root_password,
             tls: false,
             settings: &NO_SETTINGS,
+            host_network: false,
         }
+    }
+
+    #[test]
+    fn a_host_networked_member_listens_on_its_host_address_and_ports() {
+        let mut member = MemberSpec::new("etcd4", "B");
+        member.address = Some("10.231.0.2".into());
+        member.client_port = 3379;
+        member.peer_port = 3380;
+        let spec = Flavor::upstream().member_container(&MemberLaunch {
+            host_network: true,
+            ..launch(&member, None)
+        });
+        let env = |k: &str| {
+            spec.env
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            env("ETCD_LISTEN_CLIENT_URLS"),
+            "http://10.231.0.2:3379,http://127.0.0.1:3379"
+        );
+        assert_eq!(env("ETCD_ADVERTISE_CLIENT_URLS"), "http://10.231.0.2:3379");
+        assert_eq!(env("ETCD_LISTEN_PEER_URLS"), "http://10.231.0.2:3380");
+        assert_eq!(env("ETCD_INITIAL_ADVERTISE_PEER_URLS"), "http://10.231.0.2:3380");
+        assert!(spec.host_network);
+        assert!(spec.network.is_none() && spec.peer_network.is_none() && spec.publish.is_none());
+        assert!(spec.extra_hosts.is_empty());
+        let line = crate::docker::shell::docker_run_line(&spec, true, &[]);
+        assert!(line.contains("--network host"), "{line}");
+        assert!(!line.contains(" -p "), "{line}");
     }
 
     static NO_SETTINGS: ServerSettings = ServerSettings {

@@ -33,14 +33,14 @@ impl Cluster {
         let container = self.container_name(name);
         if self.await_member_verdict(name).await? {
             self.stop(name).await?;
-        } else if let Some(code) = self.docker.exit_code(&container).await? {
+        } else if let Some(code) = self.docker_of(name).exit_code(&container).await? {
             // The evidence that the member could not live with its data.
             let started = Instant::now();
-            let (_, stderr) = self.docker.logs(&container).await?;
+            let (_, stderr) = self.docker_of(name).logs(&container).await?;
             let last = super::fatal_log_line(&stderr).unwrap_or_default();
             self.record(
                 format!("{name} is down: it exited with code {code}"),
-                format!("docker logs {container} 2>&1 | tail -n 20   # {last}"),
+                self.on_host(name, format!("docker logs {container} 2>&1 | tail -n 20   # {last}")),
                 started,
                 true,
             );
@@ -50,7 +50,7 @@ impl Cluster {
         let snap_dir = format!("{data_dir}/member/snap");
         let backup = backup_dir.join(format!("{name}-member-snap.tar"));
         let saved = async {
-            let archive = self.docker.read_archive(&container, &snap_dir).await?;
+            let archive = self.docker_of(name).read_archive(&container, &snap_dir).await?;
             std::fs::write(&backup, &archive).map_err(Error::io(&backup))?;
             tar_file_names(&archive).map_err(Error::io(&backup))
         }
@@ -69,25 +69,28 @@ impl Cluster {
             ),
             Err(_) => String::new(),
         };
-        let command = format!("docker cp {container}:{snap_dir} - > {name}-member-snap.tar{held}");
+        let command = self.on_host(
+            name,
+            format!("docker cp {container}:{snap_dir} - > {name}-member-snap.tar{held}"),
+        );
         self.record(format!("back up {name}'s member/snap"), command, started, saved.is_ok());
         saved?;
 
         let started = Instant::now();
-        let data = self.docker.read_archive(&container, data_dir).await?;
+        let data = self.docker_of(name).read_archive(&container, data_dir).await?;
         let purged = tar_without(&data, "data/member/snap/").map_err(Error::io(data_dir))?;
         let old_volume = self.volume_name(name, self.member(name)?.volume_generation);
-        self.docker.remove_container(&container).await?;
+        self.docker_of(name).remove_container(&container).await?;
         let member = self.member_mut(name)?;
         member.has_container = false;
         member.volume_generation += 1;
         let generation = member.volume_generation;
         let fresh = self.volume_name(name, generation);
-        self.docker.create_volume(&fresh, &self.run_id, name).await?;
+        self.docker_of(name).create_volume(&fresh, &self.run_id, name).await?;
         let spec = self.member_container_spec(self.member(name)?, ClusterState::Existing);
         self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
-        let copied = self.docker.write_archive(&spec.name, data_mount, purged).await;
+        let copied = self.docker_of(name).write_archive(&spec.name, data_mount, purged).await;
         self.record(
             format!("empty {name}'s member/snap"),
             format!(
@@ -99,11 +102,11 @@ impl Cluster {
         );
         copied?;
         let started = Instant::now();
-        let result = self.docker.start(&spec.name).await;
+        let result = self.docker_of(name).start(&spec.name).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         self.record_member_start(&spec, ClusterState::Existing, started, duration_ms, result.is_ok());
         result?;
-        self.docker.remove_volume(&old_volume).await?;
+        self.docker_of(name).remove_volume(&old_volume).await?;
         self.wait_healthy(&[name.to_string()], Duration::from_secs(60)).await
     }
 
@@ -115,12 +118,12 @@ impl Cluster {
     /// however long the fault's own steps took. Returns whether the member still runs.
     async fn await_member_verdict(&mut self, name: &str) -> Result<bool> {
         let container = self.container_name(name);
-        if !self.docker.is_running(&container).await? {
+        if !self.docker_of(name).is_running(&container).await? {
             return Ok(false);
         }
         let started = Instant::now();
         let client = self.member(name)?.client.clone();
-        let docker = self.docker.clone();
+        let docker = self.docker_of(name).clone();
         let verdict = Wait::new(
             format!("{name} to serve or exit on its data"),
             Duration::from_millis(200),
@@ -141,7 +144,10 @@ impl Cluster {
         };
         self.record(
             format!("watch {name} start on its data: it {seen}"),
-            format!("docker logs --follow {container}   # until it serves or exits"),
+            self.on_host(
+                name,
+                format!("docker logs --follow {container}   # until it serves or exits"),
+            ),
             started,
             verdict.is_ok(),
         );
@@ -228,7 +234,7 @@ impl Cluster {
         let spec = self.member_container_spec_with(self.member(name)?, state, &initial_cluster);
         self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
-        let result = self.docker.start(&spec.name).await;
+        let result = self.docker_of(name).start(&spec.name).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         self.record_member_start(&spec, state, started, duration_ms, result.is_ok());
         result?;
@@ -321,13 +327,13 @@ impl Cluster {
         let started = Instant::now();
         let container = self.container_name(name);
         let removed = async {
-            self.docker.stop(&container, 10).await?;
-            self.docker.remove_container(&container).await
+            self.docker_of(name).stop(&container, 10).await?;
+            self.docker_of(name).remove_container(&container).await
         }
         .await;
         self.record(
             format!("stop {name}"),
-            format!("docker stop {container} && docker rm {container}"),
+            self.on_host(name, format!("docker stop {container} && docker rm {container}")),
             started,
             removed.is_ok(),
         );
@@ -339,7 +345,7 @@ impl Cluster {
             .extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.create_member_container(&spec).await?;
         self.member_mut(name)?.has_container = true;
-        let result = self.docker.start(&spec.name).await;
+        let result = self.docker_of(name).start(&spec.name).await;
         self.record_member_start(
             &spec,
             ClusterState::Existing,

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use crate::clock::Clock;
+use crate::docker::hosts::HostRuntimes;
 use crate::docker::runtime::DockerRuntime;
 use crate::error::{Error, Result};
 use crate::etcd::security::RootPassword;
@@ -30,7 +31,7 @@ use crate::etcd::tls::ClusterTls;
 use crate::etcd::MemberClient;
 use crate::readiness::{Seen, Wait};
 pub use crate::topology::ClusterState;
-use crate::topology::{MemberSpec, ServerSettings, Topology};
+use crate::topology::{MemberSpec, NetworkMode, ServerSettings, Topology};
 
 pub use commands::{CommandSink, RecordedCommand};
 pub use image::ClusterImage;
@@ -62,7 +63,11 @@ pub struct Member {
 }
 
 pub struct Cluster {
+    /// The harness's own daemon: run-wide objects (bridge networks, tool containers that
+    /// only read and write files).
     pub docker: DockerRuntime,
+    /// The daemon of each host; a member's container and volume live on its host's.
+    pub hosts: HostRuntimes,
     pub run_id: String,
     /// What the cluster runs: the image, its flavor and tools, the root password it is
     /// configured with (an image that turns auth on itself gets it in its environment).
@@ -185,6 +190,71 @@ impl Cluster {
         format!("etcd-drill-{}-{member}-data{generation}", self.run_id)
     }
 
+    /// `command` as run on `member`'s host: prefixed with `DOCKER_HOST=...` when that host
+    /// has a daemon of its own.
+    pub fn on_host(&self, member: &str, command: String) -> String {
+        let prefix = self
+            .topology
+            .member(member)
+            .and_then(|m| self.topology.host(&m.host))
+            .map(|h| h.docker_prefix())
+            .unwrap_or_default();
+        format!("{prefix}{command}")
+    }
+
+    /// `command` for a list of member containers or volumes, once per host that holds some
+    /// (each with its `DOCKER_HOST=...`), joined by `&&`: `command` gets the names
+    /// joined by spaces.
+    pub fn on_hosts_of(&self, objects: &[String], command: impl Fn(&str) -> String) -> String {
+        let prefix_of = |object: &String| {
+            self.member_of_object(object)
+                .and_then(|m| self.topology.host(&m.spec.host))
+                .map(|h| h.docker_prefix())
+                .unwrap_or_default()
+        };
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for object in objects {
+            let prefix = prefix_of(object);
+            match groups.iter_mut().find(|(p, _)| *p == prefix) {
+                Some((_, names)) => names.push(object),
+                None => groups.push((prefix, vec![object])),
+            }
+        }
+        groups
+            .iter()
+            .map(|(prefix, names)| format!("{prefix}{}", command(&names.join(" "))))
+            .collect::<Vec<_>>()
+            .join(" && ")
+    }
+
+    /// The daemon holding a member's container or volume, found by its name
+    /// (`etcd-drill-<run>-<member>[-...]`); the harness's own for any other object.
+    pub fn docker_of_object(&self, object: &str) -> &DockerRuntime {
+        self.member_of_object(object)
+            .map(|m| self.docker_of(&m.spec.name))
+            .unwrap_or(&self.docker)
+    }
+
+    /// The member a container or volume of the run belongs to, by its name
+    /// (`etcd-drill-<run>-<member>[-...]`).
+    fn member_of_object(&self, object: &str) -> Option<&Member> {
+        let rest = object.strip_prefix(&format!("etcd-drill-{}-", self.run_id))?;
+        self.members.iter().find(|m| {
+            let name = m.spec.name.as_str();
+            rest == name || rest.strip_prefix(name).is_some_and(|tail| tail.starts_with('-'))
+        })
+    }
+
+    /// The daemon `member` runs on (its host's).
+    pub fn docker_of(&self, member: &str) -> &DockerRuntime {
+        let host = self
+            .topology
+            .member(member)
+            .map(|m| m.host.as_str())
+            .unwrap_or_default();
+        self.hosts.of(host)
+    }
+
     pub fn member(&self, name: &str) -> Result<&Member> {
         self.members
             .iter()
@@ -219,7 +289,7 @@ impl Cluster {
     /// Starts the topology: a network, a volume and a container per member, all labelled
     /// with the run id; then waits until every member answers a linearizable read.
     pub async fn create(
-        docker: DockerRuntime,
+        hosts: HostRuntimes,
         run_id: &str,
         image: &ClusterImage,
         topology: &Topology,
@@ -227,12 +297,24 @@ impl Cluster {
         clock: Clock,
         commands: CommandSink,
     ) -> Result<Cluster> {
+        let docker = hosts.home().clone();
+        let host_networking = topology.network_mode() == NetworkMode::Host;
         let network = format!("etcd-drill-{run_id}");
         let peer_network = format!("etcd-drill-{run_id}-peer");
         let started = Instant::now();
-        docker.create_network(&network, run_id, None, false).await?;
-        let subnet = create_peer_network(&docker, &peer_network, run_id).await?;
-        let ip = |i: usize| format!("{subnet}.{}", 10 + i);
+        // With host networking the members are reached on their hosts' addresses: no
+        // network of the run's own.
+        let subnet = match host_networking {
+            true => String::new(),
+            false => {
+                docker.create_network(&network, run_id, None, false).await?;
+                create_peer_network(&docker, &peer_network, run_id).await?
+            }
+        };
+        let ip = |i: usize| match host_networking {
+            true => topology.members[i].address.clone().unwrap_or_default(),
+            false => format!("{subnet}.{}", 10 + i),
+        };
         let tls = match image.tls {
             true => {
                 let addresses: Vec<(String, std::net::IpAddr)> = topology
@@ -248,7 +330,13 @@ impl Cluster {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut members = Vec::new();
         for (i, spec) in topology.members.iter().enumerate() {
-            let (host_port, client) = published_client(&spec.name, scheme, tls.as_deref()).await?;
+            let (host_port, client) = match host_networking {
+                true => (
+                    spec.client_port,
+                    MemberClient::connect_as(&spec.name, &spec.client_url_in(scheme), None, tls.as_deref()).await?,
+                ),
+                false => published_client(&spec.name, scheme, tls.as_deref()).await?,
+            };
             members.push(Member {
                 spec: spec.clone(),
                 host_port,
@@ -263,6 +351,7 @@ impl Cluster {
         }
         let mut cluster = Cluster {
             docker,
+            hosts,
             run_id: run_id.to_string(),
             image: image.clone(),
             auth: None,
@@ -276,20 +365,22 @@ impl Cluster {
             clock,
             commands,
         };
-        cluster.record(
-            "create the cluster network",
-            format!("docker network create {network} && docker network create --internal --subnet {subnet}.0/24 {peer_network}"),
-            started,
-            true,
-        );
+        if !host_networking {
+            cluster.record(
+                "create the cluster network",
+                format!("docker network create {network} && docker network create --internal --subnet {subnet}.0/24 {peer_network}"),
+                started,
+                true,
+            );
+        }
         let names = topology.names();
         for name in &names {
             let started = Instant::now();
             let volume = cluster.volume_name(name, 0);
-            cluster.docker.create_volume(&volume, run_id, name).await?;
+            cluster.docker_of(name).create_volume(&volume, run_id, name).await?;
             cluster.record(
                 format!("create {name}'s data volume"),
-                format!("docker volume create {volume}"),
+                cluster.on_host(name, format!("docker volume create {volume}")),
                 started,
                 true,
             );
@@ -355,7 +446,13 @@ impl Cluster {
     /// Names of the members whose container is running, in topology order.
     pub async fn running(&self) -> Result<Vec<String>> {
         let containers: Vec<String> = self.members.iter().map(|m| self.container_name(&m.spec.name)).collect();
-        let checks = join_all(containers.iter().map(|c| self.docker.is_running(c))).await;
+        let checks = join_all(
+            self.members
+                .iter()
+                .zip(&containers)
+                .map(|(m, c)| self.docker_of(&m.spec.name).is_running(c)),
+        )
+        .await;
         let mut running = Vec::new();
         for (m, r) in self.members.iter().zip(checks) {
             if r? {
@@ -423,7 +520,7 @@ impl Cluster {
             return Ok(());
         }
         let container = self.container_name(name);
-        match self.docker.container_commands(&container).await {
+        match self.docker_of(name).container_commands(&container).await {
             Ok(commands) => flavor::setup_finished(&commands),
             Err(e) => Err(e.to_string()),
         }
@@ -448,9 +545,9 @@ impl Cluster {
                 continue;
             }
             let container = self.container_name(&m.spec.name);
-            let why = match self.docker.exit_code(&container).await {
+            let why = match self.docker_of(&m.spec.name).exit_code(&container).await {
                 Ok(Some(code)) => {
-                    let (_, stderr) = self.docker.logs(&container).await.unwrap_or_default();
+                    let (_, stderr) = self.docker_of(&m.spec.name).logs(&container).await.unwrap_or_default();
                     match fatal_log_line(&stderr) {
                         Some(line) => format!("exited with code {code}: {line}"),
                         None => format!("exited with code {code}"),
@@ -527,7 +624,11 @@ impl Cluster {
             .collect::<Result<_>>()?;
         let settling = std::sync::Mutex::new(settle::LeaderSettling::new(quiet));
         let wait = Wait::new(
-            format!("members {} to name one leader for {} ms", names.join(", "), quiet.as_millis()),
+            format!(
+                "members {} to name one leader for {} ms",
+                names.join(", "),
+                quiet.as_millis()
+            ),
             Duration::from_millis(100),
             timeout,
         );

@@ -81,8 +81,14 @@ mod tests {
         let t0 = Instant::now();
         let all = |l, t| vec![Ok((l, t)), Ok((l, t)), Ok((l, t))];
         assert!(matches!(s.observe(t0, &names(), &all(7, 2)), Seen::NotYet(_)));
-        assert!(matches!(s.observe(t0 + Duration::from_millis(600), &names(), &all(7, 2)), Seen::NotYet(_)));
-        assert_eq!(s.observe(t0 + Duration::from_millis(1000), &names(), &all(7, 2)), Seen::Ready(()));
+        assert!(matches!(
+            s.observe(t0 + Duration::from_millis(600), &names(), &all(7, 2)),
+            Seen::NotYet(_)
+        ));
+        assert_eq!(
+            s.observe(t0 + Duration::from_millis(1000), &names(), &all(7, 2)),
+            Seen::Ready(())
+        );
     }
 
     #[test]

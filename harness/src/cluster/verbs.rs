@@ -37,7 +37,7 @@ impl Cluster {
     /// to write one (up to a minute), so that the fault is certain on a slow machine.
     pub async fn corrupt(&mut self, name: &str, damage: Damage) -> Result<()> {
         let container = self.container_name(name);
-        if self.docker.is_running(&container).await? {
+        if self.docker_of(name).is_running(&container).await? {
             if damage.file == DamagedFile::Snap {
                 self.await_snapshot_file(name).await?;
             }
@@ -59,7 +59,7 @@ impl Cluster {
             Some((sub_dir, suffix, hint)) => {
                 // File names sort by sequence and index, so the greatest is the newest.
                 let dir = format!("{data_dir}/member/{sub_dir}");
-                let listing = self.docker.read_archive(&container, &dir).await?;
+                let listing = self.docker_of(name).read_archive(&container, &dir).await?;
                 let newest = tar_file_names(&listing)
                     .map_err(Error::io(&dir))?
                     .into_iter()
@@ -74,7 +74,7 @@ impl Cluster {
             }
         };
         let path = format!("{dir}/{file_name}");
-        let mut bytes = self.docker.read_file(&container, &path).await?;
+        let mut bytes = self.docker_of(name).read_file(&container, &path).await?;
         if !damage_bytes(&mut bytes, damage) {
             return Err(Error::Procedure {
                 step: format!("corrupt {path} of {name}"),
@@ -82,14 +82,17 @@ impl Cluster {
             });
         }
         let archive = tar_archive(&[(file_name.as_str(), &bytes)]).map_err(Error::io(&path))?;
-        let result = self.docker.write_archive(&container, &dir, archive).await;
+        let result = self.docker_of(name).write_archive(&container, &dir, archive).await;
         let how = match damage.how {
             DamageKind::Flip => format!("flip bytes in {file_name}"),
             DamageKind::Truncate => format!("truncate -s {} {file_name}", bytes.len()),
         };
         self.record(
             format!("corrupt {name}'s {} ({})", damage.file.as_str(), damage.how.as_str()),
-            format!("docker cp {container}:{path} . && {how} && docker cp {file_name} {container}:{dir}/"),
+            self.on_host(
+                name,
+                format!("docker cp {container}:{path} . && {how} && docker cp {file_name} {container}:{dir}/"),
+            ),
             started,
             result.is_ok(),
         );
@@ -102,7 +105,7 @@ impl Cluster {
         let container = self.container_name(name);
         let dir = format!("{}/member/snap", self.image.flavor.data_dir);
         let started = Instant::now();
-        let docker = self.docker.clone();
+        let docker = self.docker_of(name).clone();
         let written = Wait::new(
             format!("{name} to write a raft snapshot file in {dir}"),
             Duration::from_millis(500),
@@ -121,7 +124,10 @@ impl Cluster {
         .await;
         self.record(
             format!("wait until {name} has written a raft snapshot file"),
-            format!("docker exec {container} ls {dir}   # until a *.snap is there"),
+            self.on_host(
+                name,
+                format!("docker exec {container} ls {dir}   # until a *.snap is there"),
+            ),
             started,
             written.is_ok(),
         );
@@ -138,10 +144,16 @@ impl Cluster {
     pub async fn kill_all(&mut self, names: &[String]) -> Result<()> {
         let started = Instant::now();
         let containers: Vec<String> = names.iter().map(|n| self.container_name(n)).collect();
-        let results = join_all(containers.iter().map(|c| self.docker.kill(c, "SIGKILL"))).await;
+        let results = join_all(
+            names
+                .iter()
+                .zip(&containers)
+                .map(|(n, c)| self.docker_of(n).kill(c, "SIGKILL")),
+        )
+        .await;
         let duration_ms = started.elapsed().as_millis() as u64;
         for ((name, container), result) in names.iter().zip(&containers).zip(&results) {
-            let command = format!("docker kill --signal SIGKILL {container}");
+            let command = self.on_host(name, format!("docker kill --signal SIGKILL {container}"));
             self.record_span(format!("kill {name}"), command, started, duration_ms, result.is_ok());
         }
         results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
@@ -153,16 +165,23 @@ impl Cluster {
         let container = self.container_name(name);
         let (result, command) = match verb {
             ContainerVerb::Stop => (
-                self.docker.stop(&container, 10).await,
+                self.docker_of(name).stop(&container, 10).await,
                 format!("docker stop --time 10 {container}"),
             ),
-            ContainerVerb::Start => (self.docker.start(&container).await, format!("docker start {container}")),
-            ContainerVerb::Pause => (self.docker.pause(&container).await, format!("docker pause {container}")),
+            ContainerVerb::Start => (
+                self.docker_of(name).start(&container).await,
+                format!("docker start {container}"),
+            ),
+            ContainerVerb::Pause => (
+                self.docker_of(name).pause(&container).await,
+                format!("docker pause {container}"),
+            ),
             ContainerVerb::Resume => (
-                self.docker.unpause(&container).await,
+                self.docker_of(name).unpause(&container).await,
                 format!("docker unpause {container}"),
             ),
         };
+        let command = self.on_host(name, command);
         self.record(format!("{} {name}", verb.word()), command, started, result.is_ok());
         result
     }
@@ -183,6 +202,20 @@ impl Cluster {
         self.container_verb(name, ContainerVerb::Start).await
     }
 
+    /// A fault that cuts a Docker network cannot run on host networking, where members
+    /// have no network of the run's to be cut off.
+    fn refuse_on_host_networking(&self, fault: &str) -> Result<()> {
+        match self.topology.network_mode() {
+            crate::topology::NetworkMode::Bridge => Ok(()),
+            crate::topology::NetworkMode::Host => Err(Error::Procedure {
+                step: fault.to_string(),
+                message: format!(
+                    "`{fault}` cuts a member off the run's Docker network, and with `network = \"host\"` there is none; run it on bridge networking (no [hosts] tables, or network = \"bridge\")"
+                ),
+            }),
+        }
+    }
+
     pub async fn pause(&mut self, name: &str) -> Result<()> {
         self.container_verb(name, ContainerVerb::Pause).await?;
         self.member_mut(name)?.paused = true;
@@ -197,9 +230,13 @@ impl Cluster {
 
     /// Cuts the member off the peer network; its client port stays reachable.
     pub async fn partition(&mut self, name: &str) -> Result<()> {
+        self.refuse_on_host_networking("partition")?;
         let started = Instant::now();
         let container = self.container_name(name);
-        let result = self.docker.disconnect_network(&container, &self.peer_network).await;
+        let result = self
+            .docker_of(name)
+            .disconnect_network(&container, &self.peer_network)
+            .await;
         let command = format!("docker network disconnect --force {} {container}", self.peer_network);
         self.record(format!("partition {name}"), command, started, result.is_ok());
         result?;
@@ -217,7 +254,7 @@ impl Cluster {
             alias: name.to_string(),
             ipv4: Some(member.ip.clone()),
         };
-        let result = self.docker.connect_network(&container, &attachment).await;
+        let result = self.docker_of(name).connect_network(&container, &attachment).await;
         let command = format!(
             "docker network connect --ip {} --alias {name} {} {container}",
             member.ip, self.peer_network
@@ -236,13 +273,13 @@ impl Cluster {
         let generation = self.member(name)?.volume_generation;
         let volume = self.volume_name(name, generation);
         let removed = async {
-            self.docker.remove_container(&container).await?;
-            self.docker.remove_volume(&volume).await
+            self.docker_of(name).remove_container(&container).await?;
+            self.docker_of(name).remove_volume(&volume).await
         }
         .await;
         self.record(
             format!("wipe {name}'s data"),
-            format!("docker rm -f {container} && docker volume rm {volume}"),
+            self.on_host(name, format!("docker rm -f {container} && docker volume rm {volume}")),
             started,
             removed.is_ok(),
         );
@@ -253,6 +290,6 @@ impl Cluster {
         member.partitioned = false;
         member.volume_generation += 1;
         let fresh = self.volume_name(name, generation + 1);
-        self.docker.create_volume(&fresh, &self.run_id, name).await
+        self.docker_of(name).create_volume(&fresh, &self.run_id, name).await
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod binaries;
 pub mod debian;
+pub mod hosts;
 pub mod image;
 pub mod owner;
 pub mod reaper;

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::docker::owner::{local_process_alive, unix_now, Owner, RunRecord, RunState};
 use crate::docker::runtime::{DockerRuntime, RunObjects};
 use crate::error::{Error, Result};
+use crate::topology::DockerEndpoint;
 
 /// How long a watchdog keeps trying to remove a run whose daemon does not answer (a daemon
 /// restarting, a remote host rebooting).
@@ -73,10 +74,17 @@ impl Watchdog {
     /// Starts `exe watchdog --run RUN_ID [--report-dir DIR]` in its own process group (so
     /// Ctrl-C at a terminal does not reach it), its messages in `DIR/watchdog.log` (removed
     /// again when the watchdog is released with nothing to say).
-    pub fn spawn(exe: &Path, run_id: &str, report_dir: Option<&Path>) -> Result<Watchdog> {
+    /// Starts the watchdog of `run_id`, which reaps it from the harness's own daemon and
+    /// from `daemons` (the run's other hosts).
+    pub fn spawn(exe: &Path, run_id: &str, report_dir: Option<&Path>, daemons: &[DockerEndpoint]) -> Result<Watchdog> {
         let mut command = Command::new(exe);
+        command.args(["watchdog", "--run", run_id]);
+        for daemon in daemons {
+            command
+                .arg("--daemon")
+                .arg(serde_json::to_string(daemon).unwrap_or_default());
+        }
         command
-            .args(["watchdog", "--run", run_id])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -136,7 +144,7 @@ pub struct Reaped {
 /// The watchdog process: waits on stdin until the harness writes `release` (exit quietly)
 /// or the pipe closes without it. Then it removes the run's objects, retrying while the
 /// daemon does not answer for up to [`REAP_PATIENCE`]. `removed` is None when released.
-pub async fn watch(run_id: &str) -> Reaped {
+pub async fn watch(run_id: &str, daemons: &[DockerEndpoint]) -> Reaped {
     let released = tokio::task::spawn_blocking(|| {
         let stdin = std::io::stdin();
         let mut lines = stdin.lock().lines();
@@ -152,21 +160,25 @@ pub async fn watch(run_id: &str) -> Reaped {
         };
     }
     eprintln!("etcd-drill watchdog: the harness of run {run_id} ended without releasing it; removing its objects");
-    reap_with_patience(run_id, REAP_PATIENCE).await
+    reap_with_patience(run_id, daemons, REAP_PATIENCE).await
 }
 
-/// Removes `run_id`'s objects, retrying every 2 s while the daemon does not answer or
-/// objects remain, for at most `patience`.
-pub async fn reap_with_patience(run_id: &str, patience: Duration) -> Reaped {
+/// Removes `run_id`'s objects from the harness's own daemon and from `daemons`, retrying
+/// every 2 s while a daemon does not answer or objects remain, for at most `patience`.
+pub async fn reap_with_patience(run_id: &str, daemons: &[DockerEndpoint], patience: Duration) -> Reaped {
     let started = std::time::Instant::now();
     let mut attempts = 0;
     let mut removed = RunObjects::default();
     loop {
         attempts += 1;
         let result = async {
-            let docker = DockerRuntime::connect().await?;
-            let found = docker.remove_run(Some(run_id)).await?;
-            let left = docker.run_objects(Some(run_id)).await?;
+            let (mut found, mut left) = (RunObjects::default(), RunObjects::default());
+            let endpoints = std::iter::once(None).chain(daemons.iter().map(Some));
+            for endpoint in endpoints {
+                let docker = DockerRuntime::connect_to(endpoint).await?;
+                found.absorb(&docker.remove_run(Some(run_id)).await?);
+                left.absorb(&docker.run_objects(Some(run_id)).await?);
+            }
             Ok::<_, Error>((found, left))
         }
         .await;

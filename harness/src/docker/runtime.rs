@@ -60,6 +60,8 @@ pub struct ContainerSpec {
     pub extra_hosts: Vec<String>,
     /// No network at all (tools that only read and write files start faster).
     pub isolated: bool,
+    /// On the host's own network (`--network host`): a member of a host-networked topology.
+    pub host_network: bool,
     /// Host files mounted read-only: (host path, path in the container).
     pub bind_files: Vec<(PathBuf, String)>,
     /// Host files copied into the container once it is created, before it starts
@@ -153,7 +155,24 @@ fn is_not_modified(e: &bollard::errors::Error) -> bool {
 impl DockerRuntime {
     /// Connects to the daemon named by DOCKER_HOST (or the local socket) and checks it answers.
     pub async fn connect() -> Result<DockerRuntime> {
-        let docker = Docker::connect_with_defaults().map_err(|source| Error::DockerUnavailable { source })?;
+        DockerRuntime::connect_to(None).await
+    }
+
+    /// Connects to `endpoint` (`unix://` or `tcp://` with TLS), or with `None` to the
+    /// daemon `DOCKER_HOST` names, else the local socket.
+    pub async fn connect_to(endpoint: Option<&crate::topology::DockerEndpoint>) -> Result<DockerRuntime> {
+        use bollard::API_DEFAULT_VERSION;
+        let docker = match endpoint {
+            None => Docker::connect_with_defaults(),
+            Some(e) => match (&e.tls, e.url.strip_prefix("unix://")) {
+                (None, Some(path)) => Docker::connect_with_unix(path, 120, API_DEFAULT_VERSION),
+                (Some(tls), _) => {
+                    Docker::connect_with_ssl(&e.url, &tls.key, &tls.cert, &tls.ca, 120, API_DEFAULT_VERSION)
+                }
+                (None, None) => Docker::connect_with_http(&e.url, 120, API_DEFAULT_VERSION),
+            },
+        };
+        let docker = docker.map_err(|source| Error::DockerUnavailable { source })?;
         let docker = docker
             .negotiate_version()
             .await
@@ -320,6 +339,7 @@ impl DockerRuntime {
             binds: (!spec.volumes.is_empty())
                 .then(|| spec.volumes.iter().map(|(v, target)| format!("{v}:{target}")).collect()),
             network_mode: match (&spec.network, spec.isolated) {
+                _ if spec.host_network => Some("host".into()),
                 (Some((n, _)), _) => Some(n.clone()),
                 (None, true) => Some("none".into()),
                 (None, false) => None,
@@ -893,6 +913,8 @@ pub fn tar_file_names(archive: &[u8]) -> std::io::Result<Vec<String>> {
 pub struct RunGuard {
     run_id: String,
     armed: bool,
+    /// The run's daemons other than the harness's own (members on other hosts).
+    daemons: Vec<crate::topology::DockerEndpoint>,
 }
 
 impl RunGuard {
@@ -900,7 +922,14 @@ impl RunGuard {
         RunGuard {
             run_id: run_id.to_string(),
             armed: true,
+            daemons: Vec::new(),
         }
+    }
+
+    /// Also cleans `daemons` up, beside the harness's own.
+    pub fn with_daemons(mut self, daemons: Vec<crate::topology::DockerEndpoint>) -> RunGuard {
+        self.daemons = daemons;
+        self
     }
 
     /// The run has cleaned up after itself, or the user asked to keep the cluster.
@@ -915,6 +944,7 @@ impl Drop for RunGuard {
             return;
         }
         let run_id = self.run_id.clone();
+        let daemons = self.daemons.clone();
         // A fresh thread and runtime: this may run while the run's runtime is unwinding or
         // shutting down, where its connections can no longer be driven.
         let cleanup = std::thread::spawn(move || {
@@ -924,7 +954,12 @@ impl Drop for RunGuard {
                 .ok()?;
             rt.block_on(async {
                 let docker = DockerRuntime::connect().await.ok()?;
-                docker.remove_run(Some(&run_id)).await.ok()
+                let mut removed = docker.remove_run(Some(&run_id)).await.ok()?;
+                for endpoint in &daemons {
+                    let remote = DockerRuntime::connect_to(Some(endpoint)).await.ok()?;
+                    removed.absorb(&remote.remove_run(Some(&run_id)).await.ok()?);
+                }
+                Some(removed)
             })
         });
         match cleanup.join() {

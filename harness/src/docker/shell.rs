@@ -167,7 +167,9 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
         words.push(if detach { "run -d".into() } else { "run --rm".into() });
     }
     words.push(format!("--name {}", spec.name));
-    if let Some((network, alias)) = &spec.network {
+    if spec.host_network {
+        words.push("--network host".into());
+    } else if let Some((network, alias)) = &spec.network {
         words.push(format!("--network {network} --network-alias {alias}"));
     } else if spec.isolated {
         words.push("--network none".into());

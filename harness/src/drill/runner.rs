@@ -15,6 +15,7 @@ use crate::backup::periodic::BackupSchedule;
 use crate::clock::Clock;
 use crate::cluster::flavor::FlavorKind;
 use crate::cluster::{Cluster, ClusterImage, CommandSink};
+use crate::docker::hosts::HostRuntimes;
 use crate::docker::image::DEFAULT_IMAGE;
 use crate::docker::runtime::{new_run_id, DockerRuntime, RunGuard};
 use crate::drill::agent::DrillAgentRun;
@@ -126,21 +127,24 @@ pub async fn run(
 async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Result<RunSummary> {
     let root_password =
         crate::etcd::security::password_for(&scenario.name, scenario.security.auth, options.root_password.clone())?;
-    let docker = DockerRuntime::connect().await?;
-    docker.ensure_image(&options.image, DEFAULT_IMAGE).await?;
+    // Every host's daemon, connected before anything is created: a host that does not
+    // answer stops the run here. The run's image must be on each of them.
+    let hosts = HostRuntimes::connect(DockerRuntime::connect().await?, &scenario.topology).await?;
+    let docker = hosts.home().clone();
+    hosts.ensure_image(&options.image, DEFAULT_IMAGE).await?;
     let upgrade = match &scenario.recovery.procedure {
         ProcedureSpec::RollingUpgrade(plan) => Some(plan),
         _ => None,
     };
     if let Some(plan) = upgrade {
-        docker.ensure_image(&plan.from_image, &plan.from_image).await?;
+        hosts.ensure_image(&plan.from_image, &plan.from_image).await?;
     }
     std::fs::create_dir_all(&options.out_dir).map_err(|e| Error::InvalidArgument {
         argument: "--out".into(),
         message: format!("cannot create {}: {e}", options.out_dir.display()),
     })?;
     let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
-    let mut guard = RunGuard::new(&run_id);
+    let mut guard = RunGuard::new(&run_id).with_daemons(crate::docker::hosts::remote_endpoints(&scenario.topology));
     let clock = Clock::start();
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -233,7 +237,7 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
         cluster: None,
         checks: Vec::new(),
     };
-    let result = drill.drive(docker.clone()).await;
+    let result = drill.drive(hosts.clone()).await;
     let checks_failed = drill.checks.iter().any(|c| !c.passed);
     let kept = match (&drill.cluster, options.keep) {
         (Some(cluster), true) => Some(cluster.endpoints()),
@@ -272,7 +276,7 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
             name: "cleanup".into(),
             detail: "removing the run's containers, networks and volumes".into(),
         });
-        docker.remove_run(Some(&run_id)).await.map(|_| ())
+        hosts.remove_run(Some(&run_id)).await.map(|_| ())
     };
     if cleanup.is_ok() {
         guard.disarm();
@@ -337,7 +341,7 @@ impl Drill<'_> {
         self.checks.push(check);
     }
 
-    async fn drive(&mut self, docker: DockerRuntime) -> Result<()> {
+    async fn drive(&mut self, hosts: HostRuntimes) -> Result<()> {
         let scenario = self.scenario;
         let mut rng = ChaCha8Rng::seed_from_u64(self.options.seed);
 
@@ -356,7 +360,7 @@ impl Drill<'_> {
             ),
         );
         let created = Cluster::create(
-            docker,
+            hosts,
             &self.run_id,
             self.image,
             &scenario.topology,

@@ -67,7 +67,9 @@ pub fn local_topology(members: usize) -> Result<Topology> {
         });
     }
     Ok(Topology::new(
-        (1..=members).map(|i| MemberSpec::new(format!("etcd{i}"), "A")).collect(),
+        (1..=members)
+            .map(|i| MemberSpec::new(format!("etcd{i}"), "A"))
+            .collect(),
     ))
 }
 
@@ -219,7 +221,7 @@ impl Bench {
                 docker.ensure_image(image, DEFAULT_IMAGE).await?;
                 let guard = RunGuard::new(run_id);
                 let cluster = Cluster::create(
-                    docker.clone(),
+                    crate::docker::hosts::HostRuntimes::single(docker.clone()),
                     run_id,
                     &crate::cluster::ClusterImage::upstream(image),
                     &topology,

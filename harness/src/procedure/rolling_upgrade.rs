@@ -238,10 +238,10 @@ async fn check_v2store(cluster: &mut Cluster, name: &str, target: &ClusterImage)
     }
     let container = cluster.container_name(name);
     let started = Instant::now();
-    let stopped = cluster.docker.stop(&container, 10).await;
+    let stopped = cluster.docker_of(name).stop(&container, 10).await;
     cluster.record(
         format!("stop {name} for the pre-upgrade check"),
-        format!("docker stop {container}"),
+        cluster.on_host(name, format!("docker stop {container}")),
         started,
         stopped.is_ok(),
     );
@@ -262,7 +262,7 @@ async fn check_v2store(cluster: &mut Cluster, name: &str, target: &ClusterImage)
     );
     let started = Instant::now();
     let output = cluster
-        .docker
+        .docker_of(name)
         .run_tool(&spec, &cluster.run_id, &[], Duration::from_secs(60))
         .await?;
     let text = format!("{}{}", output.stdout, output.stderr);
@@ -327,20 +327,24 @@ async fn try_old_image(cluster: &mut Cluster, name: &str, image: &str) -> Result
         if client.is_healthy(Duration::from_millis(500)).await {
             break true;
         }
-        if !cluster.docker.is_running(&container).await.unwrap_or(false) || Instant::now() >= deadline {
+        if !cluster.docker_of(name).is_running(&container).await.unwrap_or(false) || Instant::now() >= deadline {
             break false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // None while it still runs.
-    let exit_code = cluster.docker.exit_code(&container).await.ok().flatten();
+    let exit_code = cluster.docker_of(name).exit_code(&container).await.ok().flatten();
     let attempt = OldImageAttempt {
         member: name.to_string(),
         image: image.to_string(),
         cluster_version: None,
         served,
         exit_code,
-        last_log_lines: cluster.docker.log_tail(&container, 3).await.unwrap_or_default(),
+        last_log_lines: cluster
+            .docker_of(name)
+            .log_tail(&container, 3)
+            .await
+            .unwrap_or_default(),
     };
     cluster.record(
         format!("see what {image} does with {name}'s upgraded data"),
@@ -392,8 +396,12 @@ async fn move_member(
         healthy.is_ok(),
     );
     if let Err(e) = healthy {
-        let running = cluster.docker.is_running(&container).await.unwrap_or(false);
-        let tail = cluster.docker.log_tail(&container, 6).await.unwrap_or_default();
+        let running = cluster.docker_of(name).is_running(&container).await.unwrap_or(false);
+        let tail = cluster
+            .docker_of(name)
+            .log_tail(&container, 6)
+            .await
+            .unwrap_or_default();
         return Err(Error::Procedure {
             step: format!("{action} {name} to {image}"),
             message: format!(

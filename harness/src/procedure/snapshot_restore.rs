@@ -136,10 +136,10 @@ impl SnapshotRestore {
                 let container = cluster.container_name(from);
                 let db = format!("{}/member/snap/db", cluster.image.flavor.data_dir);
                 let started = Instant::now();
-                let copied = cluster.docker.read_file(&container, &db).await;
+                let copied = cluster.docker_of(from).read_file(&container, &db).await;
                 cluster.record(
                     format!("copy {from}'s member/snap/db out of its data dir"),
-                    format!("docker cp {container}:{db} copied-db.db"),
+                    cluster.on_host(from, format!("docker cp {container}:{db} copied-db.db")),
                     started,
                     copied.is_ok(),
                 );
@@ -241,8 +241,12 @@ pub(crate) async fn hand_data_dirs_to(
     let data_dir = cluster.image.flavor.data_dir;
     let data_mount = cluster.image.flavor.data_mount;
     let started = Instant::now();
-    let docker = cluster.docker.clone();
-    let chowned = join_all(specs.iter().map(|s| docker.chown_tree(&s.name, data_dir, uid, gid))).await;
+    let chowned = join_all(specs.iter().map(|s| {
+        cluster
+            .docker_of_object(&s.name)
+            .chown_tree(&s.name, data_dir, uid, gid)
+    }))
+    .await;
     let chowned: Result<Vec<usize>> = chowned.into_iter().collect();
     let image = cluster.image.name.clone();
     cluster.record(
@@ -257,7 +261,12 @@ pub(crate) async fn hand_data_dirs_to(
     chowned?;
 
     let started = Instant::now();
-    let owners = join_all(specs.iter().map(|s| docker.ownership(&s.name, data_dir))).await;
+    let owners = join_all(
+        specs
+            .iter()
+            .map(|s| cluster.docker_of_object(&s.name).ownership(&s.name, data_dir)),
+    )
+    .await;
     let mut wrong = Vec::new();
     for (spec, owners) in specs.iter().zip(owners) {
         let owners = owners?;
@@ -374,7 +383,7 @@ impl Procedure for SnapshotRestore {
                 names
                     .iter()
                     .zip(&volumes)
-                    .map(|(name, v)| cluster.docker.create_volume(v, &cluster.run_id, name)),
+                    .map(|(name, v)| cluster.docker_of(name).create_volume(v, &cluster.run_id, name)),
             )
             .await;
             created.into_iter().collect::<Result<Vec<()>>>()?;
@@ -445,11 +454,12 @@ impl Procedure for SnapshotRestore {
                 join_all(
                     restore_specs
                         .iter()
-                        .map(|spec| docker.run_tool(spec, &run_id, &files, tool_timeout))
+                        .zip(&names)
+                        .map(|(spec, name)| cluster.docker_of(name).run_tool(spec, &run_id, &files, tool_timeout))
                 ),
                 async {
                     let doomed = if self.beside { &[][..] } else { &old_containers[..] };
-                    let stopped = join_all(doomed.iter().map(|c| docker.kill(c, "SIGKILL"))).await;
+                    let stopped = join_all(doomed.iter().map(|c| cluster.docker_of_object(c).kill(c, "SIGKILL"))).await;
                     (
                         stopped.into_iter().collect::<Result<Vec<()>>>(),
                         started.elapsed().as_millis() as u64,
@@ -467,7 +477,7 @@ impl Procedure for SnapshotRestore {
             if !self.beside {
                 cluster.record_span(
                     "stop the old members",
-                    format!("docker kill {}", old_containers.join(" ")),
+                    cluster.on_hosts_of(&old_containers, |c| format!("docker kill {c}")),
                     started,
                     stop_ms,
                     stopped.is_ok(),
@@ -513,7 +523,7 @@ impl Procedure for SnapshotRestore {
                     .unwrap_or_else(|_| started.elapsed().as_millis() as u64);
                 cluster.record_span(
                     format!("restore {member}'s data dir"),
-                    docker_run_line(spec, false, &mount),
+                    cluster.on_host(member, docker_run_line(spec, false, &mount)),
                     started,
                     elapsed,
                     ok,
@@ -556,11 +566,15 @@ impl Procedure for SnapshotRestore {
             // 5. The old members and their data are no longer needed.
             let started = Instant::now();
             let dropped = async {
-                join_all(old_containers.iter().map(|c| docker.remove_container(c)))
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<()>>>()?;
-                join_all(old_volumes.iter().map(|v| docker.remove_volume(v)))
+                join_all(
+                    old_containers
+                        .iter()
+                        .map(|c| cluster.docker_of_object(c).remove_container(c)),
+                )
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>>>()?;
+                join_all(old_volumes.iter().map(|v| cluster.docker_of_object(v).remove_volume(v)))
                     .await
                     .into_iter()
                     .collect::<Result<Vec<()>>>()
@@ -569,9 +583,9 @@ impl Procedure for SnapshotRestore {
             cluster.record(
                 "remove the old members and their data",
                 format!(
-                    "docker rm {} && docker volume rm {}",
-                    old_containers.join(" "),
-                    old_volumes.join(" ")
+                    "{} && {}",
+                    cluster.on_hosts_of(&old_containers, |c| format!("docker rm {c}")),
+                    cluster.on_hosts_of(&old_volumes, |v| format!("docker volume rm {v}"))
                 ),
                 started,
                 dropped.is_ok(),
@@ -607,13 +621,13 @@ async fn switch_over(
         true,
     );
     let started = Instant::now();
-    let stopped = join_all(old_containers.iter().map(|c| cluster.docker.stop(c, 10)))
+    let stopped = join_all(old_containers.iter().map(|c| cluster.docker_of_object(c).stop(c, 10)))
         .await
         .into_iter()
         .collect::<Result<Vec<()>>>();
     cluster.record(
         "stop the old cluster (kept, with its volumes, as the fallback)",
-        format!("docker stop --time 10 {}", old_containers.join(" ")),
+        cluster.on_hosts_of(old_containers, |c| format!("docker stop --time 10 {c}")),
         started,
         stopped.is_ok(),
     );

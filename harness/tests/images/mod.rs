@@ -257,7 +257,7 @@ pub fn a_wrong_password_is_refused_quickly() -> TestResult {
         };
         let topology = etcd_drill::perf::local_topology(1)?;
         let cluster = Cluster::create(
-            docker.clone(),
+            etcd_drill::docker::hosts::HostRuntimes::single(docker.clone()),
             &run_id,
             &image,
             &topology,

@@ -9,6 +9,7 @@ use clap::Args;
 use etcd_drill::docker::owner::RunState;
 use etcd_drill::docker::reaper::{self, Watchdog};
 use etcd_drill::docker::runtime::{DockerRuntime, RunObjects};
+use etcd_drill::topology::DockerEndpoint;
 use etcd_drill::Result;
 use serde::Serialize;
 
@@ -138,12 +139,23 @@ pub(crate) struct WatchdogArgs {
     /// The run's report folder, where an interrupted run is recorded.
     #[arg(long)]
     report_dir: Option<PathBuf>,
+    /// Another daemon of the run (a host of its own), as JSON: {"url": ..., "tls": ...}.
+    #[arg(long = "daemon")]
+    daemons: Vec<String>,
 }
 
 /// The watchdog process: see `etcd_drill::docker::reaper::watch`. Exit 0 when released or
 /// when the run was removed, 5 when objects remain after its patience ran out.
 pub(crate) async fn watchdog_command(args: WatchdogArgs) -> Result<u8> {
-    let reaped = reaper::watch(&args.run).await;
+    let mut daemons = Vec::new();
+    for text in &args.daemons {
+        let endpoint = serde_json::from_str(text).map_err(|e| etcd_drill::error::Error::InvalidArgument {
+            argument: "--daemon".into(),
+            message: format!("`{text}`: {e}; give the JSON of a Docker endpoint, as etcd-drill run does"),
+        })?;
+        daemons.push(endpoint);
+    }
+    let reaped = reaper::watch(&args.run, &daemons).await;
     if let (Some(dir), Some(_)) = (&args.report_dir, &reaped.removed) {
         if let Err(e) = etcd_drill::report::record_unannounced_end(dir, &reaped) {
             eprintln!(
@@ -177,8 +189,15 @@ pub(crate) async fn watchdog_command(args: WatchdogArgs) -> Result<u8> {
 /// whose watchdog died too, a reboot, a deadline passed) and says so; then starts this
 /// run's watchdog. A watchdog that cannot start is said and not fatal: the labels still
 /// let the next start or `clean` find the run.
-pub(crate) async fn prepare_run(run_id: &str, report_dir: Option<&Path>) -> Option<Watchdog> {
-    if let Ok(docker) = DockerRuntime::connect().await {
+pub(crate) async fn prepare_run(
+    run_id: &str,
+    report_dir: Option<&Path>,
+    daemons: &[DockerEndpoint],
+) -> Option<Watchdog> {
+    for endpoint in std::iter::once(None).chain(daemons.iter().map(Some)) {
+        let Ok(docker) = DockerRuntime::connect_to(endpoint).await else {
+            continue;
+        };
         for (id, result) in reaper::reap_stale(&docker).await {
             match result {
                 Ok(objects) => eprintln!("etcd-drill: removed abandoned run {id} ({})", objects.summary()),
@@ -187,7 +206,7 @@ pub(crate) async fn prepare_run(run_id: &str, report_dir: Option<&Path>) -> Opti
         }
     }
     let exe = std::env::current_exe().ok()?;
-    match Watchdog::spawn(&exe, run_id, report_dir) {
+    match Watchdog::spawn(&exe, run_id, report_dir, daemons) {
         Ok(watchdog) => Some(watchdog),
         Err(e) => {
             eprintln!("etcd-drill: the run's watchdog did not start ({e}); if this process is killed, `etcd-drill clean` removes the run");
@@ -197,19 +216,28 @@ pub(crate) async fn prepare_run(run_id: &str, report_dir: Option<&Path>) -> Opti
 }
 
 /// The run's objects on the daemon now; None when the daemon does not answer.
-pub(crate) async fn objects_of(run_id: &str) -> Option<RunObjects> {
-    let docker = DockerRuntime::connect().await.ok()?;
-    docker.run_objects(Some(run_id)).await.ok()
+pub(crate) async fn objects_of(run_id: &str, daemons: &[DockerEndpoint]) -> Option<RunObjects> {
+    let mut objects = RunObjects::default();
+    for endpoint in std::iter::once(None).chain(daemons.iter().map(Some)) {
+        let docker = DockerRuntime::connect_to(endpoint).await.ok()?;
+        objects.absorb(&docker.run_objects(Some(run_id)).await.ok()?);
+    }
+    Some(objects)
 }
 
 /// After a run: removes whatever of it is left (unless it was kept), and releases the
 /// watchdog once nothing is. When the daemon does not answer or objects remain, the
 /// watchdog is left to keep trying, and the error says so.
-pub(crate) async fn settle(run_id: &str, kept: bool, watchdog: Option<Watchdog>) -> std::result::Result<(), String> {
+pub(crate) async fn settle(
+    run_id: &str,
+    kept: bool,
+    watchdog: Option<Watchdog>,
+    daemons: &[DockerEndpoint],
+) -> std::result::Result<(), String> {
     // One attempt of what the watchdog would do, without its patience.
     let result = match kept {
         true => Ok(()),
-        false => reaper::reap_with_patience(run_id, Duration::ZERO)
+        false => reaper::reap_with_patience(run_id, daemons, Duration::ZERO)
             .await
             .error
             .map_or(Ok(()), Err),

@@ -51,6 +51,21 @@ pub(crate) struct RunArgs {
     /// Seed for every random choice of the run; printed at the start of each run.
     #[arg(long)]
     seed: Option<u64>,
+    /// A TOML file of `[hosts.NAME]` tables (Docker endpoint, address, network) put in
+    /// place of the scenario's own: the same drills on other hosts, such as two real
+    /// servers or the two-host lab (`scripts/lab up` writes one).
+    #[arg(long)]
+    hosts: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// `scenario` on the hosts of `--hosts`, when given.
+    fn placed(&self, scenario: scenario::Scenario) -> Result<scenario::Scenario> {
+        match &self.hosts {
+            Some(path) => scenario::with_hosts_file(&scenario, path),
+            None => Ok(scenario),
+        }
+    }
 }
 
 impl RunArgs {
@@ -74,6 +89,7 @@ impl RunArgs {
             out: Some(out),
             keep: false,
             seed,
+            hosts: None,
         }
     }
 }
@@ -92,9 +108,12 @@ pub(crate) async fn run_suite(args: RunArgs) -> Result<u8> {
         false => args
             .scenarios
             .iter()
-            .map(|name| scenario::load(name))
+            .map(|name| args.placed(scenario::load(name)?))
             .collect::<Result<Vec<_>>>()?,
-        true => suite::suite_scenarios(&args.scenarios_dir)?,
+        true => suite::suite_scenarios(&args.scenarios_dir)?
+            .into_iter()
+            .map(|s| args.placed(s))
+            .collect::<Result<Vec<_>>>()?,
     };
     // A scenario that turns auth on and has no password stops the suite before it starts.
     let password = etcd_drill::etcd::security::load_root_password(args.root_password_file.as_deref())?;
@@ -177,7 +196,7 @@ async fn run(args: RunArgs) -> Result<u8> {
         argument: "SCENARIO".into(),
         message: "give a scenario name or file, or --all".into(),
     })?;
-    let scenario = scenario::load(&name)?;
+    let scenario = args.placed(scenario::load(&name)?)?;
     let out_dir = args.out.clone();
     let run_id = etcd_drill::docker::runtime::new_run_id();
     let out_dir = out_dir.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-{run_id}", scenario.name)));
@@ -207,7 +226,9 @@ async fn run_one(
     };
     let mut terminal = TerminalReporter::new();
     let mut builder = ReportBuilder::new();
-    let watchdog = crate::cleanup::prepare_run(&run_id, Some(&options.out_dir)).await;
+    // The run's other daemons (hosts with a Docker endpoint of their own) are reaped too.
+    let daemons = etcd_drill::docker::hosts::remote_endpoints(&scenario.topology);
+    let watchdog = crate::cleanup::prepare_run(&run_id, Some(&options.out_dir), &daemons).await;
     let mut run = Box::pin(runner::run(scenario, &options, vec![&mut terminal, &mut builder]));
     let finished = tokio::select! {
         summary = &mut run => Ok(summary),
@@ -218,14 +239,14 @@ async fn run_one(
             drop(run);
             // The runner has removed the run (and said so when it could not); this only
             // makes sure, and lets the watchdog go.
-            let _ = crate::cleanup::settle(&run_id, args.keep, watchdog).await;
+            let _ = crate::cleanup::settle(&run_id, args.keep, watchdog, &daemons).await;
             summary?
         }
         Err(signal) => {
-            let had = crate::cleanup::objects_of(&run_id).await;
+            let had = crate::cleanup::objects_of(&run_id, &daemons).await;
             // Dropping the run drops its RunGuard, which removes the run's objects.
             drop(run);
-            let cleanup = crate::cleanup::settle(&run_id, false, watchdog)
+            let cleanup = crate::cleanup::settle(&run_id, false, watchdog, &daemons)
                 .await
                 .map(|()| had.map(|o| o.summary()).unwrap_or_default());
             let cleaned = match &cleanup {

@@ -299,7 +299,7 @@ where
 {
     let own_cluster = matches!(target, Target::Members(_));
     let watchdog = match own_cluster {
-        true => crate::cleanup::prepare_run(run_id, None).await,
+        true => crate::cleanup::prepare_run(run_id, None, &[]).await,
         false => None,
     };
     let work = async {
@@ -315,7 +315,7 @@ where
     };
     let result = until_signal(work).await;
     if own_cluster {
-        let _ = crate::cleanup::settle(run_id, keep && result.is_ok(), watchdog).await;
+        let _ = crate::cleanup::settle(run_id, keep && result.is_ok(), watchdog, &[]).await;
     }
     if let (Err(Error::Interrupted { .. }), Target::Endpoints { endpoints, access }) = (&result, target) {
         if let Some(first) = endpoints.first() {
@@ -479,7 +479,7 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
             if r.pass { "PASS" } else { "FAIL" }
         )
     };
-    let watchdog = crate::cleanup::prepare_run(&run_id, None).await;
+    let watchdog = crate::cleanup::prepare_run(&run_id, None, &[]).await;
     let rows = until_signal(run_sweep(
         &args.members,
         &args.loads,
@@ -490,7 +490,7 @@ async fn perf_sweep(args: SweepArgs) -> Result<u8> {
         &mut print_row,
     ))
     .await;
-    let _ = crate::cleanup::settle(&run_id, false, watchdog).await;
+    let _ = crate::cleanup::settle(&run_id, false, watchdog, &[]).await;
     let rows = rows?;
     std::fs::create_dir_all(&out_dir).map_err(Error::io(&out_dir))?;
     let table = markdown_table(&rows);
