@@ -42,6 +42,10 @@ pub use membership::Rejoin;
 /// a minute retrying `etcdctl auth status` without credentials before it does.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// With host networking, a cluster restored beside the old one listens on the old ports
+/// plus this (2479/2480, 3479/3480, 4479/4480), on the same hosts.
+pub const BESIDE_PORT_OFFSET: u16 = 100;
+
 /// The runtime state of one member.
 #[derive(Clone)]
 pub struct Member {
@@ -397,7 +401,9 @@ impl Cluster {
     /// builds a new cluster while the old one still stands: a new peer network (so new
     /// addresses, and no raft traffic between the two), a new client port on 127.0.0.1 with
     /// a client for it, and a new data volume generation (so new container names). The old
-    /// containers are left as they are; returns their names.
+    /// containers are left as they are; returns their names. With host networking there
+    /// is no network to add: the new members take ports of their own on the same hosts
+    /// ([`BESIDE_PORT_OFFSET`]).
     /// With auth on, the new clients log in once the new members serve
     /// ([`Cluster::log_in_clients`]).
     pub async fn move_beside(&mut self) -> Result<Vec<String>> {
@@ -407,25 +413,39 @@ impl Cluster {
             .filter(|m| m.has_container)
             .map(|m| self.container_name(&m.spec.name))
             .collect();
-        let started = Instant::now();
-        let network = format!("{}-beside-{}", self.peer_network, self.clock.now_ms());
-        let subnet = create_peer_network(&self.docker, &network, &self.run_id).await?;
-        self.record(
-            "create the new cluster's peer network",
-            format!("docker network create --internal --subnet {subnet}.0/24 {network}"),
-            started,
-            true,
-        );
         let (scheme, tls) = (self.scheme(), self.tls.clone());
-        for (i, member) in self.members.iter_mut().enumerate() {
-            (member.host_port, member.client) = published_client(&member.spec.name, scheme, tls.as_deref()).await?;
-            member.ip = format!("{subnet}.{}", 10 + i);
+        if self.topology.network_mode() == NetworkMode::Host {
+            // On the hosts' own networks: the same addresses, ports of their own.
+            for (spec, member) in self.topology.members.iter_mut().zip(self.members.iter_mut()) {
+                spec.client_port += BESIDE_PORT_OFFSET;
+                spec.peer_port += BESIDE_PORT_OFFSET;
+                member.spec = spec.clone();
+                member.host_port = spec.client_port;
+                member.client =
+                    MemberClient::connect_as(&spec.name, &spec.client_url_in(scheme), None, tls.as_deref()).await?;
+            }
+        } else {
+            let started = Instant::now();
+            let network = format!("{}-beside-{}", self.peer_network, self.clock.now_ms());
+            let subnet = create_peer_network(&self.docker, &network, &self.run_id).await?;
+            self.record(
+                "create the new cluster's peer network",
+                format!("docker network create --internal --subnet {subnet}.0/24 {network}"),
+                started,
+                true,
+            );
+            for (i, member) in self.members.iter_mut().enumerate() {
+                (member.host_port, member.client) = published_client(&member.spec.name, scheme, tls.as_deref()).await?;
+                member.ip = format!("{subnet}.{}", 10 + i);
+            }
+            self.peer_network = network;
+        }
+        for member in self.members.iter_mut() {
             member.volume_generation += 1;
             member.has_container = false;
             member.paused = false;
             member.partitioned = false;
         }
-        self.peer_network = network;
         Ok(old_containers)
     }
 

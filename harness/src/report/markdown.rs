@@ -160,6 +160,7 @@ pub fn render_markdown(r: &DrillReport) -> String {
     if let Some(upgrade) = rec.outcome.as_ref().and_then(|o| o.upgrade.as_ref()) {
         upgrade_section(&mut s, upgrade);
     }
+    topology_section(&mut s, r);
     let _ = writeln!(
         s,
         "\n## Checks\n\n| check | result | expected | actual |\n|---|---|---|---|"
@@ -206,6 +207,32 @@ pub fn render_markdown(r: &DrillReport) -> String {
 }
 
 /// A rolling upgrade, member by member, with the cluster version as it moved.
+/// Where each member ran: its host, that host's Docker daemon and networking, and the
+/// URLs it served on.
+fn topology_section(s: &mut String, r: &DrillReport) {
+    let scheme = super::member_scheme(r);
+    let _ = writeln!(
+        s,
+        "\n## Topology\n\n| member | host | Docker daemon | network | client URL | peer URL |\n|---|---|---|---|---|---|"
+    );
+    for m in &r.topology.members {
+        let host = r.topology.host(&m.host);
+        let daemon = host
+            .and_then(|h| h.docker.as_ref())
+            .map(|d| format!("`{}`", d.url))
+            .unwrap_or_else(|| "the harness's".into());
+        let network = host.map(|h| h.network.as_str()).unwrap_or("bridge");
+        let _ = writeln!(
+            s,
+            "| {} | {} | {daemon} | {network} | {} | {} |",
+            m.name,
+            m.host,
+            m.client_url_in(scheme),
+            m.peer_url_in(scheme)
+        );
+    }
+}
+
 fn upgrade_section(s: &mut String, u: &crate::procedure::UpgradeFigures) {
     let unread = |v: &Option<String>| v.clone().unwrap_or_else(|| "unread".into());
     let _ = writeln!(

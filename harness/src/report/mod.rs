@@ -616,3 +616,17 @@ pub fn agent_summary(figures: &RecoveryFigures, measured_rpo_ms: u64) -> Vec<(St
     }
     lines
 }
+
+/// The scheme of the members' URLs: a drill with TLS on ran them on https.
+pub(crate) fn member_scheme(r: &DrillReport) -> &'static str {
+    let tls = toml::from_str::<crate::scenario::RawScenario>(&r.scenario.definition)
+        .ok()
+        .and_then(|raw| raw.security)
+        .and_then(|security| security.tls)
+        .unwrap_or(false);
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}

@@ -27,13 +27,7 @@ pub fn render_runbook(r: &DrillReport) -> String {
     };
     let _ = writeln!(s, "# The drill {verdict}; image {}.", r.image);
     let _ = writeln!(s, "#");
-    // A drill with TLS on ran its members on https URLs.
-    let tls = toml::from_str::<crate::scenario::RawScenario>(&r.scenario.definition)
-        .ok()
-        .and_then(|raw| raw.security)
-        .and_then(|security| security.tls)
-        .unwrap_or(false);
-    let scheme = if tls { "https" } else { "http" };
+    let scheme = super::member_scheme(r);
     let _ = writeln!(s, "# Members (name  host  client URL  peer URL):");
     for m in &r.topology.members {
         let _ = writeln!(
@@ -46,6 +40,14 @@ pub fn render_runbook(r: &DrillReport) -> String {
         );
     }
     let _ = writeln!(s, "# --initial-cluster {}", r.topology.initial_cluster_in(scheme));
+    for host in r.topology.hosts.iter().filter(|h| h.docker.is_some()) {
+        let _ = writeln!(
+            s,
+            "# Host {}'s commands start with {}(its Docker daemon).",
+            host.name,
+            host.docker_prefix()
+        );
+    }
     if let (Some(started), Some(finished)) = (r.recovery.started_at_ms, r.recovery.finished_at_ms) {
         let _ = writeln!(
             s,
