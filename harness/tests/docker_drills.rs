@@ -30,6 +30,8 @@ mod common;
 mod harness_faults;
 mod images;
 mod incidents;
+mod lab;
+mod two_hosts;
 
 /// The folder of the `server-b-loss` run, kept for the comparison test.
 static SERVER_B_LOSS_RUN: std::sync::Mutex<Option<tempfile::TempDir>> = std::sync::Mutex::new(None);
@@ -1869,6 +1871,12 @@ fn main() {
             harness_faults::read_back_pages_past_the_message_limit,
         ),
         Trial::test("minority_kill", minority_kill),
+        Trial::test("server_b_loss_on_two_hosts", two_hosts::server_b_loss_on_two_hosts),
+        Trial::test(
+            "member_data_loss_on_two_hosts",
+            two_hosts::member_data_loss_on_two_hosts,
+        ),
+        Trial::test("restore_beside_on_two_hosts", two_hosts::restore_beside_on_two_hosts),
         Trial::test("harness_breakdown_exits_5", harness_breakdown_exits_5),
         Trial::test(
             "perf_and_backup_reach_a_secured_cluster",

@@ -408,99 +408,12 @@ pub fn concurrent_runs_stay_apart() -> TestResult {
     Ok(())
 }
 
-/// The two-host lab's helper script.
-fn lab_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/lab")
-}
-
-/// A lab namespace with its own dockerd, removed when dropped (whatever the test did).
-struct Lab {
-    name: String,
-    docker_host: String,
-}
-
-impl Lab {
-    fn up(name: &str, images: &[&str]) -> Result<Lab, String> {
-        let mut command = Command::new(lab_script());
-        command.args(["up", name]);
-        for image in images {
-            command.args(["--image", image]);
-        }
-        let out = command.output().map_err(|e| e.to_string())?;
-        // Dropped on every path from here: `down` is idempotent.
-        let lab = Lab {
-            name: name.into(),
-            docker_host: String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("DOCKER_HOST=").map(String::from))
-                .unwrap_or_default(),
-        };
-        if !out.status.success() || lab.docker_host.is_empty() {
-            return Err(format!(
-                "scripts/lab up {name} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(lab)
-    }
-
-    /// `etcd-drill ARGS` inside the lab's namespace, talking to the lab's daemon.
-    fn etcd_drill(&self) -> Command {
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--net=/var/run/netns/{}", self.name))
-            .arg(env!("CARGO_BIN_EXE_etcd-drill"))
-            .env("DOCKER_HOST", &self.docker_host);
-        command
-    }
-
-    fn docker(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", &self.docker_host)
-            .output()
-            .map_err(|e| e.to_string())?;
-        match out.status.success() {
-            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-        }
-    }
-
-    /// Names of the lab daemon's containers, networks and volumes labelled by a run.
-    fn labelled(&self) -> Result<Vec<String>, String> {
-        let mut found = Vec::new();
-        for kind in ["ps -aq", "network ls -q", "volume ls -q"] {
-            let mut args: Vec<&str> = kind.split(' ').collect();
-            args.extend(["--filter", "label=io.etcd-drill.run"]);
-            found.extend(self.docker(&args)?.lines().map(String::from));
-        }
-        Ok(found)
-    }
-
-    fn restart_daemon(&self) -> Result<(), String> {
-        let out = Command::new(lab_script())
-            .args(["restart", &self.name])
-            .output()
-            .map_err(|e| e.to_string())?;
-        match out.status.success() {
-            true => Ok(()),
-            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(lab_script()).args(["down", &self.name]).status();
-    }
-}
-
 /// The Docker daemon restarted in the middle of a drill (the lab's own daemon, so the
 /// machine's is untouched): the drill ends with the environment exit code (3) and a message
 /// naming the daemon; once the daemon is back, the run's watchdog removes every object of
 /// the run, with no `clean` typed. The lab is removed afterwards.
 pub fn daemon_restart_mid_drill() -> TestResult {
-    let lab = Lab::up("drdaemon", &[etcd_drill::docker::image::DEFAULT_IMAGE])?;
+    let lab = super::lab::Lab::up("drdaemon", &[etcd_drill::docker::image::DEFAULT_IMAGE])?;
     let dir = tempfile::tempdir()?;
     let short = write_short_scenario(dir.path())?;
     let out = dir.path().join("out");

@@ -1,0 +1,142 @@
+//! Drills on two Docker daemons in the operators' layout: server A is this machine's
+//! daemon, server B the two-host lab's (`scripts/lab`: a network namespace with its own
+//! address and dockerd), every member on host networking with the ports of the reference
+//! deployment. Each test runs the CLI with the lab's hosts file (`run --hosts`), checks the
+//! report (RTO, lost writes, the members' hosts and addresses), that runbook.sh names host
+//! B's daemon on B's commands, and that neither daemon keeps an object of the run.
+
+use std::path::Path;
+
+use etcd_drill::docker::image::DEFAULT_IMAGE;
+use etcd_drill::report::DrillReport;
+use libtest_mimic::Failed;
+
+use super::lab::Lab;
+use super::{assert_no_objects, binary, common, common_assertions, ensure, TestResult};
+
+/// Server B's address in these tests, apart from the daemon-restart test's lab.
+const LAB_ADDRESS: &str = "10.231.1.2";
+/// Server A's: this machine's side of the lab's veth pair.
+const SERVER_A: &str = "10.231.1.1";
+
+/// Runs `scenario` with `--hosts` pointing at a fresh lab, checks what every two-host drill
+/// must show, and returns the report and its folder for the test's own checks.
+fn two_host_drill(scenario: &str, seed: u64) -> Result<(DrillReport, tempfile::TempDir), Failed> {
+    let lab = Lab::up_at("drhosts", Some(LAB_ADDRESS), &[DEFAULT_IMAGE])?;
+    let out = tempfile::tempdir()?;
+    let status = binary()
+        .args([
+            "run",
+            scenario,
+            "--hosts",
+            &lab.hosts_file,
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(out.path())
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    let report_path = out.path().join("report.json");
+    let report: DrillReport = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
+    common::validate_report_json(&report_path)?;
+    ensure(status.success(), || {
+        format!(
+            "etcd-drill run {scenario} --hosts exited with {status}: {:?}",
+            report.error
+        )
+    })?;
+    common_assertions(&report, out.path())?;
+    members_on_their_hosts(&report)?;
+    runbook_names_host_b(out.path())?;
+    // Nothing of the run on either daemon.
+    assert_no_objects(Some(&report.run_id))?;
+    let left = lab.labelled()?;
+    ensure(left.is_empty(), || {
+        format!("objects left on server B's daemon: {left:?}")
+    })?;
+    Ok((report, out))
+}
+
+/// The report's topology: etcd1 and etcd2 on A, etcd3 to etcd5 on B, on host networking
+/// with the servers' addresses and the ports 2379/2380, 3379/3380, 4379/4380.
+fn members_on_their_hosts(report: &DrillReport) -> TestResult {
+    let expected = [
+        ("etcd1", "A", SERVER_A, 2379, 2380),
+        ("etcd2", "A", SERVER_A, 3379, 3380),
+        ("etcd3", "B", LAB_ADDRESS, 2379, 2380),
+        ("etcd4", "B", LAB_ADDRESS, 3379, 3380),
+        ("etcd5", "B", LAB_ADDRESS, 4379, 4380),
+    ];
+    for (m, (name, host, address, client, peer)) in report.topology.members.iter().zip(expected) {
+        let seen = (
+            m.name.as_str(),
+            m.host.as_str(),
+            m.address.as_deref().unwrap_or(""),
+            m.client_port,
+            m.peer_port,
+        );
+        ensure(seen == (name, host, address, client, peer), || {
+            format!(
+                "member {seen:?} in the report, want {:?}",
+                (name, host, address, client, peer)
+            )
+        })?;
+    }
+    let b = report.topology.host("B").ok_or("no host B in the report")?;
+    ensure(b.docker.is_some() && b.network.as_str() == "host", || {
+        format!("host B in the report: {b:?}")
+    })
+}
+
+/// Every command of runbook.sh that acts on a member of host B names B's daemon.
+fn runbook_names_host_b(out: &Path) -> TestResult {
+    let runbook = std::fs::read_to_string(out.join("runbook.sh"))?;
+    let mut on_b = 0;
+    for step in runbook.split("\n# Step ").skip(1) {
+        let on_member_of_b = ["etcd3", "etcd4", "etcd5"]
+            .iter()
+            .any(|m| step.contains(&format!("-{m} ")) || step.contains(&format!("-{m}-r")));
+        let runs_docker = step.lines().skip(1).any(|l| l.contains("docker "));
+        if on_member_of_b && runs_docker && !step.contains("&&") {
+            ensure(
+                step.contains("DOCKER_HOST=unix:///run/etcd-drill-lab/drhosts/docker.sock"),
+                || format!("a step on host B without its daemon:\n{step}"),
+            )?;
+            on_b += 1;
+        }
+    }
+    ensure(on_b > 0, || format!("no step of runbook.sh acts on host B:\n{runbook}"))
+}
+
+/// Server B really dies: its daemon's three members are SIGKILLed and their volumes
+/// removed; the cluster is restored from etcd1's snapshot across both daemons.
+pub fn server_b_loss_on_two_hosts() -> TestResult {
+    let (report, _out) = two_host_drill("server-b-loss", 91)?;
+    ensure(report.recovery.rto_ms.is_some(), || "no RTO in the report".into())?;
+    ensure(report.data.lost_acked_writes <= 200, || {
+        format!("{} acknowledged writes lost", report.data.lost_acked_writes)
+    })
+}
+
+/// One member of server B loses its data: removed, wiped, added back and started with
+/// `existing`, on B's daemon.
+pub fn member_data_loss_on_two_hosts() -> TestResult {
+    let (report, _out) = two_host_drill("member-data-loss", 92)?;
+    ensure(report.data.lost_acked_writes == 0, || {
+        format!("{} acknowledged writes lost", report.data.lost_acked_writes)
+    })
+}
+
+/// The second cluster beside the first, on both servers: the same addresses, ports of its
+/// own (2479/2480, ...), the workload switched over.
+pub fn restore_beside_on_two_hosts() -> TestResult {
+    let (report, out) = two_host_drill("restore-beside", 93)?;
+    let runbook = std::fs::read_to_string(out.path().join("runbook.sh"))?;
+    let switched = format!("export ETCDCTL_ENDPOINTS=http://{SERVER_A}:2479");
+    ensure(
+        runbook.contains(&switched) && runbook.contains(&format!("http://{LAB_ADDRESS}:4479")),
+        || format!("the application was not switched to the beside ports:\n{runbook}"),
+    )?;
+    ensure(report.recovery.rto_ms.is_some(), || "no RTO in the report".into())
+}
