@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::cluster::damage::{damage_bytes, Damage, DamageKind, DamagedFile};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::topology::Topology;
+use crate::topology::{NetworkMode, Topology};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -262,6 +262,11 @@ impl Fault {
                 true,
             );
             members = cut;
+        }
+        if self.action == FaultAction::Partition && cluster.topology.network_mode() == NetworkMode::Host {
+            // On host networking the split is between whole hosts, at the network level.
+            cluster.split_hosts(&members).await?;
+            return Ok(members);
         }
         if self.action == FaultAction::Kill {
             // Every member the fault hits dies at the same moment, as with a lost host.

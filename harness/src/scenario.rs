@@ -1128,6 +1128,15 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             return Err(c.err(key("together"), "`together` only goes with action = \"partition\""));
         }
         let together = f.together.unwrap_or(matches!(target, Target::Host(_)));
+        if action == FaultAction::Partition
+            && !together
+            && topology.network_mode() == crate::topology::NetworkMode::Host
+        {
+            return Err(c.err(
+                key("action"),
+                "on network = \"host\" a partition splits whole hosts at the network level (the members have no Docker network of the run to be cut off): target a `host`, or members that fill whole hosts with together = true",
+            ));
+        }
         faults.push(Fault {
             action,
             target,
@@ -1945,6 +1954,11 @@ mod tests {
             .to_string();
             assert!(e.contains(expected), "{text}: {e}");
         }
+        let partition = "[hosts.A]\naddress = \"10.0.0.1\"\nnetwork = \"host\"\n[hosts.B]\naddress = \"10.0.0.2\"\nnetwork = \"host\"\n\
+                         [[faults]]\naction = \"partition\"\nmembers = [\"etcd1\"]\n[recovery]\nprocedure = \"repair\"\n";
+        let e = parse_str(partition).unwrap_err().to_string();
+        assert!(e.contains("faults[0].action") && e.contains("whole hosts"), "{e}");
+        parse_str(&partition.replace("members = [\"etcd1\"]", "host = \"A\"")).unwrap();
         let tcp = "[hosts.A]\ndocker = \"tcp://a:2376\"\naddress = \"10.0.0.1\"\nnetwork = \"host\"\ntls_ca = \"certs/ca.pem\"\ntls_cert = \"certs/cert.pem\"\ntls_key = \"certs/key.pem\"\n\
                    [hosts.B]\naddress = \"10.0.0.2\"\nnetwork = \"host\"\n[[faults]]\naction = \"kill\"\nhost = \"B\"\n[recovery]\nprocedure = \"restart\"\n";
         let s = parse_str(tcp).unwrap();

@@ -1842,6 +1842,12 @@ fn main() {
         if !docker.image_exists(IMAGE_3_5_1).await? {
             image::build_image(&docker, &pypi, Layout::Upstream, Some(IMAGE_3_5_1)).await?;
         }
+        if !docker
+            .image_exists(etcd_drill::docker::netfault::NETFAULT_IMAGE)
+            .await?
+        {
+            etcd_drill::docker::netfault::build_image(&docker).await?;
+        }
         if !docker.image_exists(images::SCRIPTED_IMAGE).await? {
             image::build_image(&docker, &pypi, Layout::Scripted, Some(images::SCRIPTED_IMAGE)).await?;
         }
@@ -1877,6 +1883,7 @@ fn main() {
             two_hosts::member_data_loss_on_two_hosts,
         ),
         Trial::test("restore_beside_on_two_hosts", two_hosts::restore_beside_on_two_hosts),
+        Trial::test("host_partition_on_two_hosts", two_hosts::host_partition_on_two_hosts),
         Trial::test("harness_breakdown_exits_5", harness_breakdown_exits_5),
         Trial::test(
             "perf_and_backup_reach_a_secured_cluster",

@@ -12,6 +12,7 @@ pub mod damage;
 pub mod flavor;
 mod image;
 mod membership;
+mod netsplit;
 pub mod settle;
 pub mod snapshot;
 pub mod tools;
@@ -197,12 +198,15 @@ impl Cluster {
     /// `command` as run on `member`'s host: prefixed with `DOCKER_HOST=...` when that host
     /// has a daemon of its own.
     pub fn on_host(&self, member: &str, command: String) -> String {
-        let prefix = self
-            .topology
-            .member(member)
-            .and_then(|m| self.topology.host(&m.host))
-            .map(|h| h.docker_prefix())
-            .unwrap_or_default();
+        match self.topology.member(member) {
+            Some(m) => self.on_host_named(&m.host, command),
+            None => command,
+        }
+    }
+
+    /// `command` as run on host `host` (see [`Cluster::on_host`]).
+    pub fn on_host_named(&self, host: &str, command: String) -> String {
+        let prefix = self.topology.host(host).map(|h| h.docker_prefix()).unwrap_or_default();
         format!("{prefix}{command}")
     }
 
@@ -216,6 +220,9 @@ impl Cluster {
                 .map(|h| h.docker_prefix())
                 .unwrap_or_default()
         };
+        if objects.is_empty() {
+            return command("");
+        }
         let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
         for object in objects {
             let prefix = prefix_of(object);

@@ -202,15 +202,15 @@ impl Cluster {
         self.container_verb(name, ContainerVerb::Start).await
     }
 
-    /// A fault that cuts a Docker network cannot run on host networking, where members
-    /// have no network of the run's to be cut off.
+    /// One member alone cannot be cut off on host networking: there is no Docker network
+    /// of the run, and a split between hosts ([`Cluster::split_hosts`]) takes whole hosts.
     fn refuse_on_host_networking(&self, fault: &str) -> Result<()> {
         match self.topology.network_mode() {
             crate::topology::NetworkMode::Bridge => Ok(()),
             crate::topology::NetworkMode::Host => Err(Error::Procedure {
                 step: fault.to_string(),
                 message: format!(
-                    "`{fault}` cuts a member off the run's Docker network, and with `network = \"host\"` there is none; run it on bridge networking (no [hosts] tables, or network = \"bridge\")"
+                    "`{fault}` of one member cuts it off the run's Docker network, and with `network = \"host\"` there is none; partition a whole host (`host = ...`) instead"
                 ),
             }),
         }
@@ -244,8 +244,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// Reconnects a partitioned member to the peer network at its old address.
+    /// Reconnects a partitioned member to the peer network at its old address. On host
+    /// networking, takes the split between hosts out (which heals every member it cut off).
     pub async fn heal(&mut self, name: &str) -> Result<()> {
+        if self.topology.network_mode() == crate::topology::NetworkMode::Host {
+            return match self.member(name)?.partitioned {
+                true => self.heal_splits().await,
+                false => Ok(()),
+            };
+        }
         let started = Instant::now();
         let container = self.container_name(name);
         let member = self.member(name)?;

@@ -63,7 +63,7 @@ pub enum BinarySource {
     DebianSuite { suite: String },
 }
 
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
@@ -227,7 +227,7 @@ fn label_value(text: &str) -> String {
 pub const DATA_MOUNT: &str = "/var/lib/etcd";
 
 /// One file or directory of a build context.
-fn add_entry(
+pub(crate) fn add_entry(
     tar: &mut tar::Builder<Vec<u8>>,
     name: &str,
     bytes: &[u8],
@@ -373,6 +373,37 @@ async fn labelled_version(docker: &DockerRuntime, image: &str) -> Option<EtcdVer
     EtcdVersion::parse(labels.get("org.opencontainers.image.version")?)
 }
 
+/// Builds the image of the build context `context` (a tar archive with a Dockerfile) and
+/// tags it `tag`.
+pub async fn build_tagged(docker: &DockerRuntime, context: Vec<u8>, tag: &str) -> Result<()> {
+    let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .t(tag)
+        .rm(true)
+        .forcerm(true)
+        .build();
+    let mut stream = docker
+        .client()
+        .build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(step) = stream.next().await {
+        let info = step.map_err(|e| Error::ImageBuild { message: e.to_string() })?;
+        if let Some(detail) = info.error_detail {
+            return Err(Error::ImageBuild {
+                message: detail.message.unwrap_or_else(|| "the Docker build failed".into()),
+            });
+        }
+        if let Some(line) = info.stream {
+            tracing::debug!(target: "etcd_drill::docker::image", "{}", line.trim_end());
+        }
+    }
+    match docker.image_exists(tag).await? {
+        true => Ok(()),
+        false => Err(Error::ImageBuild {
+            message: format!("the build finished but `{tag}` is not in the image list"),
+        }),
+    }
+}
+
 /// Builds the image and tags it; with no tag given, tags it by its version and moves the
 /// minor tag to it when nothing newer of that minor is here.
 pub async fn build_image(
@@ -395,31 +426,7 @@ pub async fn build_image(
         }
     }
     .map_err(Error::io("<build context>"))?;
-    let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
-        .dockerfile("Dockerfile")
-        .t(&tag)
-        .rm(true)
-        .forcerm(true)
-        .build();
-    let mut stream = docker
-        .client()
-        .build_image(options, None, Some(bollard::body_full(context.into())));
-    while let Some(step) = stream.next().await {
-        let info = step.map_err(|e| Error::ImageBuild { message: e.to_string() })?;
-        if let Some(detail) = info.error_detail {
-            return Err(Error::ImageBuild {
-                message: detail.message.unwrap_or_else(|| "the Docker build failed".into()),
-            });
-        }
-        if let Some(line) = info.stream {
-            tracing::debug!(target: "etcd_drill::docker::image", "{}", line.trim_end());
-        }
-    }
-    if !docker.image_exists(&tag).await? {
-        return Err(Error::ImageBuild {
-            message: format!("the build finished but `{tag}` is not in the image list"),
-        });
-    }
+    build_tagged(docker, context, &tag).await?;
     let built_version = binaries.version.as_deref().and_then(EtcdVersion::parse);
     let mut moved = None;
     if let (Some(minor_tag), Some(built_version)) = (minor_tag, built_version) {

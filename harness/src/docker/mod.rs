@@ -3,12 +3,15 @@
 //! and whether that owner is gone, `reaper` removes the runs of a harness that died (at the
 //! next start, or by the per-run watchdog process), `shell` renders what the harness did as the `docker` command
 //! lines an operator would type, and `image` with `debian` builds the local etcd images
-//! (`scripted` is the test image whose own script starts etcd, in the Bitnami layout).
+//! (`scripted` is the test image whose own script starts etcd, in the Bitnami layout), `hosts`
+//! holds a run's daemons, one per host, and `netfault` is the tool that splits hosts at the
+//! network level.
 
 pub mod binaries;
 pub mod debian;
 pub mod hosts;
 pub mod image;
+pub mod netfault;
 pub mod owner;
 pub mod reaper;
 pub mod runtime;

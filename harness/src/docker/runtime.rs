@@ -29,6 +29,10 @@ use crate::error::{Error, Result};
 
 /// Every Docker object a run creates carries this label, with the run id as value.
 pub const RUN_LABEL: &str = "io.etcd-drill.run";
+/// What names a run's split containers (`etcd-drill-<run>-netsplit-<host>`, the
+/// network-fault tool): cleanup stops them before removing them, so that their rules go
+/// with them.
+pub const SPLIT_MARK: &str = "-netsplit-";
 /// Which member a container or volume belongs to.
 pub const MEMBER_LABEL: &str = "io.etcd-drill.member";
 /// What a container is for: `member` or `tool` (a one-off etcdctl/etcdutl run).
@@ -62,6 +66,8 @@ pub struct ContainerSpec {
     pub isolated: bool,
     /// On the host's own network (`--network host`): a member of a host-networked topology.
     pub host_network: bool,
+    /// Capabilities added (`--cap-add`): NET_ADMIN for the network-fault tool.
+    pub cap_add: Vec<String>,
     /// Host files mounted read-only: (host path, path in the container).
     pub bind_files: Vec<(PathBuf, String)>,
     /// Host files copied into the container once it is created, before it starts
@@ -345,6 +351,7 @@ impl DockerRuntime {
                 (None, false) => None,
             },
             extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+            cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
             port_bindings: spec.publish.map(|(port, host_port)| {
                 HashMap::from([(
                     format!("{port}/tcp"),
@@ -836,6 +843,15 @@ impl DockerRuntime {
     /// Containers go first, since they hold the networks and volumes.
     pub async fn remove_run(&self, run_id: Option<&str>) -> Result<RunObjects> {
         let found = self.run_objects(run_id).await?;
+        // A split between hosts is stopped first: its tool takes its rules out on SIGTERM,
+        // which a forced removal would not give it.
+        let splits = found
+            .containers
+            .iter()
+            .filter(|c| c.contains(SPLIT_MARK))
+            .map(|c| self.stop(c, 10));
+        // A split that is already gone is no error; what cannot be removed says so below.
+        let _ = futures_util::future::join_all(splits).await;
         let removals = found.containers.iter().map(|c| self.remove_container(c));
         for r in futures_util::future::join_all(removals).await {
             r?;

@@ -167,6 +167,9 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
         words.push(if detach { "run -d".into() } else { "run --rm".into() });
     }
     words.push(format!("--name {}", spec.name));
+    for capability in &spec.cap_add {
+        words.push(format!("--cap-add {capability}"));
+    }
     if spec.host_network {
         words.push("--network host".into());
     } else if let Some((network, alias)) = &spec.network {

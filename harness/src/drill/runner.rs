@@ -124,6 +124,16 @@ pub async fn run(
     summary
 }
 
+/// Whether `scenario` splits hosts at the network level (a partition on host networking),
+/// which needs the network-fault tool image on every daemon of the run.
+fn splits_hosts(scenario: &Scenario) -> bool {
+    scenario.topology.network_mode() == crate::topology::NetworkMode::Host
+        && scenario
+            .faults
+            .iter()
+            .any(|f| f.action == crate::fault::FaultAction::Partition)
+}
+
 async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Result<RunSummary> {
     let root_password =
         crate::etcd::security::password_for(&scenario.name, scenario.security.auth, options.root_password.clone())?;
@@ -132,6 +142,23 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
     let hosts = HostRuntimes::connect(DockerRuntime::connect().await?, &scenario.topology).await?;
     let docker = hosts.home().clone();
     hosts.ensure_image(&options.image, DEFAULT_IMAGE).await?;
+    if splits_hosts(scenario) {
+        for (endpoint, daemon) in hosts.daemons() {
+            if !daemon.image_exists(crate::docker::netfault::NETFAULT_IMAGE).await? {
+                let daemon = match endpoint.is_empty() {
+                    true => "this machine's daemon".to_string(),
+                    false => format!("the daemon at {endpoint}"),
+                };
+                return Err(Error::ImageUnusable {
+                    image: crate::docker::netfault::NETFAULT_IMAGE.into(),
+                    message: format!(
+                        "it is not on {daemon}, and a partition between hosts on host networking runs it there: build it with `etcd-drill image build --netfault` (on a remote host: build it here, then `docker save {0} | DOCKER_HOST=... docker load`)",
+                        crate::docker::netfault::NETFAULT_IMAGE
+                    ),
+                });
+            }
+        }
+    }
     let upgrade = match &scenario.recovery.procedure {
         ProcedureSpec::RollingUpgrade(plan) => Some(plan),
         _ => None,

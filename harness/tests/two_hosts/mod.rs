@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use etcd_drill::docker::image::DEFAULT_IMAGE;
+use etcd_drill::docker::netfault::NETFAULT_IMAGE;
 use etcd_drill::report::DrillReport;
 use libtest_mimic::Failed;
 
@@ -22,7 +23,7 @@ const SERVER_A: &str = "10.231.1.1";
 /// Runs `scenario` with `--hosts` pointing at a fresh lab, checks what every two-host drill
 /// must show, and returns the report and its folder for the test's own checks.
 fn two_host_drill(scenario: &str, seed: u64) -> Result<(DrillReport, tempfile::TempDir), Failed> {
-    let lab = Lab::up_at("drhosts", Some(LAB_ADDRESS), &[DEFAULT_IMAGE])?;
+    let lab = Lab::up_at("drhosts", Some(LAB_ADDRESS), &[DEFAULT_IMAGE, NETFAULT_IMAGE])?;
     let out = tempfile::tempdir()?;
     let status = binary()
         .args([
@@ -55,7 +56,30 @@ fn two_host_drill(scenario: &str, seed: u64) -> Result<(DrillReport, tempfile::T
     ensure(left.is_empty(), || {
         format!("objects left on server B's daemon: {left:?}")
     })?;
+    // No rule of a split between the hosts is left on either side.
+    for netns in [None, Some(lab.name.as_str())] {
+        let rules = iptables_rules(netns)?;
+        let ours: Vec<&str> = rules.lines().filter(|l| l.contains("etcd-drill-")).collect();
+        ensure(ours.is_empty(), || format!("iptables rules left ({netns:?}): {ours:?}"))?;
+    }
     Ok((report, out))
+}
+
+/// The legacy iptables rules of the machine (`None`) or of a lab's network namespace.
+fn iptables_rules(netns: Option<&str>) -> Result<String, Failed> {
+    let mut command = match netns {
+        Some(name) => {
+            let mut c = std::process::Command::new("nsenter");
+            c.arg(format!("--net=/var/run/netns/{name}")).arg("iptables-legacy");
+            c
+        }
+        None => std::process::Command::new("iptables-legacy"),
+    };
+    let out = command.arg("-S").output()?;
+    ensure(out.status.success(), || {
+        format!("iptables-legacy -S failed: {}", String::from_utf8_lossy(&out.stderr))
+    })?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The report's topology: etcd1 and etcd2 on A, etcd3 to etcd5 on B, on host networking
@@ -89,16 +113,18 @@ fn members_on_their_hosts(report: &DrillReport) -> TestResult {
     })
 }
 
-/// Every command of runbook.sh that acts on a member of host B names B's daemon.
+/// Every command of runbook.sh that acts on a member of host B (or on its split) names B's
+/// daemon.
 fn runbook_names_host_b(out: &Path) -> TestResult {
     let runbook = std::fs::read_to_string(out.join("runbook.sh"))?;
     let mut on_b = 0;
     for step in runbook.split("\n# Step ").skip(1) {
-        let on_member_of_b = ["etcd3", "etcd4", "etcd5"]
+        let on_b_objects = ["etcd3", "etcd4", "etcd5"]
             .iter()
-            .any(|m| step.contains(&format!("-{m} ")) || step.contains(&format!("-{m}-r")));
+            .any(|m| step.contains(&format!("-{m} ")) || step.contains(&format!("-{m}-r")))
+            || step.contains("-netsplit-B");
         let runs_docker = step.lines().skip(1).any(|l| l.contains("docker "));
-        if on_member_of_b && runs_docker && !step.contains("&&") {
+        if on_b_objects && runs_docker {
             ensure(
                 step.contains("DOCKER_HOST=unix:///run/etcd-drill-lab/drhosts/docker.sock"),
                 || format!("a step on host B without its daemon:\n{step}"),
@@ -139,4 +165,35 @@ pub fn restore_beside_on_two_hosts() -> TestResult {
         || format!("the application was not switched to the beside ports:\n{runbook}"),
     )?;
     ensure(report.recovery.rto_ms.is_some(), || "no RTO in the report".into())
+}
+
+/// Server A split from server B at the network level: the tool on B's daemon drops the
+/// peer traffic between the two addresses both ways; B's majority keeps writing, A's two
+/// members catch up once the split is healed, and the tool's rules go with it.
+pub fn host_partition_on_two_hosts() -> TestResult {
+    let (report, _out) = two_host_drill("host-partition", 94)?;
+    let split: Vec<_> = report
+        .commands
+        .iter()
+        .filter(|c| c.step.starts_with("split host"))
+        .collect();
+    ensure(split.len() == 1 && split[0].ok, || format!("split steps: {split:?}"))?;
+    ensure(
+        split[0].step == "split host B from A at the network level"
+            && split[0]
+                .command
+                .starts_with("DOCKER_HOST=unix:///run/etcd-drill-lab/drhosts/docker.sock docker run")
+            && split[0]
+                .command
+                .contains(&format!("-s {SERVER_A} -p tcp -m multiport --ports 2380,3380,4380 ")),
+        || format!("the split ran elsewhere or cut other ports: {:?}", split[0]),
+    )?;
+    let healed = report
+        .commands
+        .iter()
+        .any(|c| c.step == "heal the split on host B" && c.ok);
+    ensure(healed, || "the split was not healed on host B".into())?;
+    ensure(report.data.lost_acked_writes == 0, || {
+        format!("{} acknowledged writes lost", report.data.lost_acked_writes)
+    })
 }

@@ -230,6 +230,11 @@ enum ImageCommand {
         /// temporary etcd before the real one; needs apt-get for busybox-static.
         #[arg(long)]
         scripted: bool,
+        /// Build the network-fault tool image (etcd-drill/netfault:1) instead, from this
+        /// machine's iptables and Debian's static busybox: a partition between hosts on host
+        /// networking runs it on one side's host.
+        #[arg(long, conflicts_with_all = ["from_dir", "debian_suite", "wheel", "package", "scripted", "tag"])]
+        netfault: bool,
         /// Tag for the image (default: etcd-drill/etcd:<version of the binaries>, or
         /// etcd-drill/etcd-scripted:<version> with --scripted; then etcd-drill/etcd:<minor>
         /// also moves to it when nothing newer of that minor was built here).
@@ -317,6 +322,20 @@ async fn dispatch(command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Image {
+            command: ImageCommand::Build { netfault: true, .. },
+        } => {
+            let docker = DockerRuntime::connect().await?;
+            let tag = with_spinner(
+                "building the network-fault tool image",
+                etcd_drill::docker::netfault::build_image(&docker),
+            )
+            .await?;
+            say(format_args!(
+                "built {tag} (this machine's iptables, Debian's busybox-static)"
+            ));
+            Ok(0)
+        }
+        Command::Image {
             command:
                 ImageCommand::Build {
                     from_dir,
@@ -325,6 +344,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                     package,
                     scripted,
                     tag,
+                    netfault: false,
                 },
         } => {
             let source = match (from_dir, debian_suite, wheel, package) {

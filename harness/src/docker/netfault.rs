@@ -1,0 +1,251 @@
+//! The network-fault tool: a partition between hosts on host networking, where members
+//! have no Docker network of the run to be cut off. A container of the tool image runs on
+//! one side's host (`--network host`, `NET_ADMIN`), puts iptables rules in place that drop
+//! the peer traffic between that host's address and the other side's (both ways, clients
+//! still reach every member), and takes them out again when it is stopped (`heal`, the
+//! run's cleanup and the watchdog stop it before removing it).
+//!
+//! The image (`etcd-drill/netfault`) is built FROM scratch from this machine's own
+//! iptables (the legacy backend's multi-call binary, the libraries `ldd` lists and the
+//! xtables extensions) and Debian's static busybox for the shell that waits and cleans up:
+//! no registry, and the same kernel interface Docker itself uses here.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// The tool image, built by `etcd-drill image build --netfault`.
+pub const NETFAULT_IMAGE: &str = "etcd-drill/netfault:1";
+pub use super::runtime::SPLIT_MARK;
+/// What the tool prints once its rules are in place.
+pub const RULES_IN_PLACE: &str = "etcd-drill netfault: rules in place";
+/// How long a split stays at most when nobody heals it (a harness that died without a
+/// watchdog): the tool then takes its rules out by itself.
+pub const SPLIT_MAX_SECONDS: u64 = 3600;
+
+/// Where the multi-call binary lives on Debian, and where its extensions are looked up.
+const XTABLES_BINARY: &str = "/usr/sbin/xtables-legacy-multi";
+const XTABLES_EXTENSIONS: &str = "/usr/lib/x86_64-linux-gnu/xtables";
+
+/// The peer traffic one host drops to split it from the hosts of the other side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitRules {
+    /// The peer ports of the members on the host the rules go on.
+    pub local_peer_ports: Vec<u16>,
+    /// Each host of the other side: its address and its members' peer ports.
+    pub remote: Vec<(String, Vec<u16>)>,
+    /// The comment every rule carries (`etcd-drill-<run>`), so that they can be found.
+    pub tag: String,
+}
+
+impl SplitRules {
+    /// The iptables arguments (after `iptables -w`) that put the rules in (`-I`) or take
+    /// them out (`-D`): every TCP packet between this host and a host of the other side
+    /// with a peer port of either at one end, in both directions. Raft's streams run on
+    /// connections either side opened, so both ends' ports count; client ports (and the
+    /// ephemeral ports clients use) are left alone.
+    pub fn iptables_args(&self, insert: bool) -> Vec<Vec<String>> {
+        let verb = if insert { "-I" } else { "-D" };
+        let mut rules = Vec::new();
+        for (address, remote_ports) in &self.remote {
+            let mut ports: Vec<u16> = self.local_peer_ports.iter().chain(remote_ports).copied().collect();
+            ports.sort_unstable();
+            ports.dedup();
+            let ports = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+            for (chain, direction) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+                rules.push(
+                    [
+                        verb,
+                        chain,
+                        direction,
+                        address,
+                        "-p",
+                        "tcp",
+                        "-m",
+                        "multiport",
+                        "--ports",
+                        &ports,
+                        "-m",
+                        "comment",
+                        "--comment",
+                        &self.tag,
+                        "-j",
+                        "DROP",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                );
+            }
+        }
+        rules
+    }
+
+    /// The tool's shell script: put the rules in, say so, wait to be stopped (or for
+    /// [`SPLIT_MAX_SECONDS`]), take them out.
+    pub fn script(&self) -> String {
+        let lines = |insert: bool| {
+            self.iptables_args(insert)
+                .iter()
+                .map(|args| format!("iptables -w {}", args.join(" ")))
+                .collect::<Vec<_>>()
+        };
+        let remove = lines(false)
+            .iter()
+            .map(|l| format!("{l} 2>/dev/null"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        format!(
+            "remove() {{ {remove}; }}\n\
+             trap 'remove; exit 0' TERM INT\n\
+             {} || {{ remove; exit 1; }}\n\
+             echo '{RULES_IN_PLACE}'\n\
+             sleep {SPLIT_MAX_SECONDS} & wait $!\n\
+             remove\n",
+            lines(true).join(" && ")
+        )
+    }
+}
+
+/// Builds the tool image ([`NETFAULT_IMAGE`]) from this machine's iptables and Debian's
+/// static busybox.
+pub async fn build_image(docker: &crate::docker::runtime::DockerRuntime) -> Result<String> {
+    let busybox = super::debian::static_busybox(&super::image::cache_dir().join("debs"))?;
+    let context = build_context(&busybox)?;
+    super::image::build_tagged(docker, context, NETFAULT_IMAGE).await?;
+    Ok(NETFAULT_IMAGE.to_string())
+}
+
+/// The tool image's build context: busybox (sh, sleep), the multi-call iptables binary of
+/// this machine under the name `iptables`, its libraries and extensions, and /run for its
+/// lock file.
+pub fn build_context(busybox: &[u8]) -> Result<Vec<u8>> {
+    let missing = |what: &str| {
+        Error::ImageBuild {
+        message: format!(
+            "{what} is missing on this machine; the netfault image is built from the machine's own iptables (Debian's `iptables` package)"
+        ),
+    }
+    };
+    if !Path::new(XTABLES_BINARY).is_file() {
+        return Err(missing(XTABLES_BINARY));
+    }
+    let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
+    let mut read = |path: &str, mode: u32| -> Result<()> {
+        if files.iter().any(|(p, _, _)| p == path) {
+            return Ok(());
+        }
+        let bytes = std::fs::read(path).map_err(Error::io(path))?;
+        files.push((path.to_string(), bytes, mode));
+        Ok(())
+    };
+    read(XTABLES_BINARY, 0o755)?;
+    let extensions: Vec<String> = std::fs::read_dir(XTABLES_EXTENSIONS)
+        .map_err(|_| missing(XTABLES_EXTENSIONS))?
+        .flatten()
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".so"))
+        .collect();
+    let mut loaded = vec![XTABLES_BINARY.to_string()];
+    loaded.extend(extensions.iter().cloned());
+    for object in &loaded {
+        let ldd = std::process::Command::new("ldd")
+            .arg(object)
+            .output()
+            .map_err(Error::io("ldd"))?;
+        for library in super::debian::ldd_paths(&String::from_utf8_lossy(&ldd.stdout)) {
+            // The libraries under their own names and, for the loader's sake, as resolved.
+            read(&library, 0o755)?;
+            let resolved = std::fs::canonicalize(&library).map_err(Error::io(&library))?;
+            read(&resolved.to_string_lossy(), 0o755)?;
+        }
+    }
+    for extension in &extensions {
+        read(extension, 0o644)?;
+    }
+    let dockerfile = concat!(
+        "FROM scratch\n",
+        "COPY rootfs/ /\n",
+        "ENV PATH=/usr/sbin:/bin\n",
+        "LABEL io.etcd-drill.image=netfault\n",
+        "ENTRYPOINT [\"/bin/sh\", \"-c\"]\n"
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    let io = |e: std::io::Error| Error::io("<netfault build context>")(e);
+    super::image::add_entry(
+        &mut tar,
+        "Dockerfile",
+        dockerfile.as_bytes(),
+        0o644,
+        tar::EntryType::Regular,
+    )
+    .map_err(io)?;
+    super::image::add_entry(&mut tar, "rootfs/bin/busybox", busybox, 0o755, tar::EntryType::Regular).map_err(io)?;
+    for (link, target) in [
+        ("rootfs/bin/sh", "busybox"),
+        ("rootfs/bin/sleep", "busybox"),
+        ("rootfs/usr/sbin/iptables", "xtables-legacy-multi"),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        tar.append_link(&mut header, link, target).map_err(io)?;
+    }
+    super::image::add_entry(&mut tar, "rootfs/run/", &[], 0o755, tar::EntryType::Directory).map_err(io)?;
+    for (path, bytes, mode) in &files {
+        super::image::add_entry(
+            &mut tar,
+            &format!("rootfs{path}"),
+            bytes,
+            *mode,
+            tar::EntryType::Regular,
+        )
+        .map_err(io)?;
+    }
+    tar.into_inner().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> SplitRules {
+        SplitRules {
+            local_peer_ports: vec![2380, 3380, 4380],
+            remote: vec![("10.231.0.1".into(), vec![2380, 3380, 2480])],
+            tag: "etcd-drill-ab12cd34".into(),
+        }
+    }
+
+    #[test]
+    fn the_rules_drop_peer_traffic_on_either_end_and_leave_clients_alone() {
+        let insert = rules().iptables_args(true);
+        let lines: Vec<String> = insert.iter().map(|a| a.join(" ")).collect();
+        assert_eq!(
+            lines,
+            [
+                "-I INPUT -s 10.231.0.1 -p tcp -m multiport --ports 2380,2480,3380,4380 -m comment --comment etcd-drill-ab12cd34 -j DROP",
+                "-I OUTPUT -d 10.231.0.1 -p tcp -m multiport --ports 2380,2480,3380,4380 -m comment --comment etcd-drill-ab12cd34 -j DROP",
+            ]
+        );
+        assert!(!lines.iter().any(|l| l.contains("2379")));
+        let remove = rules().iptables_args(false);
+        assert!(remove.iter().all(|a| a[0] == "-D"));
+        assert_eq!(
+            remove.iter().map(|a| &a[1..]).collect::<Vec<_>>(),
+            insert.iter().map(|a| &a[1..]).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_script_removes_its_rules_when_stopped_or_when_it_fails() {
+        let script = rules().script();
+        let trap = script.lines().find(|l| l.starts_with("trap")).unwrap();
+        assert_eq!(trap, "trap 'remove; exit 0' TERM INT");
+        assert!(script.contains("|| { remove; exit 1; }"), "{script}");
+        assert!(script.contains(RULES_IN_PLACE));
+        assert!(script.trim_end().ends_with("remove"), "{script}");
+        assert_eq!(script.matches("iptables -w -D").count(), 2);
+    }
+}
