@@ -1635,6 +1635,16 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
 }
 
 impl Scenario {
+    /// Whether the drill splits hosts at the network level (a partition on host
+    /// networking), which needs the network-fault tool image on every daemon of the run.
+    pub fn splits_hosts(&self) -> bool {
+        self.topology.network_mode() == crate::topology::NetworkMode::Host
+            && self
+                .faults
+                .iter()
+                .any(|f| f.action == crate::fault::FaultAction::Partition)
+    }
+
     /// The raw form that compiles back to this scenario; used to write scenario files.
     pub fn to_raw(&self) -> RawScenario {
         let i = |v: u64| Some(v as i64);

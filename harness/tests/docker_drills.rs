@@ -3,7 +3,8 @@
 //! `--keep`, the CLI's exit codes, `report compare` flagging a slower recovery between two
 //! real runs, and short `perf` runs against a one-member cluster (rate limit, key and value
 //! sizes, cleanup, each verdict rule, the CLI); in `images/`, drills on etcd 3.4.23, as
-//! uid 1001, on two images side by side, and with auth and TLS. Every report a drill
+//! uid 1001, on two images side by side, and with auth and TLS; in `two_hosts/`, the
+//! reference drills on two Docker daemons (this machine's and the two-host lab's). Every report a drill
 //! writes is checked against the JSON Schema; the `server-b-loss` run's five files are
 //! checked in full, its HTML in headless Chromium. Tests run one at a time (a 5-member cluster already fills a
 //! 2-core machine), and after the last one the suite fails if any Docker object labelled

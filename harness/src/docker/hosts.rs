@@ -68,6 +68,33 @@ impl HostRuntimes {
         Ok(())
     }
 
+    /// Copies `image` from the harness's own daemon to every other daemon of the run that
+    /// lacks it, as `docker save | DOCKER_HOST=... docker load` would; returns the
+    /// endpoints it went to. For hosts that cannot pull it (`run --copy-images`).
+    pub async fn copy_image_where_missing(&self, image: &str) -> Result<Vec<String>> {
+        let mut archive: Option<Vec<u8>> = None;
+        let mut copied = Vec::new();
+        for (endpoint, runtime) in self.daemons.iter().skip(1) {
+            if runtime.image_exists(image).await? {
+                continue;
+            }
+            if archive.is_none() {
+                if !self.home.image_exists(image).await? {
+                    return Err(crate::error::Error::ImageUnusable {
+                        image: image.to_string(),
+                        message: format!(
+                            "it is missing on {endpoint} and on the harness's own daemon too, so it cannot be copied; build or pull it here first"
+                        ),
+                    });
+                }
+                archive = Some(self.home.save_image(image).await?);
+            }
+            runtime.load_image(image, archive.clone().unwrap_or_default()).await?;
+            copied.push(endpoint.clone());
+        }
+        Ok(copied)
+    }
+
     /// Removes the run's objects from every daemon; what was removed, all daemons together.
     pub async fn remove_run(&self, run_id: Option<&str>) -> Result<RunObjects> {
         let mut removed = RunObjects::default();

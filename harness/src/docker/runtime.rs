@@ -233,6 +233,34 @@ impl DockerRuntime {
         })
     }
 
+    /// `image` as the archive `docker save` writes.
+    pub async fn save_image(&self, image: &str) -> Result<Vec<u8>> {
+        let mut stream = self.docker.export_image(image);
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(&chunk.map_err(Error::docker("save image", image))?);
+        }
+        Ok(archive)
+    }
+
+    /// Loads an archive of [`DockerRuntime::save_image`] (`docker load`).
+    pub async fn load_image(&self, image: &str, archive: Vec<u8>) -> Result<()> {
+        let options = bollard::query_parameters::ImportImageOptions::default();
+        let mut stream = self
+            .docker
+            .import_image(options, bollard::body_full(archive.into()), None);
+        while let Some(step) = stream.next().await {
+            let info = step.map_err(Error::docker("load image", image))?;
+            if let Some(detail) = info.error_detail {
+                return Err(Error::ImageUnusable {
+                    image: image.to_string(),
+                    message: format!("the daemon refused to load it: {}", detail.message.unwrap_or_default()),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Runs a command in a throwaway container of `image` and returns its exit code.
     pub async fn image_command(
         &self,

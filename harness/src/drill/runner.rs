@@ -124,16 +124,6 @@ pub async fn run(
     summary
 }
 
-/// Whether `scenario` splits hosts at the network level (a partition on host networking),
-/// which needs the network-fault tool image on every daemon of the run.
-fn splits_hosts(scenario: &Scenario) -> bool {
-    scenario.topology.network_mode() == crate::topology::NetworkMode::Host
-        && scenario
-            .faults
-            .iter()
-            .any(|f| f.action == crate::fault::FaultAction::Partition)
-}
-
 async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Result<RunSummary> {
     let root_password =
         crate::etcd::security::password_for(&scenario.name, scenario.security.auth, options.root_password.clone())?;
@@ -142,7 +132,7 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
     let hosts = HostRuntimes::connect(DockerRuntime::connect().await?, &scenario.topology).await?;
     let docker = hosts.home().clone();
     hosts.ensure_image(&options.image, DEFAULT_IMAGE).await?;
-    if splits_hosts(scenario) {
+    if scenario.splits_hosts() {
         for (endpoint, daemon) in hosts.daemons() {
             if !daemon.image_exists(crate::docker::netfault::NETFAULT_IMAGE).await? {
                 let daemon = match endpoint.is_empty() {

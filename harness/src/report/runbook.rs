@@ -40,13 +40,20 @@ pub fn render_runbook(r: &DrillReport) -> String {
         );
     }
     let _ = writeln!(s, "# --initial-cluster {}", r.topology.initial_cluster_in(scheme));
-    for host in r.topology.hosts.iter().filter(|h| h.docker.is_some()) {
-        let _ = writeln!(
-            s,
-            "# Host {}'s commands start with {}(its Docker daemon).",
-            host.name,
-            host.docker_prefix()
-        );
+    for host in &r.topology.hosts {
+        let _ = match host.docker.is_some() {
+            true => writeln!(
+                s,
+                "# Host {}'s docker commands start with {}(its Docker daemon).",
+                host.name,
+                host.docker_prefix()
+            ),
+            false => writeln!(
+                s,
+                "# Host {}'s docker commands have no DOCKER_HOST: they run on the daemon the harness used by itself.",
+                host.name
+            ),
+        };
     }
     if let (Some(started), Some(finished)) = (r.recovery.started_at_ms, r.recovery.finished_at_ms) {
         let _ = writeln!(

@@ -20,24 +20,47 @@ const LAB_ADDRESS: &str = "10.231.1.2";
 /// Server A's: this machine's side of the lab's veth pair.
 const SERVER_A: &str = "10.231.1.1";
 
+/// How server B gets its images.
+#[derive(Clone, Copy, PartialEq)]
+enum Images {
+    /// Loaded by `scripts/lab up --image`.
+    LoadedByTheLab,
+    /// Copied by the run itself (`run --copy-images`) onto a lab that has none.
+    CopiedByTheRun,
+}
+
 /// Runs `scenario` with `--hosts` pointing at a fresh lab, checks what every two-host drill
 /// must show, and returns the report and its folder for the test's own checks.
-fn two_host_drill(scenario: &str, seed: u64) -> Result<(DrillReport, tempfile::TempDir), Failed> {
-    let lab = Lab::up_at("drhosts", Some(LAB_ADDRESS), &[DEFAULT_IMAGE, NETFAULT_IMAGE])?;
+fn two_host_drill(scenario: &str, seed: u64, images: Images) -> Result<(DrillReport, tempfile::TempDir), Failed> {
+    let loaded: &[&str] = match images {
+        Images::LoadedByTheLab => &[DEFAULT_IMAGE, NETFAULT_IMAGE],
+        Images::CopiedByTheRun => &[],
+    };
+    let lab = Lab::up_at("drhosts", Some(LAB_ADDRESS), loaded)?;
     let out = tempfile::tempdir()?;
-    let status = binary()
-        .args([
-            "run",
-            scenario,
-            "--hosts",
-            &lab.hosts_file,
-            "--seed",
-            &seed.to_string(),
-            "--out",
-        ])
-        .arg(out.path())
-        .stdout(std::process::Stdio::null())
-        .status()?;
+    let mut command = binary();
+    command.args([
+        "run",
+        scenario,
+        "--hosts",
+        &lab.hosts_file,
+        "--seed",
+        &seed.to_string(),
+        "--out",
+    ]);
+    command.arg(out.path());
+    if images == Images::CopiedByTheRun {
+        command.arg("--copy-images");
+    }
+    let output = command.stdout(std::process::Stdio::null()).output()?;
+    let status = output.status;
+    if images == Images::CopiedByTheRun {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for image in [DEFAULT_IMAGE, NETFAULT_IMAGE] {
+            let line = format!("copied {image} to the daemon at unix:///run/etcd-drill-lab/drhosts/docker.sock");
+            ensure(stderr.contains(&line), || format!("no `{line}` in:\n{stderr}"))?;
+        }
+    }
     let report_path = out.path().join("report.json");
     let report: DrillReport = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
     common::validate_report_json(&report_path)?;
@@ -138,7 +161,7 @@ fn runbook_names_host_b(out: &Path) -> TestResult {
 /// Server B really dies: its daemon's three members are SIGKILLed and their volumes
 /// removed; the cluster is restored from etcd1's snapshot across both daemons.
 pub fn server_b_loss_on_two_hosts() -> TestResult {
-    let (report, _out) = two_host_drill("server-b-loss", 91)?;
+    let (report, _out) = two_host_drill("server-b-loss", 91, Images::LoadedByTheLab)?;
     ensure(report.recovery.rto_ms.is_some(), || "no RTO in the report".into())?;
     ensure(report.data.lost_acked_writes <= 200, || {
         format!("{} acknowledged writes lost", report.data.lost_acked_writes)
@@ -148,7 +171,7 @@ pub fn server_b_loss_on_two_hosts() -> TestResult {
 /// One member of server B loses its data: removed, wiped, added back and started with
 /// `existing`, on B's daemon.
 pub fn member_data_loss_on_two_hosts() -> TestResult {
-    let (report, _out) = two_host_drill("member-data-loss", 92)?;
+    let (report, _out) = two_host_drill("member-data-loss", 92, Images::LoadedByTheLab)?;
     ensure(report.data.lost_acked_writes == 0, || {
         format!("{} acknowledged writes lost", report.data.lost_acked_writes)
     })
@@ -157,7 +180,7 @@ pub fn member_data_loss_on_two_hosts() -> TestResult {
 /// The second cluster beside the first, on both servers: the same addresses, ports of its
 /// own (2479/2480, ...), the workload switched over.
 pub fn restore_beside_on_two_hosts() -> TestResult {
-    let (report, out) = two_host_drill("restore-beside", 93)?;
+    let (report, out) = two_host_drill("restore-beside", 93, Images::LoadedByTheLab)?;
     let runbook = std::fs::read_to_string(out.path().join("runbook.sh"))?;
     let switched = format!("export ETCDCTL_ENDPOINTS=http://{SERVER_A}:2479");
     ensure(
@@ -169,9 +192,10 @@ pub fn restore_beside_on_two_hosts() -> TestResult {
 
 /// Server A split from server B at the network level: the tool on B's daemon drops the
 /// peer traffic between the two addresses both ways; B's majority keeps writing, A's two
-/// members catch up once the split is healed, and the tool's rules go with it.
+/// members catch up once the split is healed, and the tool's rules go with it. Server B
+/// starts with no image: the run copies both (`--copy-images`).
 pub fn host_partition_on_two_hosts() -> TestResult {
-    let (report, _out) = two_host_drill("host-partition", 94)?;
+    let (report, _out) = two_host_drill("host-partition", 94, Images::CopiedByTheRun)?;
     let split: Vec<_> = report
         .commands
         .iter()

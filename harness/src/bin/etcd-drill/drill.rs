@@ -56,6 +56,11 @@ pub(crate) struct RunArgs {
     /// servers or the two-host lab (`scripts/lab up` writes one).
     #[arg(long)]
     hosts: Option<PathBuf>,
+    /// Copy the run's images (the etcd image, and the network-fault tool where hosts are
+    /// split) from this machine's daemon to every host's daemon that lacks them, as
+    /// `docker save | docker load` would, before the run.
+    #[arg(long, requires = "hosts")]
+    copy_images: bool,
 }
 
 impl RunArgs {
@@ -90,6 +95,7 @@ impl RunArgs {
             keep: false,
             seed,
             hosts: None,
+            copy_images: false,
         }
     }
 }
@@ -204,6 +210,22 @@ async fn run(args: RunArgs) -> Result<u8> {
     Ok(code)
 }
 
+/// `run --copy-images`: the run's images onto every host's daemon that lacks them.
+async fn copy_images(scenario: &scenario::Scenario, image: &str) -> Result<()> {
+    use etcd_drill::docker::{hosts::HostRuntimes, netfault::NETFAULT_IMAGE, runtime::DockerRuntime};
+    let hosts = HostRuntimes::connect(DockerRuntime::connect().await?, &scenario.topology).await?;
+    let mut images = vec![image];
+    if scenario.splits_hosts() {
+        images.push(NETFAULT_IMAGE);
+    }
+    for image in images {
+        for endpoint in hosts.copy_image_where_missing(image).await? {
+            eprintln!("etcd-drill: copied {image} to the daemon at {endpoint}");
+        }
+    }
+    Ok(())
+}
+
 /// Runs one drill with the terminal and report reporters. Returns the exit code and the
 /// report (None when writing the report failed).
 async fn run_one(
@@ -226,6 +248,9 @@ async fn run_one(
     };
     let mut terminal = TerminalReporter::new();
     let mut builder = ReportBuilder::new();
+    if args.copy_images {
+        copy_images(scenario, image).await?;
+    }
     // The run's other daemons (hosts with a Docker endpoint of their own) are reaped too.
     let daemons = etcd_drill::docker::hosts::remote_endpoints(&scenario.topology);
     let watchdog = crate::cleanup::prepare_run(&run_id, Some(&options.out_dir), &daemons).await;
