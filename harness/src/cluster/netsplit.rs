@@ -18,9 +18,15 @@ impl Cluster {
     /// hosts has a daemon of its own, else the other side when each of its hosts has one,
     /// else the cut side (rules on the harness's own machine).
     pub async fn split_hosts(&mut self, cut: &[String]) -> Result<()> {
-        let host_of = |m: &String| self.topology.member(m).map(|s| s.host.clone());
-        let mut cut_hosts: Vec<String> = cut.iter().filter_map(host_of).collect();
-        cut_hosts.dedup();
+        let mut cut_hosts: Vec<String> = Vec::new();
+        for host in cut
+            .iter()
+            .filter_map(|m| self.topology.member(m).map(|s| s.host.clone()))
+        {
+            if !cut_hosts.contains(&host) {
+                cut_hosts.push(host);
+            }
+        }
         let other_hosts: Vec<String> = self
             .topology
             .hosts()

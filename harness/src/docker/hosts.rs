@@ -30,17 +30,15 @@ impl HostRuntimes {
     /// Connects to the daemon of every host of `topology` that names one, once per endpoint.
     pub async fn connect(home: DockerRuntime, topology: &Topology) -> Result<Self> {
         let mut hosts = HostRuntimes::single(home);
+        for endpoint in remote_endpoints(topology) {
+            let runtime = DockerRuntime::connect_to(Some(&endpoint)).await?;
+            hosts.daemons.push((endpoint.url, runtime));
+        }
         for host in &topology.hosts {
             let Some(endpoint) = &host.docker else { continue };
-            let runtime = match hosts.daemons.iter().find(|(url, _)| url == &endpoint.url) {
-                Some((_, runtime)) => runtime.clone(),
-                None => {
-                    let runtime = DockerRuntime::connect_to(Some(endpoint)).await?;
-                    hosts.daemons.push((endpoint.url.clone(), runtime.clone()));
-                    runtime
-                }
-            };
-            hosts.by_host.insert(host.name.clone(), runtime);
+            if let Some((_, runtime)) = hosts.daemons.iter().find(|(url, _)| url == &endpoint.url) {
+                hosts.by_host.insert(host.name.clone(), runtime.clone());
+            }
         }
         Ok(hosts)
     }
@@ -115,4 +113,10 @@ pub fn remote_endpoints(topology: &Topology) -> Vec<DockerEndpoint> {
         }
     }
     out
+}
+
+/// The harness's own daemon (`None`) followed by `daemons`: every daemon a run's cleanup
+/// must reach.
+pub fn with_home(daemons: &[DockerEndpoint]) -> impl Iterator<Item = Option<&DockerEndpoint>> {
+    std::iter::once(None).chain(daemons.iter().map(Some))
 }

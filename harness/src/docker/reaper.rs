@@ -173,8 +173,7 @@ pub async fn reap_with_patience(run_id: &str, daemons: &[DockerEndpoint], patien
         attempts += 1;
         let result = async {
             let (mut found, mut left) = (RunObjects::default(), RunObjects::default());
-            let endpoints = std::iter::once(None).chain(daemons.iter().map(Some));
-            for endpoint in endpoints {
+            for endpoint in crate::docker::hosts::with_home(daemons) {
                 let docker = DockerRuntime::connect_to(endpoint).await?;
                 found.absorb(&docker.remove_run(Some(run_id)).await?);
                 left.absorb(&docker.run_objects(Some(run_id)).await?);

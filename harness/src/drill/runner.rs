@@ -142,7 +142,7 @@ async fn play(scenario: &Scenario, options: &RunOptions, emitter: Emitter) -> Re
                 return Err(Error::ImageUnusable {
                     image: crate::docker::netfault::NETFAULT_IMAGE.into(),
                     message: format!(
-                        "it is not on {daemon}, and a partition between hosts on host networking runs it there: build it with `etcd-drill image build --netfault` (on a remote host: build it here, then `docker save {0} | DOCKER_HOST=... docker load`)",
+                        "it is not on {daemon}, and a partition between hosts on host networking runs it there: build it with `etcd-drill image build --netfault`, and for a remote host run with `--copy-images` (or `docker save {0} | DOCKER_HOST=... docker load`)",
                         crate::docker::netfault::NETFAULT_IMAGE
                     ),
                 });

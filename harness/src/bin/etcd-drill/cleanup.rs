@@ -194,7 +194,7 @@ pub(crate) async fn prepare_run(
     report_dir: Option<&Path>,
     daemons: &[DockerEndpoint],
 ) -> Option<Watchdog> {
-    for endpoint in std::iter::once(None).chain(daemons.iter().map(Some)) {
+    for endpoint in etcd_drill::docker::hosts::with_home(daemons) {
         let Ok(docker) = DockerRuntime::connect_to(endpoint).await else {
             continue;
         };
@@ -218,7 +218,7 @@ pub(crate) async fn prepare_run(
 /// The run's objects on the daemon now; None when the daemon does not answer.
 pub(crate) async fn objects_of(run_id: &str, daemons: &[DockerEndpoint]) -> Option<RunObjects> {
     let mut objects = RunObjects::default();
-    for endpoint in std::iter::once(None).chain(daemons.iter().map(Some)) {
+    for endpoint in etcd_drill::docker::hosts::with_home(daemons) {
         let docker = DockerRuntime::connect_to(endpoint).await.ok()?;
         objects.absorb(&docker.run_objects(Some(run_id)).await.ok()?);
     }
