@@ -1,5 +1,5 @@
 //! Faults as verbs (`kill`, `stop`, `start`, `restart`, `wipe`, `pause`, `resume`,
-//! `partition`, `heal`, `corrupt`, `fill-quota`), each paired with its undo where it has one
+//! `partition`, `heal`, `corrupt`, `fill-quota`, `host-down`, `host-up`), each paired with its undo where it has one
 //! ([`FaultAction::undo`]), and the targets they hit (members by name, a host, the leader,
 //! followers, or a seeded random count). Resolving a target to member names is pure;
 //! [`Fault::apply`] carries a fault out with the cluster's Docker-level verbs, so a new
@@ -43,10 +43,17 @@ pub enum FaultAction {
     /// "database space exceeded" and raises the NOSPACE alarm: the cluster turns
     /// read-only for every client until an operator frees space and disarms the alarm.
     FillQuota,
+    /// A whole host goes down: every member container on it SIGKILLed at the same moment,
+    /// and the host unreachable (its members' ports drop traffic, its daemon refuses the
+    /// harness's verbs) until `host-up`; with `wipe = true` its disks are gone too.
+    HostDown,
+    /// A downed host comes back: reachable again, and its members whose data survived
+    /// start, as Docker's restart policy starts them when a server boots.
+    HostUp,
 }
 
 impl FaultAction {
-    pub const ALL: [FaultAction; 11] = [
+    pub const ALL: [FaultAction; 13] = [
         FaultAction::Kill,
         FaultAction::Stop,
         FaultAction::Start,
@@ -58,6 +65,8 @@ impl FaultAction {
         FaultAction::Heal,
         FaultAction::Corrupt,
         FaultAction::FillQuota,
+        FaultAction::HostDown,
+        FaultAction::HostUp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +82,8 @@ impl FaultAction {
             FaultAction::Heal => "heal",
             FaultAction::Corrupt => "corrupt",
             FaultAction::FillQuota => "fill-quota",
+            FaultAction::HostDown => "host-down",
+            FaultAction::HostUp => "host-up",
         }
     }
 
@@ -90,7 +101,13 @@ impl FaultAction {
                 | FaultAction::Pause
                 | FaultAction::Partition
                 | FaultAction::Corrupt
+                | FaultAction::HostDown
         )
+    }
+
+    /// Whether the fault acts on a whole host, and so needs a `host` target.
+    pub fn needs_host(self) -> bool {
+        matches!(self, FaultAction::HostDown | FaultAction::HostUp)
     }
 
     /// Whether this disrupts the cluster's writes: it takes members down, or, like a full
@@ -114,13 +131,15 @@ impl FaultAction {
             FaultAction::Kill | FaultAction::Stop => Some(FaultAction::Start),
             FaultAction::Pause => Some(FaultAction::Resume),
             FaultAction::Partition => Some(FaultAction::Heal),
+            FaultAction::HostDown => Some(FaultAction::HostUp),
             FaultAction::Start
             | FaultAction::Restart
             | FaultAction::Wipe
             | FaultAction::Resume
             | FaultAction::Heal
             | FaultAction::Corrupt
-            | FaultAction::FillQuota => None,
+            | FaultAction::FillQuota
+            | FaultAction::HostUp => None,
         }
     }
 
@@ -243,6 +262,9 @@ pub struct Fault {
     /// alone.
     #[serde(default)]
     pub together: bool,
+    /// For `host-down`: the host's disks are lost with it (every member's data volume).
+    #[serde(default)]
+    pub wipe: bool,
 }
 
 impl Fault {
@@ -262,6 +284,23 @@ impl Fault {
                 true,
             );
             members = cut;
+        }
+        match self.action {
+            FaultAction::HostDown => {
+                let Target::Host(host) = &self.target else {
+                    return Err(not_a_host(self.action));
+                };
+                cluster.host_down(host, self.wipe).await?;
+                return Ok(members);
+            }
+            // Only the members that came back with their data are up again.
+            FaultAction::HostUp => {
+                let Target::Host(host) = &self.target else {
+                    return Err(not_a_host(self.action));
+                };
+                return cluster.host_up(host).await;
+            }
+            _ => {}
         }
         if self.action == FaultAction::Partition && cluster.topology.network_mode() == NetworkMode::Host {
             // On host networking the split is between whole hosts, at the network level.
@@ -287,6 +326,8 @@ impl Fault {
                 FaultAction::Partition => cluster.partition(m).await?,
                 FaultAction::Heal => cluster.heal(m).await?,
                 FaultAction::FillQuota => cluster.fill_quota(m).await?,
+                // Whole hosts: carried out above.
+                FaultAction::HostDown | FaultAction::HostUp => {}
                 FaultAction::Corrupt => match self.damage {
                     Some(damage) => cluster.corrupt(m, damage).await?,
                     None => {
@@ -299,6 +340,16 @@ impl Fault {
             }
         }
         Ok(members)
+    }
+}
+
+fn not_a_host(action: FaultAction) -> Error {
+    Error::Procedure {
+        step: action.as_str().to_string(),
+        message: format!(
+            "`{}` acts on a whole host: target it with `host = ...`",
+            action.as_str()
+        ),
     }
 }
 
@@ -338,7 +389,7 @@ mod tests {
             .filter(|a| a.brings_members_back())
             .map(|a| a.as_str())
             .collect();
-        assert_eq!(back, ["start", "resume", "heal"]);
+        assert_eq!(back, ["start", "resume", "heal", "host-up"]);
         assert_eq!(FaultAction::Wipe.undo(), None);
     }
 

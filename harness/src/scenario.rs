@@ -20,6 +20,7 @@ macro_rules! builtin_scenarios {
 
 pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "server-b-loss",
+    "server-b-outage",
     "minority-kill",
     "quorum-loss-restart",
     "minority-partition",
@@ -228,6 +229,9 @@ pub struct RawFault {
     /// `partition`: keep the targets together, split from the rest (default for `host`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub together: Option<bool>,
+    /// `host-down`: the host's disks are lost with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wipe: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -1028,6 +1032,8 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
     }
 
     let mut faults = Vec::new();
+    // Hosts taken down by a `host-down` and not yet brought back, with the fault's index.
+    let mut down_hosts: Vec<(String, usize)> = Vec::new();
     for (i, f) in raw.faults.iter().enumerate() {
         let key = |k: &str| format!("faults[{i}].{k}");
         let action = FaultAction::parse(&f.action).ok_or_else(|| {
@@ -1137,12 +1143,60 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 "on network = \"host\" a partition splits whole hosts at the network level (the members have no Docker network of the run to be cut off): target a `host`, or members that fill whole hosts with together = true",
             ));
         }
+        if f.wipe.is_some() && action != FaultAction::HostDown {
+            return Err(c.err(key("wipe"), "`wipe` only goes with action = \"host-down\""));
+        }
+        if action.needs_host() && !matches!(target, Target::Host(_)) {
+            return Err(c.err(
+                key("host"),
+                format!(
+                    "`{}` acts on a whole host: give `host = ...` (hosts are {})",
+                    action.as_str(),
+                    topology.hosts().join(", ")
+                ),
+            ));
+        }
+        let hit_hosts: Vec<String> = match &target {
+            Target::Host(h) => vec![h.clone()],
+            Target::Members(names) => names
+                .iter()
+                .filter_map(|n| topology.member(n).map(|m| m.host.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let down_at = |host: &String| down_hosts.iter().find(|(h, _)| h == host).map(|(_, at)| *at);
+        match action {
+            FaultAction::HostUp => {
+                let host = &hit_hosts[0];
+                if down_at(host).is_none() {
+                    return Err(c.err(
+                        key("action"),
+                        format!("host `{host}` is not down here: a `host-up` follows a `host-down` of the same host"),
+                    ));
+                }
+                down_hosts.retain(|(h, _)| h != host);
+            }
+            _ => {
+                if let Some((host, at)) = hit_hosts.iter().find_map(|h| down_at(h).map(|at| (h, at))) {
+                    return Err(c.err(
+                        key("action"),
+                        format!(
+                            "host `{host}` is down since faults[{at}] (host-down): nothing on it can be acted on until a `host-up` of it comes first"
+                        ),
+                    ));
+                }
+                if action == FaultAction::HostDown {
+                    down_hosts.push((hit_hosts[0].clone(), i));
+                }
+            }
+        }
         faults.push(Fault {
             action,
             target,
             delay_ms,
             damage,
             together: action == FaultAction::Partition && together,
+            wipe: action == FaultAction::HostDown && f.wipe.unwrap_or(false),
         });
     }
 
@@ -1700,6 +1754,7 @@ impl Scenario {
                         file: f.damage.map(|d| d.file.as_str().to_string()),
                         damage: f.damage.map(|d| d.how.as_str().to_string()),
                         together: (f.action == FaultAction::Partition).then_some(f.together),
+                        wipe: (f.action == FaultAction::HostDown && f.wipe).then_some(true),
                         ..Default::default()
                     };
                     match &f.target {
@@ -1986,6 +2041,41 @@ mod tests {
     }
 
     #[test]
+    fn a_host_goes_down_and_comes_back_in_that_order_and_nothing_touches_it_between() {
+        let with = |faults: &str| parse_str(&format!("{faults}[recovery]\nprocedure = \"restart\"\n"));
+        let down = "[[faults]]\naction = \"host-down\"\nhost = \"B\"\nwipe = true\n";
+        let up = "[[faults]]\naction = \"host-up\"\nhost = \"B\"\n";
+        let s = with(&format!("{down}{up}")).unwrap();
+        assert_eq!(s.faults[0].action, FaultAction::HostDown);
+        assert!(s.faults[0].wipe);
+        assert_eq!(s.faults[1].action, FaultAction::HostUp);
+        let again = compile(s.to_raw(), Path::new("scenarios/test.toml")).unwrap();
+        assert_eq!(again.faults, s.faults);
+        let cases = [
+            (
+                "[[faults]]\naction = \"host-down\"\nmembers = [\"etcd3\"]\n".to_string(),
+                "faults[0].host",
+            ),
+            (up.to_string(), "is not down here"),
+            (
+                format!("{down}[[faults]]\naction = \"start\"\nmembers = [\"etcd4\"]\n"),
+                "host `B` is down since faults[0]",
+            ),
+            (format!("{down}{down}"), "faults[1].action"),
+            (
+                "[[faults]]\naction = \"kill\"\nhost = \"B\"\nwipe = true\n".to_string(),
+                "faults[0].wipe",
+            ),
+        ];
+        for (faults, expected) in cases {
+            let e = with(&faults).unwrap_err().to_string();
+            assert!(e.contains(expected), "{faults}: {e}");
+        }
+        // A host down without a host-up stays down for the recovery; the other host is free.
+        with(&format!("{down}[[faults]]\naction = \"kill\"\nmembers = [\"etcd1\"]\n")).unwrap();
+    }
+
+    #[test]
     fn a_toml_error_shows_line_column_and_the_line() {
         let e = parse_str("name = \"x\"\n[workload]\nwriters = \"four\"\n").unwrap_err();
         let text = e.to_string();
@@ -2125,11 +2215,12 @@ mod tests {
 
     fn arb_scenario() -> impl Strategy<Value = Scenario> {
         let fault = (
-            // fill-quota goes with quota-recovery only; its own test covers it.
+            // fill-quota goes with quota-recovery only, and host-down and host-up with
+            // a host and with each other; their own tests cover them.
             proptest::sample::select(
                 FaultAction::ALL
                     .into_iter()
-                    .filter(|a| *a != FaultAction::FillQuota)
+                    .filter(|a| *a != FaultAction::FillQuota && !a.needs_host())
                     .collect::<Vec<_>>(),
             ),
             arb_target(5),
@@ -2152,6 +2243,7 @@ mod tests {
                     },
                 }),
                 together: action == FaultAction::Partition && delay_ms % 5 == 0,
+                wipe: false,
             });
         (
             "[a-z][a-z0-9-]{0,15}",

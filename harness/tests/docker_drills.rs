@@ -1879,6 +1879,7 @@ fn main() {
         ),
         Trial::test("minority_kill", minority_kill),
         Trial::test("server_b_loss_on_two_hosts", two_hosts::server_b_loss_on_two_hosts),
+        Trial::test("server_b_outage_on_two_hosts", two_hosts::server_b_outage_on_two_hosts),
         Trial::test(
             "member_data_loss_on_two_hosts",
             two_hosts::member_data_loss_on_two_hosts,

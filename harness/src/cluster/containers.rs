@@ -20,6 +20,7 @@ impl Cluster {
     /// Creates a member's container and, with TLS on, puts its certificates into it.
     pub async fn create_member_container(&self, spec: &ContainerSpec) -> Result<()> {
         let member = member_of(spec);
+        self.refuse_on_down_host(member, "create the container of")?;
         let docker = self.docker_of(member);
         docker.create_container(spec, &self.run_id).await?;
         if let Some(tls) = &self.tls {

@@ -2,7 +2,8 @@
 //! the queries and waits on them, and the files that act on it: `containers` (member
 //! container specs and launches), `verbs` (the Docker-level verbs faults use), `membership`
 //! (the runbook's member remove/add/recreate/purge steps), `commands` (every step recorded
-//! as the command an operator would type) and `image` (what the cluster runs).
+//! as the command an operator would type), `netsplit` and `host_outage` (faults of whole
+//! hosts) and `image` (what the cluster runs).
 
 mod auth;
 pub mod backend;
@@ -10,6 +11,7 @@ mod commands;
 mod containers;
 pub mod damage;
 pub mod flavor;
+mod host_outage;
 mod image;
 mod membership;
 mod netsplit;
@@ -93,6 +95,8 @@ pub struct Cluster {
     pub clock: Clock,
     /// Where every step's command goes as it finishes.
     pub commands: CommandSink,
+    /// Hosts a `host-down` took down and no `host-up` brought back yet.
+    pub down_hosts: Vec<String>,
 }
 
 /// Why etcd stopped, from a member's log: the cause (the first line logged at error level;
@@ -375,6 +379,7 @@ impl Cluster {
             members,
             clock,
             commands,
+            down_hosts: Vec::new(),
         };
         if !host_networking {
             cluster.record(
@@ -473,12 +478,13 @@ impl Cluster {
     /// Names of the members whose container is running, in topology order.
     pub async fn running(&self) -> Result<Vec<String>> {
         let containers: Vec<String> = self.members.iter().map(|m| self.container_name(&m.spec.name)).collect();
-        let checks = join_all(
-            self.members
-                .iter()
-                .zip(&containers)
-                .map(|(m, c)| self.docker_of(&m.spec.name).is_running(c)),
-        )
+        // Nothing runs on a downed host, and its daemon is not asked.
+        let checks = join_all(self.members.iter().zip(&containers).map(|(m, c)| async move {
+            match self.down_hosts.contains(&m.spec.host) {
+                true => Ok(false),
+                false => self.docker_of(&m.spec.name).is_running(c).await,
+            }
+        }))
         .await;
         let mut running = Vec::new();
         for (m, r) in self.members.iter().zip(checks) {

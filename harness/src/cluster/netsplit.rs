@@ -2,7 +2,8 @@
 //! (`docker::netfault`) runs on one side's hosts and drops the peer traffic between the
 //! two sides' addresses, both ways; every member keeps running and keeps its client port.
 //! On a bridge network the same faults cut members off the run's peer network instead
-//! (`verbs`); this is the one place where that differs.
+//! (`verbs`); this is the one place where that differs. Also the tool's start and stop,
+//! which a downed host (`host_outage`) uses too.
 
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,10 @@ impl Cluster {
             })
             .collect();
         for (host, rules) in &plans {
-            self.start_split(host, rules, &there).await?;
+            let name = format!("etcd-drill-{}{SPLIT_MARK}{host}", self.run_id);
+            let step = format!("split host {host} from {} at the network level", there.join(", "));
+            self.start_netfault(host, &name, &rules.script(), &rules.iptables_args(true), step)
+                .await?;
         }
         for name in cut {
             self.member_mut(name)?.partitioned = true;
@@ -88,14 +92,22 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts the tool on `host` with `rules` and waits until it says they are in place.
-    async fn start_split(&mut self, host: &str, rules: &SplitRules, there: &[String]) -> Result<()> {
+    /// Starts the network-fault tool as container `name` on `host` with `script`, waits
+    /// until it says its rules (`rules`, the iptables arguments it inserts, shown in the
+    /// runbook) are in place, and records the step as `step`.
+    pub(super) async fn start_netfault(
+        &mut self,
+        host: &str,
+        name: &str,
+        script: &str,
+        rules: &[Vec<String>],
+        step: String,
+    ) -> Result<()> {
         let started = Instant::now();
-        let name = format!("etcd-drill-{}{SPLIT_MARK}{host}", self.run_id);
         let spec = ContainerSpec {
-            name: name.clone(),
+            name: name.to_string(),
             image: NETFAULT_IMAGE.into(),
-            cmd: vec![rules.script()],
+            cmd: vec![script.to_string()],
             labels: vec![(ROLE_LABEL.into(), "netfault".into())],
             host_network: true,
             cap_add: vec!["NET_ADMIN".into()],
@@ -104,20 +116,20 @@ impl Cluster {
         let docker = self.hosts.of(host).clone();
         let result = async {
             docker.create_container(&spec, &self.run_id).await?;
-            docker.start(&name).await?;
+            docker.start(name).await?;
             Wait::new(
-                format!("the split of host {host} to be in place"),
+                format!("the network-fault tool on host {host} to put its rules in place"),
                 Duration::from_millis(100),
                 Duration::from_secs(20),
             )
             .until(|| async {
-                let (out, err) = docker.logs(&name).await.unwrap_or_default();
+                let (out, err) = docker.logs(name).await.unwrap_or_default();
                 if out.contains(RULES_IN_PLACE) {
                     return Seen::Ready(Ok(()));
                 }
-                match docker.is_running(&name).await {
+                match docker.is_running(name).await {
                     Ok(false) => Seen::Ready(Err(Error::Procedure {
-                        step: format!("split host {host} from {}", there.join(", ")),
+                        step: step.clone(),
                         message: format!("the network-fault tool ended without its rules: {}", err.trim()),
                     })),
                     _ => Seen::NotYet("the tool has not said its rules are in place".to_string()),
@@ -127,59 +139,59 @@ impl Cluster {
             .map_err(Error::from)?
         }
         .await;
-        let rule_lines: Vec<String> = rules
-            .iptables_args(true)
-            .iter()
-            .map(|a| format!("iptables -w {}", a.join(" ")))
-            .collect();
+        let rule_lines: Vec<String> = rules.iter().map(|a| format!("iptables -w {}", a.join(" "))).collect();
         let command = self.on_host_named(
             host,
             format!(
                 "docker run -d --name {name} --network host --cap-add NET_ADMIN {NETFAULT_IMAGE} '{}'   # on host {host}: {}",
-                rules.script().replace('\n', " "),
+                script.replace('\n', " "),
                 rule_lines.join("; ")
             ),
         );
-        self.record(
-            format!("split host {host} from {} at the network level", there.join(", ")),
-            command,
-            started,
-            result.is_ok(),
-        );
+        self.record(step, command, started, result.is_ok());
         result
+    }
+
+    /// Stops the network-fault tool `name` on `host` if it is there (its rules go with
+    /// it), removes it, and records `step`; false when there was none. The tool must end
+    /// with exit code 0, or its rules may still be in place.
+    pub(super) async fn stop_netfault(&mut self, host: &str, name: &str, step: String) -> Result<bool> {
+        let started = Instant::now();
+        let docker = self.hosts.of(host).clone();
+        let exists = docker.is_running(name).await? || docker.exit_code(name).await?.is_some();
+        if !exists {
+            return Ok(false);
+        }
+        docker.stop(name, 10).await?;
+        let code = docker.exit_code(name).await?;
+        let (_, err) = docker.logs(name).await.unwrap_or_default();
+        docker.remove_container(name).await?;
+        let ok = code == Some(0);
+        self.record(
+            step.clone(),
+            self.on_host_named(
+                host,
+                format!("docker stop {name} && docker rm {name}   # its rules go with it"),
+            ),
+            started,
+            ok,
+        );
+        match ok {
+            true => Ok(true),
+            false => Err(Error::Procedure {
+                step,
+                message: format!("the network-fault tool ended with {code:?}: {}", err.trim()),
+            }),
+        }
     }
 
     /// Takes every split of the run out: each tool is stopped, which removes its rules,
     /// and must end with exit code 0. Members are no longer partitioned.
     pub async fn heal_splits(&mut self) -> Result<()> {
-        let started = Instant::now();
         for host in self.topology.hosts() {
             let name = format!("etcd-drill-{}{SPLIT_MARK}{host}", self.run_id);
-            let docker = self.hosts.of(&host).clone();
-            let exists = docker.is_running(&name).await? || docker.exit_code(&name).await?.is_some();
-            if !exists {
-                continue; // no split on this host
-            }
-            docker.stop(&name, 10).await?;
-            let code = docker.exit_code(&name).await?;
-            let (_, err) = docker.logs(&name).await.unwrap_or_default();
-            docker.remove_container(&name).await?;
-            let ok = code == Some(0);
-            self.record(
-                format!("heal the split on host {host}"),
-                self.on_host_named(
-                    &host,
-                    format!("docker stop {name} && docker rm {name}   # its rules go with it"),
-                ),
-                started,
-                ok,
-            );
-            if !ok {
-                return Err(Error::Procedure {
-                    step: format!("heal the split on host {host}"),
-                    message: format!("the network-fault tool ended with {code:?}: {}", err.trim()),
-                });
-            }
+            self.stop_netfault(&host, &name, format!("heal the split on host {host}"))
+                .await?;
         }
         for member in &mut self.members {
             member.partitioned = false;

@@ -36,6 +36,7 @@ impl Cluster {
     /// running member asked to lose its newest raft snapshot file is first given the time
     /// to write one (up to a minute), so that the fault is certain on a slow machine.
     pub async fn corrupt(&mut self, name: &str, damage: Damage) -> Result<()> {
+        self.refuse_on_down_host(name, "corrupt")?;
         let container = self.container_name(name);
         if self.docker_of(name).is_running(&container).await? {
             if damage.file == DamagedFile::Snap {
@@ -142,6 +143,9 @@ impl Cluster {
 
     /// SIGKILLs several members at once, as when a host dies.
     pub async fn kill_all(&mut self, names: &[String]) -> Result<()> {
+        for name in names {
+            self.refuse_on_down_host(name, "kill")?;
+        }
         let started = Instant::now();
         let containers: Vec<String> = names.iter().map(|n| self.container_name(n)).collect();
         let results = join_all(
@@ -161,6 +165,7 @@ impl Cluster {
 
     /// Runs one container-level verb on a member and records it as its docker command.
     async fn container_verb(&mut self, name: &str, verb: ContainerVerb) -> Result<()> {
+        self.refuse_on_down_host(name, verb.word())?;
         let started = Instant::now();
         let container = self.container_name(name);
         let (result, command) = match verb {
@@ -231,6 +236,7 @@ impl Cluster {
     /// Cuts the member off the peer network; its client port stays reachable.
     pub async fn partition(&mut self, name: &str) -> Result<()> {
         self.refuse_on_host_networking("partition")?;
+        self.refuse_on_down_host(name, "partition")?;
         let started = Instant::now();
         let container = self.container_name(name);
         let result = self
@@ -253,6 +259,7 @@ impl Cluster {
                 false => Ok(()),
             };
         }
+        self.refuse_on_down_host(name, "heal")?;
         let started = Instant::now();
         let container = self.container_name(name);
         let member = self.member(name)?;
@@ -275,6 +282,7 @@ impl Cluster {
     /// Destroys the member's container and data volume, and prepares an empty volume for
     /// whatever brings the member back.
     pub async fn wipe(&mut self, name: &str) -> Result<()> {
+        self.refuse_on_down_host(name, "wipe")?;
         let started = Instant::now();
         let container = self.container_name(name);
         let generation = self.member(name)?.volume_generation;

@@ -1,9 +1,12 @@
-//! The network-fault tool: a partition between hosts on host networking, where members
-//! have no Docker network of the run to be cut off. A container of the tool image runs on
-//! one side's host (`--network host`, `NET_ADMIN`), puts iptables rules in place that drop
-//! the peer traffic between that host's address and the other side's (both ways, clients
-//! still reach every member), and takes them out again when it is stopped (`heal`, the
-//! run's cleanup and the watchdog stop it before removing it).
+//! The network-fault tool: a partition between hosts, or a downed host, on host
+//! networking, where members have no Docker network of the run to be cut off. A container
+//! of the tool image runs on a host (`--network host`, `NET_ADMIN`), puts iptables rules
+//! in place, and takes them out again when it is stopped (`heal`, `host-up`, the run's
+//! cleanup and the watchdog stop it before removing it). A split ([`SplitRules`]) drops
+//! the peer traffic between that host's address and the other side's, both ways (clients
+//! still reach every member); a downed host ([`BlackholeRules`]) drops every packet to or
+//! from its members' ports on its address, so that peers and clients time out on it as on
+//! a machine that is off, instead of being refused by its live kernel.
 //!
 //! The image (`etcd-drill/netfault`) is built FROM scratch from this machine's own
 //! iptables (the legacy backend's multi-call binary, the libraries `ldd` lists and the
@@ -81,30 +84,92 @@ impl SplitRules {
         rules
     }
 
-    /// The tool's shell script: put the rules in, say so, wait to be stopped (or for
-    /// [`SPLIT_MAX_SECONDS`]), take them out.
+    /// The tool's shell script for these rules (see [`tool_script`]).
     pub fn script(&self) -> String {
-        let lines = |insert: bool| {
-            self.iptables_args(insert)
-                .iter()
-                .map(|args| format!("iptables -w {}", args.join(" ")))
-                .collect::<Vec<_>>()
-        };
-        let remove = lines(false)
-            .iter()
-            .map(|l| format!("{l} 2>/dev/null"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        format!(
-            "remove() {{ {remove}; }}\n\
-             trap 'remove; exit 0' TERM INT\n\
-             {} || {{ remove; exit 1; }}\n\
-             echo '{RULES_IN_PLACE}'\n\
-             sleep {SPLIT_MAX_SECONDS} & wait $!\n\
-             remove\n",
-            lines(true).join(" && ")
-        )
+        tool_script(&self.iptables_args(true), &self.iptables_args(false))
     }
+}
+
+/// The traffic a downed host drops: everything to or from its members' client and peer
+/// ports on its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlackholeRules {
+    /// The host's address.
+    pub address: String,
+    /// Its members' client and peer ports.
+    pub ports: Vec<u16>,
+    /// The comment every rule carries (`etcd-drill-<run>`).
+    pub tag: String,
+}
+
+impl BlackholeRules {
+    /// The iptables arguments (after `iptables -w`) that put the rules in (`-I`) or take
+    /// them out (`-D`): TCP packets coming in to one of the ports on the address, and going
+    /// out from one. Traffic to the host's other services (its Docker daemon, ssh) passes.
+    pub fn iptables_args(&self, insert: bool) -> Vec<Vec<String>> {
+        let verb = if insert { "-I" } else { "-D" };
+        let mut ports = self.ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        let ports = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+        [("INPUT", "-d", "--dports"), ("OUTPUT", "-s", "--sports")]
+            .iter()
+            .map(|(chain, direction, match_ports)| {
+                [
+                    verb,
+                    chain,
+                    direction,
+                    &self.address,
+                    "-p",
+                    "tcp",
+                    "-m",
+                    "multiport",
+                    match_ports,
+                    &ports,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    &self.tag,
+                    "-j",
+                    "DROP",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+            })
+            .collect()
+    }
+
+    /// The tool's shell script for these rules (see [`tool_script`]).
+    pub fn script(&self) -> String {
+        tool_script(&self.iptables_args(true), &self.iptables_args(false))
+    }
+}
+
+/// The tool's shell script: put the rules in (`insert`), say so, wait to be stopped (or
+/// for [`SPLIT_MAX_SECONDS`]), take them out (`remove`); a rule that cannot be put in takes
+/// out those that were and ends the tool with exit code 1.
+pub fn tool_script(insert: &[Vec<String>], remove: &[Vec<String>]) -> String {
+    let lines = |rules: &[Vec<String>]| {
+        rules
+            .iter()
+            .map(|args| format!("iptables -w {}", args.join(" ")))
+            .collect::<Vec<_>>()
+    };
+    let remove = lines(remove)
+        .iter()
+        .map(|l| format!("{l} 2>/dev/null"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
+        "remove() {{ {remove}; }}\n\
+         trap 'remove; exit 0' TERM INT\n\
+         {} || {{ remove; exit 1; }}\n\
+         echo '{RULES_IN_PLACE}'\n\
+         sleep {SPLIT_MAX_SECONDS} & wait $!\n\
+         remove\n",
+        lines(insert).join(" && ")
+    )
 }
 
 /// Builds the tool image ([`NETFAULT_IMAGE`]) from this machine's iptables and Debian's
@@ -247,5 +312,25 @@ mod tests {
         assert!(script.contains(RULES_IN_PLACE));
         assert!(script.trim_end().ends_with("remove"), "{script}");
         assert_eq!(script.matches("iptables -w -D").count(), 2);
+    }
+
+    #[test]
+    fn a_downed_host_drops_its_members_ports_on_its_address_and_nothing_else() {
+        let rules = BlackholeRules {
+            address: "10.231.1.2".into(),
+            ports: vec![4379, 2379, 2380, 3379, 3380, 4380],
+            tag: "etcd-drill-ab12cd34".into(),
+        };
+        let lines: Vec<String> = rules.iptables_args(true).iter().map(|a| a.join(" ")).collect();
+        assert_eq!(
+            lines,
+            [
+                "-I INPUT -d 10.231.1.2 -p tcp -m multiport --dports 2379,2380,3379,3380,4379,4380 -m comment --comment etcd-drill-ab12cd34 -j DROP",
+                "-I OUTPUT -s 10.231.1.2 -p tcp -m multiport --sports 2379,2380,3379,3380,4379,4380 -m comment --comment etcd-drill-ab12cd34 -j DROP",
+            ]
+        );
+        let script = rules.script();
+        assert_eq!(script.matches("iptables -w -D").count(), 2, "{script}");
+        assert!(script.contains("trap 'remove; exit 0' TERM INT"));
     }
 }

@@ -556,6 +556,31 @@ impl Drill<'_> {
         self.cluster.as_mut().expect("the cluster exists once created")
     }
 
+    /// Is the cluster still writable? A put with a short timeout on every survivor,
+    /// retried for a few seconds to ride out an election. Not asked when a fault keeps
+    /// every member up and refusing writes (a full quota): quorum is not in question.
+    async fn probe_quorum(&mut self, facts: &mut RecoveryFacts) {
+        let refuses_with_quorum = self
+            .scenario
+            .faults
+            .iter()
+            .any(|f| f.action.disrupts() && !f.action.takes_members_down());
+        if refuses_with_quorum {
+            return;
+        }
+        let window = Duration::from_millis(3_000);
+        let writable = self
+            .cluster_ref()
+            .probe_writable(window, Duration::from_millis(1_000))
+            .await
+            .is_some();
+        facts.quorum_lost = Some(!writable);
+        self.emitter.emit(Event::QuorumProbed {
+            at_ms: self.clock.now_ms(),
+            writable,
+        });
+    }
+
     /// Warm-up, faults, quorum probe, outage, procedure, health. Returns the moments it
     /// lived through and what the recovery produced; the figures come from them and the
     /// ledger once the writers have stopped.
@@ -581,6 +606,11 @@ impl Drill<'_> {
         self.commands.enter("fault");
         for fault in &scenario.faults {
             tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+            if fault.action.brings_members_back() && moments.fault_began_ms.is_some() && facts.quorum_lost.is_none() {
+                // Whether quorum held is asked while the faults hold, before one is undone
+                // (a host coming back, say).
+                self.probe_quorum(&mut facts).await;
+            }
             let cluster = self.cluster_ref();
             let running = cluster.running().await?;
             let leader = if matches!(fault.target, Target::Leader | Target::Followers { .. }) {
@@ -637,25 +667,8 @@ impl Drill<'_> {
             });
         }
 
-        // Is the cluster still writable? A put with a short timeout on every survivor,
-        // retried for a few seconds to ride out an election. Not asked when a fault keeps
-        // every member up and refusing writes (a full quota): quorum is not in question.
-        let refuses_with_quorum = scenario
-            .faults
-            .iter()
-            .any(|f| f.action.disrupts() && !f.action.takes_members_down());
-        if !refuses_with_quorum {
-            let window = Duration::from_millis(3_000);
-            let writable = self
-                .cluster_ref()
-                .probe_writable(window, Duration::from_millis(1_000))
-                .await
-                .is_some();
-            facts.quorum_lost = Some(!writable);
-            self.emitter.emit(Event::QuorumProbed {
-                at_ms: self.clock.now_ms(),
-                writable,
-            });
+        if facts.quorum_lost.is_none() {
+            self.probe_quorum(&mut facts).await;
         }
 
         let fault_at_ms = moments.fault_at_ms();

@@ -72,7 +72,7 @@ fn two_host_drill(scenario: &str, seed: u64, images: Images) -> Result<(DrillRep
     })?;
     common_assertions(&report, out.path())?;
     members_on_their_hosts(&report)?;
-    runbook_names_host_b(out.path())?;
+    runbook_names_host_b(&report, out.path())?;
     // Nothing of the run on either daemon.
     assert_no_objects(Some(&report.run_id))?;
     let left = lab.labelled()?;
@@ -136,12 +136,17 @@ fn members_on_their_hosts(report: &DrillReport) -> TestResult {
     })
 }
 
-/// Every command of runbook.sh that acts on a member of host B (or on its split) names B's
-/// daemon.
-fn runbook_names_host_b(out: &Path) -> TestResult {
+/// Every command of runbook.sh, and of the report's fault steps, that acts on a member of
+/// host B (or on its split or outage) names B's daemon; there is at least one.
+fn runbook_names_host_b(report: &DrillReport, out: &Path) -> TestResult {
     let runbook = std::fs::read_to_string(out.join("runbook.sh"))?;
+    let fault_steps = report
+        .commands
+        .iter()
+        .filter(|c| c.phase == "fault")
+        .map(|c| format!("{}\n{}\n", c.step, c.command));
     let mut on_b = 0;
-    for step in runbook.split("\n# Step ").skip(1) {
+    for step in runbook.split("\n# Step ").skip(1).map(String::from).chain(fault_steps) {
         let on_b_objects = ["etcd3", "etcd4", "etcd5"]
             .iter()
             .any(|m| step.contains(&format!("-{m} ")) || step.contains(&format!("-{m}-r")))
@@ -155,16 +160,60 @@ fn runbook_names_host_b(out: &Path) -> TestResult {
             on_b += 1;
         }
     }
-    ensure(on_b > 0, || format!("no step of runbook.sh acts on host B:\n{runbook}"))
+    ensure(on_b > 0, || format!("no step acts on host B:\n{runbook}"))
 }
 
 /// Server B really dies: its daemon's three members are SIGKILLed and their volumes
-/// removed; the cluster is restored from etcd1's snapshot across both daemons.
+/// removed, and its address stops answering on their ports until the replacement is up;
+/// the cluster is restored from etcd1's snapshot across both daemons.
 pub fn server_b_loss_on_two_hosts() -> TestResult {
     let (report, _out) = two_host_drill("server-b-loss", 91, Images::LoadedByTheLab)?;
     ensure(report.recovery.rto_ms.is_some(), || "no RTO in the report".into())?;
     ensure(report.data.lost_acked_writes <= 200, || {
         format!("{} acknowledged writes lost", report.data.lost_acked_writes)
+    })?;
+    host_b_went_down_and_came_back(&report)
+}
+
+/// The runbook's fault steps took host B off the network and put it back: the tool's
+/// rules dropped B's member ports on its address, a connection to it timed out, and the
+/// tool was stopped (its rules with it) when B came up.
+fn host_b_went_down_and_came_back(report: &DrillReport) -> TestResult {
+    let step = |label: &str| report.commands.iter().find(|c| c.step.contains(label));
+    let down = step("make host B unreachable").ok_or("no step took host B off the network")?;
+    ensure(
+        down.ok
+            && down.command.contains(&format!(
+                "-d {LAB_ADDRESS} -p tcp -m multiport --dports 2379,2380,3379,3380,4379,4380"
+            )),
+        || format!("host B's unreachable step: {down:?}"),
+    )?;
+    let checked = step("check that host B is unreachable").ok_or("host B's unreachability was not checked")?;
+    ensure(checked.ok, || format!("host B was still reachable: {checked:?}"))?;
+    let up = step("host B is reachable again").ok_or("host B was not brought back")?;
+    ensure(up.ok, || format!("host B's tool did not end cleanly: {up:?}"))
+}
+
+/// Server B loses power for ten seconds and comes back with its data: unreachable while
+/// down (a connection to it times out), its members started again by the host's return,
+/// nothing acknowledged lost.
+pub fn server_b_outage_on_two_hosts() -> TestResult {
+    let (report, _out) = two_host_drill("server-b-outage", 95, Images::LoadedByTheLab)?;
+    ensure(report.recovery.quorum_lost == Some(true), || {
+        "host B's outage did not cost quorum".into()
+    })?;
+    ensure(report.data.lost_acked_writes == 0, || {
+        format!("{} acknowledged writes lost", report.data.lost_acked_writes)
+    })?;
+    host_b_went_down_and_came_back(&report)?;
+    let started: Vec<&str> = report
+        .commands
+        .iter()
+        .filter(|c| c.phase == "fault" && c.command.contains("docker start"))
+        .map(|c| c.command.as_str())
+        .collect();
+    ensure(started.len() == 3, || {
+        format!("host B's return should start its three members: {started:?}")
     })
 }
 
