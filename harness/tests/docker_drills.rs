@@ -267,6 +267,52 @@ fn minority_kill() -> TestResult {
     ensure(killed.len() == 2, || format!("expected two kills, got {killed:?}"))
 }
 
+/// Host B down for ten seconds and back with its data, on one daemon: quorum lost, the
+/// host's return starts its three members, nothing acknowledged lost.
+fn server_b_outage() -> TestResult {
+    let (report, out) = run_scenario("server-b-outage", 16)?;
+    common_assertions(&report, out.path())?;
+    ensure(report.recovery.quorum_lost == Some(true), || {
+        "host B's outage did not cost quorum".into()
+    })?;
+    let fault_steps: Vec<&str> = report
+        .commands
+        .iter()
+        .filter(|c| c.phase == "fault")
+        .map(|c| c.step.as_str())
+        .collect();
+    ensure(
+        fault_steps
+            == [
+                "kill etcd3",
+                "kill etcd4",
+                "kill etcd5",
+                "start etcd3",
+                "start etcd4",
+                "start etcd5",
+            ],
+        || format!("fault steps: {fault_steps:?}"),
+    )
+}
+
+/// A recovery that needs a host that is still down is refused with the host's name, and
+/// the run's objects still go.
+fn a_downed_host_refuses_the_recovery_until_it_is_up() -> TestResult {
+    let (_, text) = scenario::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "server-b-outage")
+        .ok_or("no built-in server-b-outage")?;
+    let up = "[[faults]]\naction = \"host-up\"\nhost = \"B\"\ndelay_ms = 10000\n";
+    let stays_down = text.replace(up, "");
+    ensure(stays_down != *text, || "the scenario has no host-up to drop".into())?;
+    let (report, _out) = run_scenario(&stays_down, 17)?;
+    let error = report.error.clone().unwrap_or_default();
+    ensure(
+        error.contains("start etcd3") && error.contains("host B is down (`host-down`)"),
+        || format!("the recovery was not refused for host B: {error:?}"),
+    )
+}
+
 fn quorum_loss_restart() -> TestResult {
     let (report, out) = run_scenario("quorum-loss-restart", 12)?;
     common_assertions(&report, out.path())?;
@@ -1909,6 +1955,11 @@ fn main() {
         ),
         Trial::test("quorum_loss_restart", quorum_loss_restart),
         Trial::test("server_b_loss", server_b_loss),
+        Trial::test("server_b_outage", server_b_outage),
+        Trial::test(
+            "a_downed_host_refuses_the_recovery_until_it_is_up",
+            a_downed_host_refuses_the_recovery_until_it_is_up,
+        ),
         Trial::test("minority_kill_on_3_4_23", images::minority_kill_on_3_4_23),
         Trial::test("quorum_loss_restart_on_3_4_23", images::quorum_loss_restart_on_3_4_23),
         Trial::test("server_b_loss_as_uid_1001", images::server_b_loss_as_uid_1001),

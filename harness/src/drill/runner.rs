@@ -605,12 +605,15 @@ impl Drill<'_> {
         let mut down: Vec<String> = Vec::new();
         self.commands.enter("fault");
         for fault in &scenario.faults {
-            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+            let mut delay = Duration::from_millis(fault.delay_ms);
             if fault.action.brings_members_back() && moments.fault_began_ms.is_some() && facts.quorum_lost.is_none() {
                 // Whether quorum held is asked while the faults hold, before one is undone
-                // (a host coming back, say).
+                // (a host coming back, say), within the delay before the undo.
+                let probing = std::time::Instant::now();
                 self.probe_quorum(&mut facts).await;
+                delay = delay.saturating_sub(probing.elapsed());
             }
+            tokio::time::sleep(delay).await;
             let cluster = self.cluster_ref();
             let running = cluster.running().await?;
             let leader = if matches!(fault.target, Target::Leader | Target::Followers { .. }) {
