@@ -710,6 +710,31 @@ struct RawHostsFile {
 /// the same drill on other hosts (two real servers, the two-host lab). Errors name the
 /// hosts file and the key; TLS file paths are taken relative to it.
 pub fn with_hosts_file(scenario: &Scenario, path: &Path) -> Result<Scenario> {
+    let hosts = read_hosts_file(path)?;
+    let mut raw = scenario.to_raw();
+    raw.hosts = hosts.hosts;
+    compile(raw, path)
+}
+
+/// The Docker daemons a hosts file names (`etcd-drill clean --hosts FILE`), each once, in
+/// the order of its hosts; the harness's own daemon is not among them. Errors name the
+/// file and the key.
+pub fn hosts_file_daemons(path: &Path) -> Result<Vec<crate::topology::DockerEndpoint>> {
+    let hosts = read_hosts_file(path)?;
+    let c = Compiler { path };
+    let mut daemons: Vec<crate::topology::DockerEndpoint> = Vec::new();
+    for (name, h) in &hosts.hosts {
+        if let Some(endpoint) = compile_endpoint(&c, name, h, path)? {
+            if !daemons.iter().any(|d| d.url == endpoint.url) {
+                daemons.push(endpoint);
+            }
+        }
+    }
+    Ok(daemons)
+}
+
+/// Reads a file of `[hosts.NAME]` tables; at least one must be there.
+fn read_hosts_file(path: &Path) -> Result<RawHostsFile> {
     let text = std::fs::read_to_string(path).map_err(Error::input(path))?;
     let hosts: RawHostsFile = toml::from_str(&text).map_err(|e| Error::ScenarioFile {
         path: path.to_path_buf(),
@@ -724,9 +749,7 @@ pub fn with_hosts_file(scenario: &Scenario, path: &Path) -> Result<Scenario> {
                     .into(),
         });
     }
-    let mut raw = scenario.to_raw();
-    raw.hosts = hosts.hosts;
-    compile(raw, path)
+    Ok(hosts)
 }
 
 /// Parses and validates scenario text; `path` is only used to name the file in errors
@@ -800,13 +823,73 @@ impl Compiler<'_> {
 /// Turns the raw file into a validated scenario.
 /// Checks the `[hosts.NAME]` tables against the members and gives the members their
 /// addresses and ports. Paths of TLS files are taken relative to the scenario file.
+/// The Docker daemon of host `name` (`h.docker` with its TLS files, relative to the file
+/// at `path`), or `None` for the harness's own daemon.
+fn compile_endpoint(
+    c: &Compiler,
+    name: &str,
+    h: &RawHost,
+    path: &Path,
+) -> Result<Option<crate::topology::DockerEndpoint>> {
+    use crate::topology::{DockerEndpoint, DockerTls};
+    let key = |field: &str| format!("hosts.{name}.{field}");
+    let relative = |p: &str| -> std::path::PathBuf {
+        let p = std::path::PathBuf::from(p);
+        match (p.is_relative(), path.parent()) {
+            (true, Some(dir)) => dir.join(p),
+            _ => p,
+        }
+    };
+    let tls = match (&h.tls_ca, &h.tls_cert, &h.tls_key) {
+        (None, None, None) => None,
+        (Some(ca), Some(cert), Some(key_file)) => Some(DockerTls {
+            ca: relative(ca),
+            cert: relative(cert),
+            key: relative(key_file),
+        }),
+        _ => return Err(c.err(key("tls_ca"), "give all three of tls_ca, tls_cert and tls_key, or none")),
+    };
+    let docker = match h.docker.as_deref() {
+        None if tls.is_some() => return Err(c.err(key("docker"), "TLS files given without a `tcp://` daemon")),
+        None => None,
+        Some(url) if url.starts_with("unix://") && url.len() > "unix://".len() => {
+            if tls.is_some() {
+                return Err(c.err(key("tls_ca"), "a `unix://` socket takes no TLS files"));
+            }
+            Some(DockerEndpoint { url: url.into(), tls: None })
+        }
+        Some(url) if url.starts_with("tcp://") => match tls {
+            None => {
+                return Err(c.err(
+                    key("docker"),
+                    format!("`{url}`: a daemon on TCP needs TLS client certificates (tls_ca, tls_cert, tls_key); an open Docker port gives root to anyone who reaches it"),
+                ))
+            }
+            Some(ref t) => Some(DockerEndpoint { url: url.into(), tls: Some(t.clone()) }),
+        },
+        Some(url) if url.starts_with("ssh://") => {
+            return Err(c.err(
+                key("docker"),
+                format!("`{url}`: the harness's Docker client cannot speak ssh; forward the remote socket (ssh -nNT -L /tmp/{name}.sock:/var/run/docker.sock {}) and write docker = \"unix:///tmp/{name}.sock\"", &url["ssh://".len()..]),
+            ))
+        }
+        Some(url) => {
+            return Err(c.err(
+                key("docker"),
+                format!("`{url}`: write unix:///path/to/docker.sock or tcp://host:port"),
+            ))
+        }
+    };
+    Ok(docker)
+}
+
 fn compile_hosts(
     c: &Compiler,
     raw: &std::collections::BTreeMap<String, RawHost>,
     members: Vec<MemberSpec>,
     path: &Path,
 ) -> Result<Topology> {
-    use crate::topology::{DockerEndpoint, DockerTls, HostSpec, NetworkMode};
+    use crate::topology::{HostSpec, NetworkMode};
     if raw.is_empty() {
         return Ok(Topology::new(members));
     }
@@ -838,53 +921,7 @@ fn compile_hosts(
                 _ => return Err(c.err(key("address"), format!("`{a}` is not an IP address members can be reached on"))),
             },
         };
-        let relative = |p: &str| -> std::path::PathBuf {
-            let p = std::path::PathBuf::from(p);
-            match (p.is_relative(), path.parent()) {
-                (true, Some(dir)) => dir.join(p),
-                _ => p,
-            }
-        };
-        let tls = match (&h.tls_ca, &h.tls_cert, &h.tls_key) {
-            (None, None, None) => None,
-            (Some(ca), Some(cert), Some(key_file)) => Some(DockerTls {
-                ca: relative(ca),
-                cert: relative(cert),
-                key: relative(key_file),
-            }),
-            _ => return Err(c.err(key("tls_ca"), "give all three of tls_ca, tls_cert and tls_key, or none")),
-        };
-        let docker = match h.docker.as_deref() {
-            None if tls.is_some() => return Err(c.err(key("docker"), "TLS files given without a `tcp://` daemon")),
-            None => None,
-            Some(url) if url.starts_with("unix://") && url.len() > "unix://".len() => {
-                if tls.is_some() {
-                    return Err(c.err(key("tls_ca"), "a `unix://` socket takes no TLS files"));
-                }
-                Some(DockerEndpoint { url: url.into(), tls: None })
-            }
-            Some(url) if url.starts_with("tcp://") => match tls {
-                None => {
-                    return Err(c.err(
-                        key("docker"),
-                        format!("`{url}`: a daemon on TCP needs TLS client certificates (tls_ca, tls_cert, tls_key); an open Docker port gives root to anyone who reaches it"),
-                    ))
-                }
-                Some(ref t) => Some(DockerEndpoint { url: url.into(), tls: Some(t.clone()) }),
-            },
-            Some(url) if url.starts_with("ssh://") => {
-                return Err(c.err(
-                    key("docker"),
-                    format!("`{url}`: the harness's Docker client cannot speak ssh; forward the remote socket (ssh -nNT -L /tmp/{name}.sock:/var/run/docker.sock {}) and write docker = \"unix:///tmp/{name}.sock\"", &url["ssh://".len()..]),
-                ))
-            }
-            Some(url) => {
-                return Err(c.err(
-                    key("docker"),
-                    format!("`{url}`: write unix:///path/to/docker.sock or tcp://host:port"),
-                ))
-            }
-        };
+        let docker = compile_endpoint(c, name, h, path)?;
         hosts.push(HostSpec {
             name: name.clone(),
             docker,

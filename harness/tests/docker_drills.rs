@@ -1927,6 +1927,10 @@ fn main() {
         Trial::test("server_b_loss_on_two_hosts", two_hosts::server_b_loss_on_two_hosts),
         Trial::test("server_b_outage_on_two_hosts", two_hosts::server_b_outage_on_two_hosts),
         Trial::test(
+            "clean_reaches_every_daemon_of_a_hosts_file",
+            two_hosts::clean_reaches_every_daemon_of_a_hosts_file,
+        ),
+        Trial::test(
             "member_data_loss_on_two_hosts",
             two_hosts::member_data_loss_on_two_hosts,
         ),

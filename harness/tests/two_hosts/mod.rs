@@ -270,3 +270,51 @@ pub fn host_partition_on_two_hosts() -> TestResult {
         format!("{} acknowledged writes lost", report.data.lost_acked_writes)
     })
 }
+
+/// `clean --hosts FILE` reaches the daemons of the hosts file besides the harness's own;
+/// plain `clean` leaves them alone.
+pub fn clean_reaches_every_daemon_of_a_hosts_file() -> TestResult {
+    let lab = Lab::up_at("drclean", Some("10.231.3.2"), &[])?;
+    let run_id = format!("c1ea{:04x}", std::process::id() % 0x10000);
+    let volume = format!("etcd-drill-{run_id}-etcd3-data0");
+    let label = format!("io.etcd-drill.run={run_id}");
+    let local = std::process::Command::new("docker")
+        .args(["volume", "create", "--label", &label, &volume])
+        .output()?;
+    ensure(local.status.success(), || {
+        format!("docker volume create: {}", String::from_utf8_lossy(&local.stderr))
+    })?;
+    lab.docker(&["volume", "create", "--label", &label, &volume])?;
+    let clean = |hosts: bool| -> Result<serde_json::Value, Failed> {
+        let mut command = binary();
+        command.args(["clean", "--run", &run_id, "-o", "json"]);
+        if hosts {
+            command.args(["--hosts", &lab.hosts_file]);
+        }
+        let out = command.output()?;
+        ensure(out.status.success(), || {
+            format!("clean failed: {}", String::from_utf8_lossy(&out.stderr))
+        })?;
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let daemons = |cleaned: &serde_json::Value| -> Vec<String> {
+        cleaned["runs"]
+            .as_array()
+            .map(|runs| {
+                runs.iter()
+                    .filter_map(|r| r["daemon"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let first = clean(false)?;
+    ensure(daemons(&first) == ["local"], || format!("plain clean: {first}"))?;
+    ensure(lab.labelled()? == [volume.clone()], || {
+        "plain clean touched the lab's daemon".into()
+    })?;
+    let second = clean(true)?;
+    let lab_socket = "unix:///run/etcd-drill-lab/drclean/docker.sock";
+    ensure(daemons(&second) == [lab_socket], || format!("clean --hosts: {second}"))?;
+    let left = lab.labelled()?;
+    ensure(left.is_empty(), || format!("left on the lab's daemon: {left:?}"))
+}

@@ -27,6 +27,10 @@ pub(crate) struct CleanArgs {
     /// List what would be removed, remove nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Also clean the Docker daemons of the hosts in this file (the `--hosts` file of
+    /// `run`), besides the harness's own.
+    #[arg(long, value_name = "FILE")]
+    hosts: Option<PathBuf>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -34,6 +38,8 @@ pub(crate) struct CleanArgs {
 #[derive(Serialize)]
 struct RunLine {
     run_id: String,
+    /// The daemon the objects are on: `local` for the harness's own, else its endpoint.
+    daemon: String,
     #[serde(flatten)]
     state: RunState,
     objects: RunObjects,
@@ -42,36 +48,19 @@ struct RunLine {
 /// `clean`: without arguments, the runs whose harness is gone (stale), kept runs and runs
 /// of an etcd-drill too old to label its owner; live runs stay unless `--all`.
 pub(crate) async fn clean_command(args: CleanArgs) -> Result<u8> {
-    let docker = DockerRuntime::connect().await?;
-    let runs = reaper::survey(&docker).await?;
-    let (chosen, left): (Vec<_>, Vec<_>) = runs.into_iter().partition(|(run, state)| match &args.run {
-        Some(id) => &run.run_id == id,
-        None => args.all || matches!(state, RunState::Stale(_) | RunState::Kept | RunState::Unowned),
-    });
-    let left: Vec<_> = left
-        .into_iter()
-        .filter(|(_, state)| matches!(state, RunState::Live | RunState::Elsewhere(_)))
-        .collect();
+    let daemons = match &args.hosts {
+        Some(file) => etcd_drill::scenario::hosts_file_daemons(file)?,
+        None => Vec::new(),
+    };
     let mut removed = Vec::new();
-    for (run, state) in chosen {
-        let objects = match args.dry_run {
-            true => run.objects,
-            false => docker.remove_run(Some(&run.run_id)).await?,
-        };
-        removed.push(RunLine {
-            run_id: run.run_id,
-            state,
-            objects,
-        });
+    let mut left = Vec::new();
+    for endpoint in etcd_drill::docker::hosts::with_home(&daemons) {
+        let docker = DockerRuntime::connect_to(endpoint).await?;
+        let daemon = endpoint.map(|e| e.url.clone()).unwrap_or_else(|| "local".into());
+        let (chosen, unchosen) = clean_daemon(&docker, &daemon, &args).await?;
+        removed.extend(chosen);
+        left.extend(unchosen);
     }
-    let left: Vec<RunLine> = left
-        .into_iter()
-        .map(|(run, state)| RunLine {
-            run_id: run.run_id,
-            state,
-            objects: run.objects,
-        })
-        .collect();
     let mut all = RunObjects::default();
     for line in &removed {
         all.absorb(&line.objects);
@@ -109,11 +98,50 @@ pub(crate) async fn clean_command(args: CleanArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// One line per run: its id, its state and its objects.
+/// Cleans one daemon as `args` says: the runs it removed (or would), and the live runs
+/// it left.
+async fn clean_daemon(docker: &DockerRuntime, daemon: &str, args: &CleanArgs) -> Result<(Vec<RunLine>, Vec<RunLine>)> {
+    let runs = reaper::survey(docker).await?;
+    let (chosen, left): (Vec<_>, Vec<_>) = runs.into_iter().partition(|(run, state)| match &args.run {
+        Some(id) => &run.run_id == id,
+        None => args.all || matches!(state, RunState::Stale(_) | RunState::Kept | RunState::Unowned),
+    });
+    let mut removed = Vec::new();
+    for (run, state) in chosen {
+        let objects = match args.dry_run {
+            true => run.objects,
+            false => docker.remove_run(Some(&run.run_id)).await?,
+        };
+        removed.push(RunLine {
+            run_id: run.run_id,
+            daemon: daemon.to_string(),
+            state,
+            objects,
+        });
+    }
+    let left = left
+        .into_iter()
+        .filter(|(_, state)| matches!(state, RunState::Live | RunState::Elsewhere(_)))
+        .map(|(run, state)| RunLine {
+            run_id: run.run_id,
+            daemon: daemon.to_string(),
+            state,
+            objects: run.objects,
+        })
+        .collect();
+    Ok((removed, left))
+}
+
+/// One line per run: its id, its state and its objects (and the daemon, when not the
+/// harness's own).
 fn say_runs(lines: &[RunLine]) {
     for line in lines {
+        let on = match line.daemon.as_str() {
+            "local" => String::new(),
+            other => format!(" on {other}"),
+        };
         say(format_args!(
-            "  run {} ({}): {}",
+            "  run {}{on} ({}): {}",
             line.run_id,
             describe(&line.state),
             line.objects.summary()
