@@ -208,10 +208,20 @@ impl Cluster {
         }
     }
 
-    /// `command` as run on host `host` (see [`Cluster::on_host`]).
+    /// `command` as run on host `host` (see [`Cluster::on_host`]): every `docker` in it
+    /// gets the prefix.
     pub fn on_host_named(&self, host: &str, command: String) -> String {
         let prefix = self.topology.host(host).map(|h| h.docker_prefix()).unwrap_or_default();
-        format!("{prefix}{command}")
+        crate::docker::shell::on_daemon(&prefix, &command)
+    }
+
+    /// Whether `member`'s host has a Docker daemon of its own (files of this machine
+    /// cannot be bound into its containers).
+    pub fn on_own_daemon(&self, member: &str) -> bool {
+        self.topology
+            .member(member)
+            .and_then(|m| self.topology.host(&m.host))
+            .is_some_and(|h| h.docker.is_some())
     }
 
     /// `command` for a list of member containers or volumes, once per host that holds some
@@ -237,7 +247,7 @@ impl Cluster {
         }
         groups
             .iter()
-            .map(|(prefix, names)| format!("{prefix}{}", command(&names.join(" "))))
+            .map(|(prefix, names)| crate::docker::shell::on_daemon(prefix, &command(&names.join(" "))))
             .collect::<Vec<_>>()
             .join(" && ")
     }

@@ -228,10 +228,80 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
     line
 }
 
+/// The `docker` command line that runs the tool container `spec` to its end where the
+/// daemon is on another machine, so that files of this machine cannot be bound: the
+/// container is created, `files` (shell words of this machine's paths, and their paths in
+/// the container) are copied in with `docker cp`, then it is started attached and removed.
+pub fn docker_run_line_copying(spec: &ContainerSpec, files: &[(&str, &str)]) -> String {
+    let run = docker_run_line(spec, false, &[]);
+    let create = run.replacen("docker run --rm ", "docker create ", 1);
+    let mut line = create;
+    for (host, target) in files {
+        line.push_str(&format!(" && docker cp {host} {}:{target}", spec.name));
+    }
+    line.push_str(&format!(" && docker start -a {0} && docker rm {0}", spec.name));
+    line
+}
+
+/// `command` with `prefix` (`DOCKER_HOST=... `) in front of every `docker` it runs, not
+/// only the first: an assignment before a command holds for that command alone, so in
+/// `docker stop x && docker rm x` both need it.
+pub fn on_daemon(prefix: &str, command: &str) -> String {
+    if prefix.is_empty() {
+        return command.to_string();
+    }
+    const STARTS: [&str; 7] = ["&& ", "|| ", "; ", "| ", "$(", "do ", "then "];
+    let mut out = String::with_capacity(command.len() + prefix.len() * 2);
+    let mut rest = command;
+    let mut at_start = true;
+    while !rest.is_empty() {
+        if rest.starts_with("docker ") && (at_start || STARTS.iter().any(|s| out.ends_with(s))) {
+            out.push_str(prefix);
+        }
+        let next = rest.chars().next().map(char::len_utf8).unwrap_or(1);
+        out.push_str(&rest[..next]);
+        rest = &rest[next..];
+        at_start = false;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::docker::runtime::NetworkAttachment;
+
+    #[test]
+    fn every_docker_of_a_chain_runs_on_the_daemon() {
+        let prefix = "DOCKER_HOST=unix:///b.sock ";
+        assert_eq!(
+            on_daemon(prefix, "docker stop x && docker rm x; for v in a; do docker volume rm $v; done"),
+            "DOCKER_HOST=unix:///b.sock docker stop x && DOCKER_HOST=unix:///b.sock docker rm x; for v in a; do DOCKER_HOST=unix:///b.sock docker volume rm $v; done"
+        );
+        // `docker` inside a word or an argument is left alone.
+        assert_eq!(
+            on_daemon(prefix, "etcdctl put k 'docker x' && mydocker run"),
+            "etcdctl put k 'docker x' && mydocker run"
+        );
+        assert_eq!(on_daemon("", "docker ps && docker rm x"), "docker ps && docker rm x");
+    }
+
+    #[test]
+    fn a_tool_on_another_machine_gets_its_files_copied_not_bound() {
+        let spec = ContainerSpec {
+            name: "etcd-drill-1-restore-etcd3".into(),
+            image: "etcd-drill/etcd:3.5".into(),
+            cmd: vec!["snapshot".into(), "restore".into(), "/snapshot.db".into()],
+            ..ContainerSpec::default()
+        };
+        let line = docker_run_line_copying(&spec, &[("\"$PWD/snapshot.db\"", "/snapshot.db")]);
+        assert_eq!(
+            line,
+            "docker create --name etcd-drill-1-restore-etcd3 etcd-drill/etcd:3.5 snapshot restore /snapshot.db \
+             && docker cp \"$PWD/snapshot.db\" etcd-drill-1-restore-etcd3:/snapshot.db \
+             && docker start -a etcd-drill-1-restore-etcd3 && docker rm etcd-drill-1-restore-etcd3"
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

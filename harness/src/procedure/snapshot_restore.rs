@@ -20,7 +20,7 @@ use crate::cluster::flavor::INIT_SNAPSHOTS_DIR;
 use crate::cluster::snapshot::{parse_snapshot_status, status_args, SNAPSHOT_IN_CONTAINER};
 use crate::cluster::ClusterState;
 use crate::docker::runtime::{ContainerSpec, ToolFile};
-use crate::docker::shell::docker_run_line;
+use crate::docker::shell::{docker_run_line, docker_run_line_copying};
 use crate::error::{Error, Result};
 use crate::scenario::{RestoreBy, SnapshotSource};
 
@@ -521,9 +521,13 @@ impl Procedure for SnapshotRestore {
                     .as_ref()
                     .map(|o| o.elapsed_ms)
                     .unwrap_or_else(|_| started.elapsed().as_millis() as u64);
+                let line = match cluster.on_own_daemon(member) {
+                    true => docker_run_line_copying(spec, &mount),
+                    false => docker_run_line(spec, false, &mount),
+                };
                 cluster.record_span(
                     format!("restore {member}'s data dir"),
-                    cluster.on_host(member, docker_run_line(spec, false, &mount)),
+                    cluster.on_host(member, line),
                     started,
                     elapsed,
                     ok,

@@ -146,18 +146,23 @@ fn runbook_names_host_b(report: &DrillReport, out: &Path) -> TestResult {
         .filter(|c| c.phase == "fault")
         .map(|c| format!("{}\n{}\n", c.step, c.command));
     let mut on_b = 0;
+    let daemon = "DOCKER_HOST=unix:///run/etcd-drill-lab/drhosts/docker.sock docker ";
     for step in runbook.split("\n# Step ").skip(1).map(String::from).chain(fault_steps) {
-        let on_b_objects = ["etcd3", "etcd4", "etcd5"]
-            .iter()
-            .any(|m| step.contains(&format!("-{m} ")) || step.contains(&format!("-{m}-r")))
-            || step.contains("-netsplit-B");
-        let runs_docker = step.lines().skip(1).any(|l| l.contains("docker "));
-        if on_b_objects && runs_docker {
-            ensure(
-                step.contains("DOCKER_HOST=unix:///run/etcd-drill-lab/drhosts/docker.sock"),
-                || format!("a step on host B without its daemon:\n{step}"),
-            )?;
-            on_b += 1;
+        // Each docker command of the step: an assignment holds for one command only, so
+        // every one acting on B needs B's daemon.
+        let body: String = step.lines().skip(1).collect::<Vec<_>>().join(" ");
+        for command in body.split(" && ").flat_map(|c| c.split("; ")) {
+            let on_b_objects = ["etcd3", "etcd4", "etcd5"]
+                .iter()
+                .any(|m| command.contains(&format!("-{m} ")) || command.contains(&format!("-{m}-")))
+                || command.contains("-netsplit-B");
+            let runs_docker = command.trim_start().starts_with("docker ") || command.contains(" docker ");
+            if on_b_objects && runs_docker {
+                ensure(command.contains(daemon), || {
+                    format!("a docker command on host B without its daemon: {command}\nin:\n{step}")
+                })?;
+                on_b += 1;
+            }
         }
     }
     ensure(on_b > 0, || format!("no step acts on host B:\n{runbook}"))
@@ -172,7 +177,21 @@ pub fn server_b_loss_on_two_hosts() -> TestResult {
     ensure(report.data.lost_acked_writes <= 200, || {
         format!("{} acknowledged writes lost", report.data.lost_acked_writes)
     })?;
-    host_b_went_down_and_came_back(&report)
+    host_b_went_down_and_came_back(&report)?;
+    // Host B's daemon cannot bind a file of this machine: its restores copy the snapshot in.
+    for member in ["etcd3", "etcd4", "etcd5"] {
+        let label = format!("restore {member}'s data dir");
+        let step = report
+            .commands
+            .iter()
+            .find(|c| c.step == label)
+            .ok_or_else(|| format!("no step `{label}`"))?;
+        ensure(
+            step.command.contains("docker cp \"$PWD/snapshot.db\"") && !step.command.contains("-v \"$PWD"),
+            || format!("{label} binds a file of this machine on host B: {}", step.command),
+        )?;
+    }
+    Ok(())
 }
 
 /// The runbook's fault steps took host B off the network and put it back: the tool's
