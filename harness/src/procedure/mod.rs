@@ -44,6 +44,10 @@ pub struct ProcedureOutcome {
     pub snapshot: Option<SnapshotInfo>,
     /// Members the procedure brought back (or worked on).
     pub members: Vec<String>,
+    /// After a restore beside the old cluster on host networking: where each member
+    /// serves now (the same addresses, ports +100). Empty when the members kept their ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved_to: Vec<crate::topology::MemberSpec>,
     /// Each member's DB size in bytes before and after, where the procedure changes it.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub db_sizes: std::collections::BTreeMap<String, [i64; 2]>,

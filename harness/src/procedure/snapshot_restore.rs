@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{wait_writable, Procedure, ProcedureOutcome, RecoveryContext};
 use crate::cluster::flavor::INIT_SNAPSHOTS_DIR;
 use crate::cluster::snapshot::{parse_snapshot_status, status_args, SNAPSHOT_IN_CONTAINER};
-use crate::cluster::ClusterState;
+use crate::cluster::{Cluster, ClusterState};
 use crate::docker::runtime::{ContainerSpec, ToolFile};
 use crate::docker::shell::{docker_run_line, docker_run_line_copying};
 use crate::error::{Error, Result};
@@ -161,7 +161,7 @@ impl SnapshotRestore {
 /// `etcdctl` on 3.4) with `args`, as the image's user. The drill probes the tools before
 /// the cluster starts; a cluster whose tools were not probed cannot restore.
 fn snapshot_tool_spec(
-    cluster: &crate::cluster::Cluster,
+    cluster: &Cluster,
     name: String,
     args: Vec<String>,
     volumes: Vec<(String, String)>,
@@ -183,7 +183,7 @@ const IMAGE_SNAPSHOT_FILE: &str = "snapshot.db";
 /// and the file is copied into every container (no bind mount, so that it works with any
 /// Docker daemon).
 async fn create_members_restoring(
-    cluster: &crate::cluster::Cluster,
+    cluster: &Cluster,
     names: &[String],
     file: &std::path::Path,
 ) -> Result<Vec<ContainerSpec>> {
@@ -563,6 +563,7 @@ impl Procedure for SnapshotRestore {
                 return Ok(ProcedureOutcome {
                     snapshot: Some(snapshot),
                     members: names,
+                    moved_to: moved_ports(cluster, self.beside),
                     ..ProcedureOutcome::default()
                 });
             }
@@ -598,9 +599,20 @@ impl Procedure for SnapshotRestore {
             Ok(ProcedureOutcome {
                 snapshot: Some(snapshot),
                 members: names,
+                moved_to: moved_ports(cluster, self.beside),
                 ..ProcedureOutcome::default()
             })
         })
+    }
+}
+
+/// Where the members serve after a restore beside the old cluster on host networking
+/// (ports of their own on the same hosts); empty otherwise, where the report's topology
+/// still says where they serve.
+fn moved_ports(cluster: &Cluster, beside: bool) -> Vec<crate::topology::MemberSpec> {
+    match beside && cluster.topology.network_mode() == crate::topology::NetworkMode::Host {
+        true => cluster.topology.members.clone(),
+        false => Vec::new(),
     }
 }
 

@@ -206,9 +206,8 @@ pub fn render_markdown(r: &DrillReport) -> String {
     s
 }
 
-/// A rolling upgrade, member by member, with the cluster version as it moved.
 /// Where each member ran: its host, that host's Docker daemon and networking, and the
-/// URLs it served on.
+/// URLs it served on (after a recovery that moved it, those too).
 fn topology_section(s: &mut String, r: &DrillReport) {
     let scheme = super::member_scheme(r);
     let _ = writeln!(
@@ -231,8 +230,30 @@ fn topology_section(s: &mut String, r: &DrillReport) {
             m.peer_url_in(scheme)
         );
     }
+    let moved = r
+        .recovery
+        .outcome
+        .as_ref()
+        .map(|o| o.moved_to.as_slice())
+        .unwrap_or_default();
+    if !moved.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nAfter the recovery (a cluster restored beside the old one) the members serve on:\n\n| member | client URL | peer URL |\n|---|---|---|"
+        );
+        for m in moved {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                m.name,
+                m.client_url_in(scheme),
+                m.peer_url_in(scheme)
+            );
+        }
+    }
 }
 
+/// A rolling upgrade, member by member, with the cluster version as it moved.
 fn upgrade_section(s: &mut String, u: &crate::procedure::UpgradeFigures) {
     let unread = |v: &Option<String>| v.clone().unwrap_or_else(|| "unread".into());
     let _ = writeln!(

@@ -255,7 +255,25 @@ pub fn restore_beside_on_two_hosts() -> TestResult {
         runbook.contains(&switched) && runbook.contains(&format!("http://{LAB_ADDRESS}:4479")),
         || format!("the application was not switched to the beside ports:\n{runbook}"),
     )?;
-    ensure(report.recovery.rto_ms.is_some(), || "no RTO in the report".into())
+    ensure(report.recovery.rto_ms.is_some(), || "no RTO in the report".into())?;
+    // The report says where the members serve after the move, in JSON and Markdown.
+    let moved: Vec<(u16, u16)> = report
+        .recovery
+        .outcome
+        .as_ref()
+        .map(|o| o.moved_to.iter().map(|m| (m.client_port, m.peer_port)).collect())
+        .unwrap_or_default();
+    ensure(
+        moved == [(2479, 2480), (3479, 3480), (2479, 2480), (3479, 3480), (4479, 4480)],
+        || format!("moved_to in report.json: {moved:?}"),
+    )?;
+    let markdown = std::fs::read_to_string(out.path().join("report.md"))?;
+    ensure(
+        markdown.contains(&format!(
+            "| etcd5 | http://{LAB_ADDRESS}:4479 | http://{LAB_ADDRESS}:4480 |"
+        )),
+        || "report.md does not show the ports after the move".into(),
+    )
 }
 
 /// Server A split from server B at the network level: the tool on B's daemon drops the
