@@ -21,6 +21,11 @@ impl Clock {
         instant.saturating_duration_since(self.start).as_millis() as u64
     }
 
+    /// The instant the run started: microsecond times of a history count from it.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }

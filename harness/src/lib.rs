@@ -27,6 +27,7 @@ pub mod procedure;
 
 pub mod drill;
 
+pub mod chaos;
 pub mod perf;
 pub mod report;
 

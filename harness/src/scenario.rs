@@ -204,6 +204,10 @@ pub struct RawWorkload {
     pub leases: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_ttl_s: Option<i64>,
+    /// Registers (keys) that clients read, overwrite, delete and compare-and-set, every
+    /// operation recorded in a history that the linearizability checker judges.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registers: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -302,6 +306,11 @@ pub struct RawExpect {
     pub max_rpo_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watcher_misses_events: Option<bool>,
+    /// Workloads with `watch = true`: `true`, the watcher's events must keep every
+    /// guarantee (in order, no duplicate, no gap up to a compaction, one response per
+    /// revision, resumed exactly where it left off); `false`, one must break.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_guarantees: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_equal: Option<bool>,
     /// Workloads with leases: `true`, no lease kept alive may expire; `false`, one must
@@ -536,6 +545,18 @@ impl ProcedureSpec {
         "rolling-upgrade",
     ];
 
+    /// Whether the procedure brings the cluster back from a snapshot, and so may lose
+    /// what was acknowledged after it.
+    pub fn may_lose_writes(&self) -> bool {
+        matches!(
+            self,
+            ProcedureSpec::SnapshotRestore { .. }
+                | ProcedureSpec::RestoreBeside { .. }
+                | ProcedureSpec::IncrementalRestore { .. }
+                | ProcedureSpec::ForceNewCluster { .. }
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ProcedureSpec::Restart => "restart",
@@ -591,6 +612,8 @@ pub struct Expectations {
     /// Whether the watch follower must miss writes after the recovery (the hazard of a
     /// restore that moves revisions backwards) or must miss none.
     pub watcher_misses_events: Option<bool>,
+    /// Whether the watcher's events must keep every watch guarantee (or break one).
+    pub watch_guarantees: Option<bool>,
     pub hashkv_equal: bool,
     /// Whether the leases kept alive must all survive (true) or one must expire (false).
     pub leases_kept: Option<bool>,
@@ -1060,6 +1083,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         leases: c.in_range("workload.leases", w.leases, 0, 0..=100)? as usize,
         // etcd's minimum TTL is 2 s with its default election timeout.
         lease_ttl_s: c.in_range("workload.lease_ttl_s", w.lease_ttl_s, defaults.lease_ttl_s, 2..=3_600)?,
+        registers: c.in_range("workload.registers", w.registers, 0, 0..=64)? as usize,
     };
     if workload.leases == 0 && w.lease_ttl_s.is_some() {
         return Err(c.err(
@@ -1592,6 +1616,15 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
         max_write_gap_ms: opt("expect.max_write_gap_ms", e.max_write_gap_ms)?,
         max_rpo_ms: opt("expect.max_rpo_ms", e.max_rpo_ms)?,
         watcher_misses_events: e.watcher_misses_events,
+        watch_guarantees: match e.watch_guarantees {
+            Some(_) if !workload.watch => {
+                return Err(c.err(
+                    "expect.watch_guarantees",
+                    "there is no watcher to judge: set [workload] watch = true",
+                ))
+            }
+            judged => judged,
+        },
         hashkv_equal: e.hashkv_equal.unwrap_or(true),
         leases_kept: match e.leases_kept {
             Some(_) if workload.leases == 0 => {
@@ -1780,6 +1813,7 @@ impl Scenario {
                 leases: (self.workload.leases > 0).then_some(self.workload.leases as i64),
                 lease_ttl_s: (self.workload.lease_ttl_s != WorkloadConfig::default().lease_ttl_s)
                     .then_some(self.workload.lease_ttl_s as i64),
+                registers: (self.workload.registers > 0).then_some(self.workload.registers as i64),
             }),
             faults: self
                 .faults
@@ -1886,6 +1920,7 @@ impl Scenario {
                 max_write_gap_ms: self.expect.max_write_gap_ms.map(|v| v as i64),
                 max_rpo_ms: self.expect.max_rpo_ms.map(|v| v as i64),
                 watcher_misses_events: self.expect.watcher_misses_events,
+                watch_guarantees: self.expect.watch_guarantees,
                 hashkv_equal: Some(self.expect.hashkv_equal),
                 leases_kept: self.expect.leases_kept,
                 cluster_version: self.expect.cluster_version.map(|v| {
@@ -2374,6 +2409,7 @@ mod tests {
                             max_write_gap_ms: budget,
                             max_rpo_ms: budget,
                             watcher_misses_events: quorum_lost,
+                            watch_guarantees: None,
                             hashkv_equal,
                             leases_kept: None,
                             cluster_version: None,

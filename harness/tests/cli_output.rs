@@ -1,6 +1,8 @@
 //! The CLI's machine-readable output without Docker: `list`, `validate` and `report
 //! compare` with `-o json` (or etcdctl's `-w json`) print one JSON document that parses,
-//! and `validate` lists every scenario and exits 2 when one is invalid.
+//! and `validate` lists every scenario and exits 2 when one is invalid; `chaos
+//! --plan-only` prints the schedule a seed draws, the same for the same seed and for a
+//! replay of its file.
 
 use std::process::Command;
 
@@ -156,4 +158,52 @@ fn scenario_init_writes_a_runnable_file_and_never_overwrites() {
     assert!(String::from_utf8_lossy(&shown.stdout).contains("quota_backend_bytes = 16777216"));
     let unknown = binary().args(["scenario", "show", "no-such"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
+fn chaos_plans_the_same_schedule_for_the_same_seed_and_for_its_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |args: &[&str], out: &str| -> serde_json::Value {
+        let out = dir.path().join(out);
+        let mut all = vec!["chaos", "--plan-only", "--out", out.to_str().unwrap()];
+        all.extend(args);
+        let (code, schedule) = json_of(&all);
+        assert_eq!(code, Some(0), "{all:?}");
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("schedule.json")).unwrap()).unwrap();
+        assert_eq!(written, schedule, "schedule.json is what was printed");
+        schedule
+    };
+    let first = plan(&["--seed", "11", "--duration", "90s", "--beyond-quorum"], "a");
+    assert_eq!(first["seed"], 11);
+    assert!(first["incidents"].as_array().unwrap().len() > 5, "{first}");
+    assert_eq!(
+        first,
+        plan(&["--seed", "11", "--duration", "90s", "--beyond-quorum"], "b")
+    );
+    assert_ne!(
+        first,
+        plan(&["--seed", "12", "--duration", "90s", "--beyond-quorum"], "c")
+    );
+    let file = dir.path().join("a/schedule.json");
+    assert_eq!(first, plan(&["--replay", file.to_str().unwrap()], "d"));
+
+    // A schedule that takes down a majority before its ending is refused, by key.
+    let mut crowded = first.clone();
+    crowded["incidents"] = serde_json::json!([
+        {"at_ms": 0, "hold_ms": 5000, "kind": "kill", "members": ["etcd1", "etcd2", "etcd3"]}
+    ]);
+    let bad = dir.path().join("crowded.json");
+    std::fs::write(&bad, crowded.to_string()).unwrap();
+    let out = binary()
+        .args(["chaos", "--plan-only", "--replay", bad.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("e"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("crowded.json") && stderr.contains("more than a minority"),
+        "{stderr}"
+    );
 }

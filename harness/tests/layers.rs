@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["scenario"],
     &["procedure"],
     &["drill"],
-    &["report", "perf"],
+    &["report", "perf", "chaos"],
 ];
 
 fn src_dir() -> PathBuf {

@@ -289,6 +289,99 @@ impl CheckResult {
     }
 }
 
+/// Judges the watcher's responses against the acknowledged writes still present at the
+/// end (a write a restore lost is the data check's finding, not the watch's): the
+/// `watch_guarantees` check, which must find no broken guarantee (`expected`), or one.
+pub fn check_watch(
+    log: &crate::history::watch::WatchLog,
+    ledger: &crate::workload::Ledger,
+    present: &ReadBack,
+    expected: bool,
+) -> CheckResult {
+    let acknowledged: std::collections::BTreeSet<(i64, String)> = ledger
+        .acked
+        .iter()
+        .map(|w| (w.revision, ledger.key(w)))
+        .filter(|(_, key)| present.contains(key))
+        .collect();
+    let violations = crate::history::watch::check(log, &acknowledged);
+    let events: usize = log.responses.iter().map(|r| r.events.len()).sum();
+    let actual = match violations.first() {
+        None => format!(
+            "{events} events in {} responses: every guarantee kept",
+            log.responses.len()
+        ),
+        Some(first) => format!(
+            "{} broken: first {}",
+            violations.len(),
+            serde_json::to_string(first).unwrap_or_default()
+        ),
+    };
+    CheckResult::new(
+        "watch_guarantees",
+        violations.is_empty() == expected,
+        match expected {
+            true => "events in revision order, never twice, no acknowledged write skipped up to a compaction, one response per revision, a resumed watch continuing where it left off",
+            false => "a broken watch guarantee (the hazard is there)",
+        },
+        actual,
+    )
+}
+
+/// Writes the registers' history, one operation per line.
+pub fn write_history(history: &[crate::history::Operation], path: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(crate::Error::io(path))?;
+    let mut out = std::io::BufWriter::new(file);
+    for op in history {
+        serde_json::to_writer(&mut out, op).map_err(|e| crate::Error::io(path)(e.into()))?;
+        out.write_all(b"\n").map_err(crate::Error::io(path))?;
+    }
+    out.flush().map_err(crate::Error::io(path))
+}
+
+/// Judges the registers' history (up to `cut_us` when given: operations called before
+/// it): the `linearizable` check, naming the first key no order explains and the window
+/// of operations none of which could come next.
+pub fn check_registers(
+    history: &[crate::history::Operation],
+    cut_us: Option<u64>,
+) -> (CheckResult, crate::history::linearizability::Verdict) {
+    let judged: Vec<crate::history::Operation> = history
+        .iter()
+        .filter(|op| cut_us.is_none_or(|cut| op.called_us < cut))
+        .cloned()
+        .collect();
+    let verdict = crate::history::linearizability::check(&judged, &std::collections::BTreeMap::new());
+    let scope = match cut_us {
+        Some(cut) => format!(" called before {} ms (the restore's fault)", cut / 1_000),
+        None => String::new(),
+    };
+    let actual = match verdict.violations.first() {
+        None => format!(
+            "{} operations on {} registers{scope}: linearizable",
+            verdict.operations, verdict.keys
+        ),
+        Some(v) => format!(
+            "{} of {} registers not linearizable; {}: {} of {} operations ordered, then none of [{}] fits value {}",
+            verdict.violations.len(),
+            verdict.keys,
+            v.key,
+            v.placed,
+            v.operations,
+            v.window.join("; "),
+            v.value_there.as_deref().unwrap_or("absent")
+        ),
+    };
+    let result = CheckResult::new(
+        "linearizable",
+        verdict.linearizable(),
+        "every register's history has an order that respects real time and the register's rules",
+        actual,
+    );
+    (result, verdict)
+}
+
 /// Compares a drill's figures with the scenario's expectations: one result per check.
 /// After a rolling upgrade: is the cluster version at the minor of the image upgraded to
 /// (`new`), or still at the one it started on (`old`)?
@@ -617,6 +710,7 @@ mod tests {
             max_write_gap_ms: Some(15_000),
             max_rpo_ms: Some(2_500),
             watcher_misses_events: None,
+            watch_guarantees: None,
             hashkv_equal: true,
             leases_kept: None,
             cluster_version: None,
@@ -733,6 +827,7 @@ mod tests {
             max_write_gap_ms: None,
             max_rpo_ms: None,
             watcher_misses_events: None,
+            watch_guarantees: None,
             hashkv_equal: false,
             leases_kept: None,
             cluster_version: None,

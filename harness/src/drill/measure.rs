@@ -86,6 +86,8 @@ pub struct Milestones {
     pub recovery_started_ms: Option<u64>,
     pub recovery_finished_ms: Option<u64>,
     pub healthy_at_ms: Option<u64>,
+    /// When the last fault of the scenario began (0 before any).
+    pub last_fault_began_ms: u64,
 }
 
 impl Milestones {

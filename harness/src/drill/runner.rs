@@ -31,6 +31,7 @@ use crate::fault::{ClusterView, Target};
 use crate::procedure::{self, RecoveryContext};
 use crate::scenario::{ProcedureSpec, Scenario};
 use crate::workload::leases::LeaseKeepers;
+use crate::workload::registers::RegisterClients;
 use crate::workload::Workload;
 
 #[derive(Debug, Clone)]
@@ -458,6 +459,16 @@ impl Drill<'_> {
                 self.clock,
             )
         });
+        let registers = (scenario.workload.registers > 0).then(|| {
+            RegisterClients::start(
+                scenario.workload.registers,
+                &format!("/etcd-drill/{}-registers/", self.run_id),
+                app_clients.clone(),
+                Duration::from_millis(scenario.workload.put_timeout_ms),
+                self.options.seed,
+                self.clock.started(),
+            )
+        });
         let workload = Workload::start(&scenario.workload, prefix, app_clients.clone(), self.clock);
         let workload_started = self.clock.now_ms();
         self.phase(
@@ -472,6 +483,10 @@ impl Drill<'_> {
             .fault_and_recover(&mut rng, workload_started, backups, &app_clients, agent.as_mut())
             .await;
         let ledger = workload.stop().await;
+        let register_history = match registers {
+            Some(clients) => Some(clients.stop().await),
+            None => None,
+        };
         if let Some(agent) = agent.as_mut() {
             let newest = ledger.acked.iter().map(|w| w.revision).max().unwrap_or(0);
             agent.stop(newest, "stopped at the end").await;
@@ -501,6 +516,9 @@ impl Drill<'_> {
             ))));
         let ledger_path = self.options.out_dir.join("ledger.jsonl");
         ledger.write_jsonl(&ledger_path)?;
+        if let Some(history) = &register_history {
+            check::write_history(history, &self.options.out_dir.join("history.jsonl"))?;
+        }
         let (mut moments, mut facts) = outcome?;
         moments.workload_stopped_ms = workload_stopped;
         facts.agent = agent.as_ref().map(|a| a.report.clone());
@@ -543,6 +561,20 @@ impl Drill<'_> {
             self.check(result);
         }
         for result in agent_checks {
+            self.check(result);
+        }
+        if let (Some(expected), Some(log)) = (scenario.expect.watch_guarantees, &watch_log) {
+            self.check(check::check_watch(&log.responses, &ledger, &present, expected));
+        }
+        if let Some(history) = &register_history {
+            // A restore from a snapshot may lose acknowledged writes, the registers' too:
+            // their history is judged up to the last fault before it.
+            let cut_us = scenario
+                .recovery
+                .procedure
+                .may_lose_writes()
+                .then(|| moments.last_fault_began_ms.saturating_mul(1_000));
+            let (result, _) = check::check_registers(history, cut_us);
             self.check(result);
         }
         Ok(())
@@ -640,6 +672,7 @@ impl Drill<'_> {
                 }
             }
             let began_ms = self.clock.now_ms();
+            moments.last_fault_began_ms = began_ms;
             let members = fault.apply(self.cluster_mut(), targets, &view.running).await?;
             // The disruption counts from the moment the fault began; writes count as
             // resumed only when sent after it had taken effect on every member it hits.

@@ -27,6 +27,10 @@ pub struct WatchLog {
     pub resumes: u64,
     /// Times the server answered "compacted" and it re-listed the key space.
     pub relists: u64,
+    /// Every response in arrival order, across its watches (each resumed where the last
+    /// left off): what the watch guarantees are judged on (`history::watch`).
+    #[serde(skip)]
+    pub responses: crate::history::watch::WatchLog,
 }
 
 /// The watch follower's figures for the report.
@@ -54,6 +58,7 @@ impl WatchFollower {
         let flag = stop.clone();
         let task = tokio::spawn(async move {
             let mut log = WatchLog::default();
+            log.responses.start_revision = 1;
             let mut cursor = 0usize;
             while !flag.load(Ordering::Relaxed) {
                 let current = members.current();
@@ -117,18 +122,32 @@ async fn follow(member: &MemberClient, prefix: &str, log: &mut WatchLog, stop: &
                         .map(|kv| String::from_utf8_lossy(kv.key()).into_owned()),
                 );
                 log.last_revision = listing.header().map(|h| h.revision()).unwrap_or(log.last_revision);
+                // The listing stands for every event up to its revision: for the checks,
+                // as a compaction there (nothing at or below it is expected as an event).
+                log.responses.responses.push(crate::history::watch::WatchResponse {
+                    events: Vec::new(),
+                    compact_revision: Some(log.last_revision),
+                });
             }
             return;
         }
         if message.canceled() {
             return;
         }
+        let mut response = crate::history::watch::WatchResponse::default();
         for event in message.events() {
             if let Some(kv) = event.kv() {
+                response.events.push(crate::history::watch::WatchEvent {
+                    revision: kv.mod_revision(),
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                });
                 log.events += 1;
                 log.seen.insert(String::from_utf8_lossy(kv.key()).into_owned());
                 log.last_revision = log.last_revision.max(kv.mod_revision());
             }
+        }
+        if !response.events.is_empty() {
+            log.responses.responses.push(response);
         }
     }
 }

@@ -474,6 +474,40 @@ impl MemberClient {
         }
     }
 
+    /// A linearizable read of one key: its value (None: absent) and the revision read at.
+    pub async fn get_value(&self, key: &str, timeout: Duration) -> Result<(Option<String>, i64)> {
+        let mut kv = self.client.kv_client();
+        let r = self
+            .within(timeout, kv.get(key, None))
+            .await
+            .map_err(self.fail("get"))?;
+        let value = r
+            .kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+        Ok((value, r.header().map(|h| h.revision()).unwrap_or(0)))
+    }
+
+    /// One transaction: if `key`'s value is `expected` (None: the key is absent), set it to
+    /// `new`. Returns whether the comparison held (and the write happened).
+    pub async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: &str,
+        timeout: Duration,
+    ) -> Result<bool> {
+        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        let compare = match expected {
+            Some(value) => Compare::value(key, CompareOp::Equal, value),
+            None => Compare::create_revision(key, CompareOp::Equal, 0),
+        };
+        let txn = Txn::new().when([compare]).and_then([TxnOp::put(key, new, None)]);
+        let mut kv = self.client.kv_client();
+        let r = self.within(timeout, kv.txn(txn)).await.map_err(self.fail("txn"))?;
+        Ok(r.succeeded())
+    }
+
     pub async fn delete(&self, key: &str, timeout: Duration) -> Result<i64> {
         let mut kv = self.client.kv_client();
         let r = self

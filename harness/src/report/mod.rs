@@ -37,7 +37,13 @@ use crate::topology::Topology;
 /// The files every run writes, whatever happened; `ledger.jsonl` and `snapshot.db` are
 /// listed in `files` only when the run wrote them.
 pub const REPORT_FILES: &[&str] = &["report.json", "report.md", "junit.xml", "report.html", "runbook.sh"];
-const OPTIONAL_FILES: &[&str] = &["ledger.jsonl", "snapshot.db", "copied-db.db", "pre-upgrade.db"];
+const OPTIONAL_FILES: &[&str] = &[
+    "ledger.jsonl",
+    "history.jsonl",
+    "snapshot.db",
+    "copied-db.db",
+    "pre-upgrade.db",
+];
 
 /// Bumped whenever a field of `report.json` changes meaning or goes away.
 pub const REPORT_FORMAT_VERSION: u32 = 1;

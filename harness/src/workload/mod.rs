@@ -4,6 +4,7 @@
 //! application may keep leases alive (`leases.rs`).
 
 pub mod leases;
+pub mod registers;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -42,6 +43,9 @@ pub struct WorkloadConfig {
     /// Their TTL in seconds.
     #[serde(default = "default_lease_ttl_s")]
     pub lease_ttl_s: u64,
+    /// Registers the mixed clients work on (0: none), with a history of every operation.
+    #[serde(default)]
+    pub registers: usize,
 }
 
 fn default_lease_ttl_s() -> u64 {
@@ -60,6 +64,7 @@ impl Default for WorkloadConfig {
             watch: false,
             leases: 0,
             lease_ttl_s: default_lease_ttl_s(),
+            registers: 0,
         }
     }
 }

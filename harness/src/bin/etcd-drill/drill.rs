@@ -74,6 +74,24 @@ impl RunArgs {
 }
 
 impl RunArgs {
+    /// One run of an already placed scenario on `image` (a chaos run and its shrinking).
+    pub(crate) fn single(image: &str, out: PathBuf, seed: u64, root_password_file: Option<PathBuf>) -> Self {
+        RunArgs {
+            all: false,
+            scenarios: Vec::new(),
+            scenarios_dir: PathBuf::from("scenarios"),
+            images: vec![image.to_string()],
+            flavor: None,
+            user: None,
+            root_password_file,
+            out: Some(out),
+            keep: false,
+            seed: Some(seed),
+            hosts: None,
+            copy_images: false,
+        }
+    }
+
     /// A suite on one image: `scenarios` (none: every scenario in `scenarios_dir`).
     pub(crate) fn suite_on(
         image: &str,
@@ -228,7 +246,7 @@ async fn copy_images(scenario: &scenario::Scenario, image: &str) -> Result<()> {
 
 /// Runs one drill with the terminal and report reporters. Returns the exit code and the
 /// report (None when writing the report failed).
-async fn run_one(
+pub(crate) async fn run_one(
     scenario: &scenario::Scenario,
     args: &RunArgs,
     image: &str,

@@ -3,6 +3,7 @@
 //! 3 environment not usable, 4 interrupted, 5 harness breakdown).
 
 mod backup;
+mod chaos;
 mod cleanup;
 mod drill;
 mod perf;
@@ -40,6 +41,10 @@ enum Command {
     /// Run a drill: a scenario file, or the name of a scenario in ./scenarios or built in;
     /// or, with --all, every scenario in ./scenarios with one combined report.
     Run(RunArgs),
+    /// A chaos run: a random schedule of faults and recoveries drawn from a seed (or
+    /// replayed from a file) on a scenario's topology, with a mixed workload whose history
+    /// is checked for linearizability; a failing schedule is shrunk.
+    Chaos(Box<chaos::ChaosArgs>),
     /// Work with finished reports.
     Report {
         #[command(subcommand)]
@@ -379,6 +384,7 @@ async fn dispatch(command: Command) -> Result<u8> {
         Command::Backup(args) => backup::backup_command(*args).await,
         Command::RestoreBackup(args) => backup::restore_backup_command(*args).await,
         Command::Clean(args) => cleanup::clean_command(args).await,
+        Command::Chaos(args) => chaos::chaos_command(*args).await,
         Command::Watchdog(args) => cleanup::watchdog_command(args).await,
     }
 }
