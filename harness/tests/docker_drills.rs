@@ -267,6 +267,47 @@ fn minority_kill() -> TestResult {
     ensure(killed.len() == 2, || format!("expected two kills, got {killed:?}"))
 }
 
+/// A short chaos run on the default image: its schedule is the one the seed plans, every
+/// checker passes (acknowledged writes, HashKV, the registers' linearizability, the
+/// watcher's guarantees), the history and schedule are in the report folder, and nothing
+/// of the run is left.
+fn chaos_short_run() -> TestResult {
+    let out = tempfile::tempdir()?;
+    let args = ["chaos", "--seed", "21", "--duration", "40s", "--shrink-runs", "0", "--out"];
+    let run = binary().args(args).arg(out.path()).output()?;
+    let report_path = out.path().join("report.json");
+    let report: DrillReport = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
+    ensure(run.status.success(), || {
+        format!("chaos exited with {}: {}", run.status, explain(&report))
+    })?;
+    common::validate_report_json(&report_path)?;
+    for name in ["linearizable", "watch_guarantees", "lost_acked_writes", "hashkv_equal"] {
+        let check = report
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| format!("no {name} check in the report"))?;
+        ensure(check.passed, || format!("{name}: {}", check.actual))?;
+    }
+    let history = std::fs::read_to_string(out.path().join("history.jsonl"))?;
+    let operations = history.lines().count();
+    ensure(operations > 100, || format!("{operations} operations in history.jsonl"))?;
+    let planned_dir = tempfile::tempdir()?;
+    let planned = binary()
+        .args(["chaos", "--seed", "21", "--duration", "40s", "--plan-only", "--out"])
+        .arg(planned_dir.path())
+        .output()?;
+    ensure(planned.status.success(), || "chaos --plan-only failed".into())?;
+    let played = std::fs::read_to_string(out.path().join("schedule.json"))?;
+    ensure(
+        played == std::fs::read_to_string(planned_dir.path().join("schedule.json"))?,
+        || "the schedule played is not the one the seed plans".into(),
+    )?;
+    let faults = report.commands.iter().filter(|c| c.phase == "fault").count();
+    ensure(faults >= 10, || format!("only {faults} fault steps ran"))?;
+    assert_no_objects(Some(&report.run_id))
+}
+
 /// Host B down for ten seconds and back with its data, on one daemon: quorum lost, the
 /// host's return starts its three members, nothing acknowledged lost.
 fn server_b_outage() -> TestResult {
@@ -1960,6 +2001,7 @@ fn main() {
         Trial::test("quorum_loss_restart", quorum_loss_restart),
         Trial::test("server_b_loss", server_b_loss),
         Trial::test("server_b_outage", server_b_outage),
+        Trial::test("chaos_short_run", chaos_short_run),
         Trial::test(
             "a_downed_host_refuses_the_recovery_until_it_is_up",
             a_downed_host_refuses_the_recovery_until_it_is_up,
