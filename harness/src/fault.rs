@@ -1,5 +1,6 @@
 //! Faults as verbs (`kill`, `stop`, `start`, `restart`, `wipe`, `pause`, `resume`,
-//! `partition`, `heal`, `corrupt`, `fill-quota`, `host-down`, `host-up`), each paired with its undo where it has one
+//! `partition`, `heal`, `corrupt`, `fill-quota`, `host-down`, `host-up`, `peer-blackhole`,
+//! `peer-loss`, `peer-delay`), each paired with its undo where it has one
 //! ([`FaultAction::undo`]), and the targets they hit (members by name, a host, the leader,
 //! followers, or a seeded random count). Resolving a target to member names is pure;
 //! [`Fault::apply`] carries a fault out with the cluster's Docker-level verbs, so a new
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::cluster::damage::{damage_bytes, Damage, DamageKind, DamagedFile};
 use crate::cluster::Cluster;
+pub use crate::docker::netfault::PeerTraffic;
 use crate::error::{Error, Result};
 use crate::topology::{NetworkMode, Topology};
 
@@ -50,10 +52,17 @@ pub enum FaultAction {
     /// A downed host comes back: reachable again, and its members whose data survived
     /// start, as Docker's restart policy starts them when a server boots.
     HostUp,
+    /// Drop every packet of the member's peer traffic, from inside its network namespace:
+    /// connections to and from it hang instead of breaking. `heal` undoes it.
+    PeerBlackhole,
+    /// Drop a share of the member's peer packets at random (`loss_percent`).
+    PeerLoss,
+    /// Hold every packet leaving the member's peer interface (`latency_ms`, `tc netem`).
+    PeerDelay,
 }
 
 impl FaultAction {
-    pub const ALL: [FaultAction; 13] = [
+    pub const ALL: [FaultAction; 16] = [
         FaultAction::Kill,
         FaultAction::Stop,
         FaultAction::Start,
@@ -67,6 +76,9 @@ impl FaultAction {
         FaultAction::FillQuota,
         FaultAction::HostDown,
         FaultAction::HostUp,
+        FaultAction::PeerBlackhole,
+        FaultAction::PeerLoss,
+        FaultAction::PeerDelay,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +96,9 @@ impl FaultAction {
             FaultAction::FillQuota => "fill-quota",
             FaultAction::HostDown => "host-down",
             FaultAction::HostUp => "host-up",
+            FaultAction::PeerBlackhole => "peer-blackhole",
+            FaultAction::PeerLoss => "peer-loss",
+            FaultAction::PeerDelay => "peer-delay",
         }
     }
 
@@ -102,6 +117,15 @@ impl FaultAction {
                 | FaultAction::Partition
                 | FaultAction::Corrupt
                 | FaultAction::HostDown
+                | FaultAction::PeerBlackhole
+        )
+    }
+
+    /// Whether the fault degrades a member's peer traffic (from inside its namespace).
+    pub fn degrades_peer_traffic(self) -> bool {
+        matches!(
+            self,
+            FaultAction::PeerBlackhole | FaultAction::PeerLoss | FaultAction::PeerDelay
         )
     }
 
@@ -132,6 +156,7 @@ impl FaultAction {
             FaultAction::Pause => Some(FaultAction::Resume),
             FaultAction::Partition => Some(FaultAction::Heal),
             FaultAction::HostDown => Some(FaultAction::HostUp),
+            FaultAction::PeerBlackhole | FaultAction::PeerLoss | FaultAction::PeerDelay => Some(FaultAction::Heal),
             FaultAction::Start
             | FaultAction::Restart
             | FaultAction::Wipe
@@ -265,6 +290,9 @@ pub struct Fault {
     /// For `host-down`: the host's disks are lost with it (every member's data volume).
     #[serde(default)]
     pub wipe: bool,
+    /// For `peer-blackhole`, `peer-loss` and `peer-delay`: what happens to the traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<PeerTraffic>,
 }
 
 impl Fault {
@@ -328,6 +356,13 @@ impl Fault {
                 FaultAction::FillQuota => cluster.fill_quota(m).await?,
                 // Whole hosts: carried out above.
                 FaultAction::HostDown | FaultAction::HostUp => {}
+                FaultAction::PeerBlackhole | FaultAction::PeerLoss | FaultAction::PeerDelay => {
+                    let traffic = self.traffic.ok_or_else(|| Error::Procedure {
+                        step: format!("{} {m}", self.action.as_str()),
+                        message: "the fault does not say what happens to the traffic".into(),
+                    })?;
+                    cluster.degrade_peer_traffic(m, traffic).await?
+                }
                 FaultAction::Corrupt => match self.damage {
                     Some(damage) => cluster.corrupt(m, damage).await?,
                     None => {
@@ -380,7 +415,11 @@ mod tests {
     fn every_undo_brings_members_back_and_only_undos_do() {
         for action in FaultAction::ALL {
             if let Some(undo) = action.undo() {
-                assert!(action.takes_members_down(), "{} has an undo", action.as_str());
+                assert!(
+                    action.takes_members_down() || action.degrades_peer_traffic(),
+                    "{} has an undo",
+                    action.as_str()
+                );
                 assert!(undo.brings_members_back(), "{}", undo.as_str());
             }
         }

@@ -27,6 +27,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "majority-partition",
     "host-partition",
     "leader-pause",
+    "leader-blackhole",
     "member-data-loss",
     "member-data-loss-two",
     "member-data-loss-learner",
@@ -236,6 +237,12 @@ pub struct RawFault {
     /// `host-down`: the host's disks are lost with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wipe: Option<bool>,
+    /// `peer-loss`: the share of peer packets dropped, in percent (1-100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_percent: Option<i64>,
+    /// `peer-delay`: how long every peer packet is held, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -1204,6 +1211,44 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 "on network = \"host\" a partition splits whole hosts at the network level (the members have no Docker network of the run to be cut off): target a `host`, or members that fill whole hosts with together = true",
             ));
         }
+        let traffic = match action {
+            FaultAction::PeerBlackhole => Some(crate::fault::PeerTraffic::Blackhole),
+            FaultAction::PeerLoss => {
+                let percent = f
+                    .loss_percent
+                    .ok_or_else(|| c.err(key("loss_percent"), "peer-loss needs `loss_percent`: 1 to 100"))?;
+                Some(crate::fault::PeerTraffic::Loss {
+                    percent: c.in_range(&key("loss_percent"), Some(percent), 0, 1..=100)? as u8,
+                })
+            }
+            FaultAction::PeerDelay => {
+                let ms = f
+                    .latency_ms
+                    .ok_or_else(|| c.err(key("latency_ms"), "peer-delay needs `latency_ms`: 1 to 60000"))?;
+                Some(crate::fault::PeerTraffic::Delay {
+                    ms: c.in_range(&key("latency_ms"), Some(ms), 0, 1..=60_000)? as u32,
+                })
+            }
+            _ => None,
+        };
+        if f.loss_percent.is_some() && action != FaultAction::PeerLoss {
+            return Err(c.err(
+                key("loss_percent"),
+                "`loss_percent` only goes with action = \"peer-loss\"",
+            ));
+        }
+        if f.latency_ms.is_some() && action != FaultAction::PeerDelay {
+            return Err(c.err(key("latency_ms"), "`latency_ms` only goes with action = \"peer-delay\""));
+        }
+        if action.degrades_peer_traffic() && topology.network_mode() == crate::topology::NetworkMode::Host {
+            return Err(c.err(
+                key("action"),
+                format!(
+                    "`{}` works from inside a member's own network namespace, and with network = \"host\" the members share their host's: partition a whole host instead",
+                    action.as_str()
+                ),
+            ));
+        }
         if f.wipe.is_some() && action != FaultAction::HostDown {
             return Err(c.err(key("wipe"), "`wipe` only goes with action = \"host-down\""));
         }
@@ -1258,6 +1303,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             damage,
             together: action == FaultAction::Partition && together,
             wipe: action == FaultAction::HostDown && f.wipe.unwrap_or(false),
+            traffic,
         });
     }
 
@@ -1826,6 +1872,14 @@ impl Scenario {
                         damage: f.damage.map(|d| d.how.as_str().to_string()),
                         together: (f.action == FaultAction::Partition).then_some(f.together),
                         wipe: (f.action == FaultAction::HostDown && f.wipe).then_some(true),
+                        loss_percent: match f.traffic {
+                            Some(crate::fault::PeerTraffic::Loss { percent }) => Some(i64::from(percent)),
+                            _ => None,
+                        },
+                        latency_ms: match f.traffic {
+                            Some(crate::fault::PeerTraffic::Delay { ms }) => Some(i64::from(ms)),
+                            _ => None,
+                        },
                         ..Default::default()
                     };
                     match &f.target {
@@ -2316,6 +2370,16 @@ mod tests {
                 }),
                 together: action == FaultAction::Partition && delay_ms % 5 == 0,
                 wipe: false,
+                traffic: match action {
+                    FaultAction::PeerBlackhole => Some(crate::fault::PeerTraffic::Blackhole),
+                    FaultAction::PeerLoss => Some(crate::fault::PeerTraffic::Loss {
+                        percent: (delay_ms % 100) as u8 + 1,
+                    }),
+                    FaultAction::PeerDelay => Some(crate::fault::PeerTraffic::Delay {
+                        ms: (delay_ms % 1000) as u32 + 1,
+                    }),
+                    _ => None,
+                },
             });
         (
             "[a-z][a-z0-9-]{0,15}",

@@ -33,10 +33,25 @@ pub enum IncidentKind {
     Partition,
     /// A whole host split from the rest, then healed.
     HostPartition,
+    /// Every peer packet of each member dropped from inside its namespace, then restored.
+    PeerBlackhole,
+    /// A share of each member's peer packets dropped at random, then restored.
+    PeerLoss,
 }
 
 impl IncidentKind {
-    const ALL: [IncidentKind; 5] = [
+    pub const ALL: [IncidentKind; 7] = [
+        IncidentKind::Kill,
+        IncidentKind::Stop,
+        IncidentKind::Pause,
+        IncidentKind::Partition,
+        IncidentKind::HostPartition,
+        IncidentKind::PeerBlackhole,
+        IncidentKind::PeerLoss,
+    ];
+
+    /// The kinds drawn when none are asked for (the packet faults are asked for by name).
+    pub const DEFAULT: [IncidentKind; 5] = [
         IncidentKind::Kill,
         IncidentKind::Stop,
         IncidentKind::Pause,
@@ -44,12 +59,30 @@ impl IncidentKind {
         IncidentKind::HostPartition,
     ];
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::Kill => "kill",
+            IncidentKind::Stop => "stop",
+            IncidentKind::Pause => "pause",
+            IncidentKind::Partition => "partition",
+            IncidentKind::HostPartition => "host-partition",
+            IncidentKind::PeerBlackhole => "peer-blackhole",
+            IncidentKind::PeerLoss => "peer-loss",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<IncidentKind> {
+        IncidentKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
     fn fault(self) -> FaultAction {
         match self {
             IncidentKind::Kill => FaultAction::Kill,
             IncidentKind::Stop => FaultAction::Stop,
             IncidentKind::Pause => FaultAction::Pause,
             IncidentKind::Partition | IncidentKind::HostPartition => FaultAction::Partition,
+            IncidentKind::PeerBlackhole => FaultAction::PeerBlackhole,
+            IncidentKind::PeerLoss => FaultAction::PeerLoss,
         }
     }
 }
@@ -67,6 +100,9 @@ pub struct Incident {
     /// For a host partition: the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// For a peer loss: the share of packets dropped, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_percent: Option<u8>,
 }
 
 impl Incident {
@@ -149,6 +185,17 @@ impl Schedule {
     /// ending. A host partition is drawn only where a host holds a minority; on host
     /// networking, partitions are of whole hosts only.
     pub fn generate(seed: u64, duration_ms: u64, topology: &Topology, beyond_quorum: bool) -> Schedule {
+        Schedule::generate_of(seed, duration_ms, topology, beyond_quorum, &IncidentKind::DEFAULT)
+    }
+
+    /// [`Schedule::generate`] with incidents of `kinds` only (the default kinds when empty).
+    pub fn generate_of(
+        seed: u64,
+        duration_ms: u64,
+        topology: &Topology,
+        beyond_quorum: bool,
+        kinds: &[IncidentKind],
+    ) -> Schedule {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let names = topology.names();
         let minority = names.len().saturating_sub(1) / 2;
@@ -189,17 +236,23 @@ impl Schedule {
                 continue;
             }
             let free: Vec<String> = names.iter().filter(|n| !busy.contains(n)).cloned().collect();
-            let kinds: Vec<IncidentKind> = IncidentKind::ALL
+            let allowed: Vec<IncidentKind> = IncidentKind::ALL
                 .into_iter()
+                .filter(|k| match kinds.is_empty() {
+                    true => IncidentKind::DEFAULT.contains(k),
+                    false => kinds.contains(k),
+                })
                 .filter(|k| match k {
-                    IncidentKind::Partition => !host_networking,
+                    IncidentKind::Partition | IncidentKind::PeerBlackhole | IncidentKind::PeerLoss => !host_networking,
                     IncidentKind::HostPartition => minority_hosts
                         .iter()
                         .any(|(_, on)| on.len() <= room && on.iter().all(|m| free.contains(m))),
                     _ => true,
                 })
                 .collect();
-            let kind = *kinds.choose(&mut rng).unwrap_or(&IncidentKind::Kill);
+            let Some(kind) = allowed.choose(&mut rng).copied() else {
+                break; // none of the kinds asked for fits this topology
+            };
             let (members, host) = match kind {
                 IncidentKind::HostPartition => {
                     let fitting: Vec<&(String, Vec<String>)> = minority_hosts
@@ -219,6 +272,7 @@ impl Schedule {
                 }
             };
             let hold_ms = rng.random_range(HOLD_MS);
+            let loss_percent = (kind == IncidentKind::PeerLoss).then(|| rng.random_range(20..=60));
             if !members.is_empty() && t + hold_ms < duration_ms {
                 incidents.push(Incident {
                     at_ms: t,
@@ -226,6 +280,7 @@ impl Schedule {
                     kind,
                     members,
                     host,
+                    loss_percent,
                 });
             }
             t += rng.random_range(GAP_MS);
@@ -309,6 +364,13 @@ impl Schedule {
                     format!("no member named `{unknown}`; members are {}", names.join(", ")),
                 ));
             }
+            if incident.kind == IncidentKind::PeerLoss && !incident.loss_percent.is_some_and(|p| (1..=100).contains(&p))
+            {
+                return Err(err(
+                    format!("incidents[{i}].loss_percent"),
+                    "a peer loss needs 1 to 100".into(),
+                ));
+            }
             if let Some(host) = &incident.host {
                 if !topology.hosts().contains(host) {
                     return Err(err(
@@ -370,6 +432,9 @@ impl Schedule {
                 match &incident.host {
                     Some(host) => fault.host = Some(host.clone()),
                     None => fault.members = Some(incident.members.clone()),
+                }
+                if action == FaultAction::PeerLoss.as_str() {
+                    fault.loss_percent = incident.loss_percent.map(i64::from);
                 }
                 fault
             };
@@ -458,7 +523,13 @@ impl Schedule {
                 watch_guarantees: Some(true),
                 ..RawExpect::default()
             }),
-            workload: Some(base.workload.clone().unwrap_or_else(chaos_workload)),
+            // A base written for chaos (its workload has registers) keeps its workload.
+            workload: Some(
+                base.workload
+                    .clone()
+                    .filter(|w| w.registers.is_some_and(|r| r > 0))
+                    .unwrap_or_else(chaos_workload),
+            ),
             ..base.clone()
         }
     }
@@ -471,8 +542,9 @@ fn recovery(procedure: &str) -> RawRecovery {
     }
 }
 
-/// The workload of a chaos run unless the base scenario has its own: a few writers at a
-/// modest rate (the machine runs the cluster too) and the registers' mixed operations.
+/// The workload of a chaos run unless the base scenario has one with registers: a few
+/// writers at a modest rate (the machine runs the cluster too), a watcher, and the
+/// registers' mixed operations.
 pub fn chaos_workload() -> RawWorkload {
     RawWorkload {
         writers: Some(2),
@@ -567,6 +639,55 @@ mod tests {
     }
 
     #[test]
+    fn kinds_restrict_the_incidents_and_a_kind_that_cannot_fit_draws_none() {
+        let t = reference();
+        let kills = Schedule::generate_of(3, 60_000, &t, false, &[IncidentKind::Kill]);
+        assert!(!kills.incidents.is_empty());
+        assert!(kills.incidents.iter().all(|i| i.kind == IncidentKind::Kill));
+        assert_eq!(
+            kills,
+            Schedule::generate_of(3, 60_000, &t, false, &[IncidentKind::Kill])
+        );
+        // Every member on one host: no host holds a minority to split off.
+        let one_host = Topology::new(
+            t.members
+                .iter()
+                .map(|m| crate::topology::MemberSpec {
+                    host: "A".into(),
+                    ..m.clone()
+                })
+                .collect(),
+        );
+        let none = Schedule::generate_of(3, 60_000, &one_host, false, &[IncidentKind::HostPartition]);
+        assert!(none.incidents.is_empty());
+        for kind in IncidentKind::ALL {
+            assert_eq!(IncidentKind::parse(kind.as_str()), Some(kind));
+        }
+        // Packet faults only when asked for, each loss with its share.
+        let drawn = |kinds: &[IncidentKind]| -> Vec<IncidentKind> {
+            (0..50)
+                .flat_map(|seed| Schedule::generate_of(seed, 30_000, &t, false, kinds).incidents)
+                .map(|i| i.kind)
+                .collect()
+        };
+        assert!(!drawn(&[])
+            .iter()
+            .any(|k| matches!(k, IncidentKind::PeerLoss | IncidentKind::PeerBlackhole)));
+        let lossy = Schedule::generate_of(1, 30_000, &t, false, &[IncidentKind::PeerLoss]);
+        assert!(lossy
+            .incidents
+            .iter()
+            .all(|i| i.loss_percent.is_some_and(|p| (20..=60).contains(&p))));
+        let raw = lossy.to_scenario(&RawScenario::default());
+        assert!(raw
+            .faults
+            .iter()
+            .filter(|f| f.action == "peer-loss")
+            .all(|f| f.loss_percent.is_some()));
+        scenario::compile(raw, Path::new("chaos.toml")).unwrap();
+    }
+
+    #[test]
     fn on_host_networking_partitions_are_of_whole_hosts() {
         let text = "[hosts.A]\naddress = \"10.0.0.1\"\nnetwork = \"host\"\n[hosts.B]\naddress = \"10.0.0.2\"\nnetwork = \"host\"\n\
                     [[faults]]\naction = \"kill\"\nhost = \"B\"\n[recovery]\nprocedure = \"restart\"\n";
@@ -623,6 +744,7 @@ mod tests {
                 kind: IncidentKind::Kill,
                 members: vec!["etcd1".into(), "etcd2".into()],
                 host: None,
+                loss_percent: None,
             },
             Incident {
                 at_ms: 1_000,
@@ -630,6 +752,7 @@ mod tests {
                 kind: IncidentKind::Pause,
                 members: vec!["etcd3".into()],
                 host: None,
+                loss_percent: None,
             },
         ];
         crowded.ending_at_ms = 10_000;
@@ -644,6 +767,7 @@ mod tests {
                 kind: IncidentKind::Stop,
                 members: vec!["etcd9".into()],
                 host: None,
+                loss_percent: None,
             },
         );
         let e = unknown.validate(&t, path).unwrap_err().to_string();

@@ -80,6 +80,7 @@ impl Cluster {
                 &rules.script(),
                 &rules.iptables_args(true),
                 format!("make host {host} unreachable: its members' ports drop every packet"),
+                None,
             )
             .await?;
             self.check_unreachable(host, &probe).await?;

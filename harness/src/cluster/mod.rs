@@ -15,6 +15,7 @@ mod host_outage;
 mod image;
 mod membership;
 mod netsplit;
+mod peer_traffic;
 pub mod settle;
 pub mod snapshot;
 pub mod tools;
@@ -64,6 +65,9 @@ pub struct Member {
     pub paused: bool,
     /// Cut off the peer network.
     pub partitioned: bool,
+    /// Its peer traffic degraded by the network-fault tool in its namespace (then also
+    /// `partitioned`, so that a repair heals it).
+    pub peer_degraded: bool,
     /// The image this member runs when it is not the cluster's (in a rolling upgrade).
     pub image: Option<String>,
     pub client: MemberClient,
@@ -370,6 +374,7 @@ impl Cluster {
                 has_container: false,
                 paused: false,
                 partitioned: false,
+                peer_degraded: false,
                 image: None,
                 client,
             });

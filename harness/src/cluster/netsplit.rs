@@ -83,7 +83,7 @@ impl Cluster {
         for (host, rules) in &plans {
             let name = format!("etcd-drill-{}{SPLIT_MARK}{host}", self.run_id);
             let step = format!("split host {host} from {} at the network level", there.join(", "));
-            self.start_netfault(host, &name, &rules.script(), &rules.iptables_args(true), step)
+            self.start_netfault(host, &name, &rules.script(), &rules.iptables_args(true), step, None)
                 .await?;
         }
         for name in cut {
@@ -92,9 +92,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts the network-fault tool as container `name` on `host` with `script`, waits
-    /// until it says its rules (`rules`, the iptables arguments it inserts, shown in the
-    /// runbook) are in place, and records the step as `step`.
+    /// Starts the network-fault tool as container `name` on `host` with `script`, on the
+    /// host's network or in the network namespace of container `joins`, waits until it
+    /// says its rules (`rules`, the iptables arguments it inserts, shown in the runbook)
+    /// are in place, and records the step as `step`.
     pub(super) async fn start_netfault(
         &mut self,
         host: &str,
@@ -102,6 +103,7 @@ impl Cluster {
         script: &str,
         rules: &[Vec<String>],
         step: String,
+        joins: Option<&str>,
     ) -> Result<()> {
         let started = Instant::now();
         let spec = ContainerSpec {
@@ -109,7 +111,8 @@ impl Cluster {
             image: NETFAULT_IMAGE.into(),
             cmd: vec![script.to_string()],
             labels: vec![(ROLE_LABEL.into(), "netfault".into())],
-            host_network: true,
+            host_network: joins.is_none(),
+            network_of: joins.map(String::from),
             cap_add: vec!["NET_ADMIN".into()],
             ..ContainerSpec::default()
         };
@@ -143,9 +146,13 @@ impl Cluster {
         let command = self.on_host_named(
             host,
             format!(
-                "docker run -d --name {name} --network host --cap-add NET_ADMIN {NETFAULT_IMAGE} '{}'   # on host {host}: {}",
+                "docker run -d --name {name} --network {} --cap-add NET_ADMIN {NETFAULT_IMAGE} '{}'   # on host {host}: {}",
+                joins.map(|c| format!("container:{c}")).unwrap_or_else(|| "host".into()),
                 script.replace('\n', " "),
-                rule_lines.join("; ")
+                match rule_lines.is_empty() {
+                    true => "tc netem on the peer interface".to_string(),
+                    false => rule_lines.join("; "),
+                }
             ),
         );
         self.record(step, command, started, result.is_ok());

@@ -209,7 +209,7 @@ impl Cluster {
 
     /// One member alone cannot be cut off on host networking: there is no Docker network
     /// of the run, and a split between hosts ([`Cluster::split_hosts`]) takes whole hosts.
-    fn refuse_on_host_networking(&self, fault: &str) -> Result<()> {
+    pub(super) fn refuse_on_host_networking(&self, fault: &str) -> Result<()> {
         match self.topology.network_mode() {
             crate::topology::NetworkMode::Bridge => Ok(()),
             crate::topology::NetworkMode::Host => Err(Error::Procedure {
@@ -253,6 +253,9 @@ impl Cluster {
     /// Reconnects a partitioned member to the peer network at its old address. On host
     /// networking, takes the split between hosts out (which heals every member it cut off).
     pub async fn heal(&mut self, name: &str) -> Result<()> {
+        if self.member(name)?.peer_degraded {
+            return self.restore_peer_traffic(name).await;
+        }
         if self.topology.network_mode() == crate::topology::NetworkMode::Host {
             return match self.member(name)?.partitioned {
                 true => self.heal_splits().await,
@@ -283,6 +286,10 @@ impl Cluster {
     /// whatever brings the member back.
     pub async fn wipe(&mut self, name: &str) -> Result<()> {
         self.refuse_on_down_host(name, "wipe")?;
+        if self.member(name)?.peer_degraded {
+            // The tool lives in the member's namespace: it goes before the member does.
+            self.restore_peer_traffic(name).await?;
+        }
         let started = Instant::now();
         let container = self.container_name(name);
         let generation = self.member(name)?.volume_generation;
@@ -303,6 +310,7 @@ impl Cluster {
         member.has_container = false;
         member.paused = false;
         member.partitioned = false;
+        member.peer_degraded = false;
         member.volume_generation += 1;
         let fresh = self.volume_name(name, generation + 1);
         self.docker_of(name).create_volume(&fresh, &self.run_id, name).await

@@ -6,7 +6,9 @@
 //! the peer traffic between that host's address and the other side's, both ways (clients
 //! still reach every member); a downed host ([`BlackholeRules`]) drops every packet to or
 //! from its members' ports on its address, so that peers and clients time out on it as on
-//! a machine that is off, instead of being refused by its live kernel.
+//! a machine that is off, instead of being refused by its live kernel. A member's peer
+//! traffic ([`PeerFaultRules`]: blackhole, loss, delay) is degraded from inside its own
+//! network namespace (`--network container:<member>`), leaving its client port alone.
 //!
 //! The image (`etcd-drill/netfault`) is built FROM scratch from this machine's own
 //! iptables (the legacy backend's multi-call binary, the libraries `ldd` lists and the
@@ -17,8 +19,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// The tool image, built by `etcd-drill image build --netfault`.
-pub const NETFAULT_IMAGE: &str = "etcd-drill/netfault:1";
+/// The tool image, built by `etcd-drill image build --netfault` (2: with `tc` and `ip`).
+pub const NETFAULT_IMAGE: &str = "etcd-drill/netfault:2";
 pub use super::runtime::SPLIT_MARK;
 /// What the tool prints once its rules are in place.
 pub const RULES_IN_PLACE: &str = "etcd-drill netfault: rules in place";
@@ -28,6 +30,8 @@ pub const SPLIT_MAX_SECONDS: u64 = 3600;
 
 /// Where the multi-call binary lives on Debian, and where its extensions are looked up.
 const XTABLES_BINARY: &str = "/usr/sbin/xtables-legacy-multi";
+/// iproute2's `tc` (netem) and `ip` (to find the peer interface), from the machine.
+const IPROUTE_BINARIES: [&str; 2] = ["/usr/sbin/tc", "/usr/sbin/ip"];
 const XTABLES_EXTENSIONS: &str = "/usr/lib/x86_64-linux-gnu/xtables";
 
 /// The peer traffic one host drops to split it from the hosts of the other side.
@@ -146,6 +150,82 @@ impl BlackholeRules {
     }
 }
 
+/// What happens to one member's peer traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PeerTraffic {
+    /// Every packet to or from the peer port dropped: connections hang.
+    Blackhole,
+    /// This share of the packets (percent) dropped at random, both ways.
+    Loss { percent: u8 },
+    /// Every packet leaving the peer interface held this long (`tc netem`).
+    Delay { ms: u32 },
+}
+
+/// A member's peer traffic degraded from inside its network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerFaultRules {
+    pub traffic: PeerTraffic,
+    /// The member's peer port: traffic with it at either end is the raft traffic (the
+    /// member's own listener and its connections to the others' peer ports).
+    pub peer_port: u16,
+    /// The member's address on the peer network, which names the interface to delay.
+    pub peer_ip: String,
+    /// The comment every rule carries (`etcd-drill-<run>`).
+    pub tag: String,
+}
+
+impl PeerFaultRules {
+    /// The iptables arguments (after `iptables -w`) for a blackhole or a loss: TCP with the
+    /// peer port at either end, dropped (at random for a loss), in and out. None for a
+    /// delay, which is `tc`'s.
+    pub fn iptables_args(&self, insert: bool) -> Vec<Vec<String>> {
+        let verb = if insert { "-I" } else { "-D" };
+        let probability = match self.traffic {
+            PeerTraffic::Blackhole => None,
+            PeerTraffic::Loss { percent } => Some(format!("{:.2}", f64::from(percent.min(100)) / 100.0)),
+            PeerTraffic::Delay { .. } => return Vec::new(),
+        };
+        ["INPUT", "OUTPUT"]
+            .iter()
+            .map(|chain| {
+                let mut args: Vec<String> = [verb, chain, "-p", "tcp", "-m", "multiport", "--ports"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                args.push(self.peer_port.to_string());
+                if let Some(p) = &probability {
+                    args.extend(["-m", "statistic", "--mode", "random", "--probability", p].map(String::from));
+                }
+                args.extend(["-m", "comment", "--comment", &self.tag, "-j", "DROP"].map(String::from));
+                args
+            })
+            .collect()
+    }
+
+    /// The tool's script: the iptables rules of a blackhole or loss ([`tool_script`]), or
+    /// for a delay a `netem` qdisc on the interface that holds the peer address, taken
+    /// out again when the tool is stopped. A kernel without `sch_netem` refuses the qdisc
+    /// ("Specified qdisc kind is unknown"): the tool then ends with exit code 1 and says so.
+    pub fn script(&self) -> String {
+        let PeerTraffic::Delay { ms } = self.traffic else {
+            return tool_script(&self.iptables_args(true), &self.iptables_args(false));
+        };
+        let ip = self.peer_ip.replace('.', "\\.");
+        format!(
+            "dev=$(ip -o -4 addr show | awk '$4 ~ /^{ip}\\// {{print $2}}')\n\
+             [ -n \"$dev\" ] || {{ echo 'no interface holds {peer}' >&2; exit 1; }}\n\
+             remove() {{ tc qdisc del dev \"$dev\" root 2>/dev/null; }}\n\
+             trap 'remove; exit 0' TERM INT\n\
+             tc qdisc add dev \"$dev\" root netem delay {ms}ms || {{ echo 'tc netem refused: this kernel may lack sch_netem (CONFIG_NET_SCH_NETEM)' >&2; exit 1; }}\n\
+             echo '{RULES_IN_PLACE}'\n\
+             sleep {SPLIT_MAX_SECONDS} & wait $!\n\
+             remove\n",
+            peer = self.peer_ip
+        )
+    }
+}
+
 /// The tool's shell script: put the rules in (`insert`), say so, wait to be stopped (or
 /// for [`SPLIT_MAX_SECONDS`]), take them out (`remove`); a rule that cannot be put in takes
 /// out those that were and ends the tool with exit code 1.
@@ -188,7 +268,7 @@ pub fn build_context(busybox: &[u8]) -> Result<Vec<u8>> {
     let missing = |what: &str| {
         Error::ImageBuild {
         message: format!(
-            "{what} is missing on this machine; the netfault image is built from the machine's own iptables (Debian's `iptables` package)"
+            "{what} is missing on this machine; the netfault image is built from the machine's own iptables and iproute2 (Debian's `iptables` and `iproute2` packages)"
         ),
     }
     };
@@ -205,6 +285,12 @@ pub fn build_context(busybox: &[u8]) -> Result<Vec<u8>> {
         Ok(())
     };
     read(XTABLES_BINARY, 0o755)?;
+    for binary in IPROUTE_BINARIES {
+        if !Path::new(binary).is_file() {
+            return Err(missing(binary));
+        }
+        read(binary, 0o755)?;
+    }
     let extensions: Vec<String> = std::fs::read_dir(XTABLES_EXTENSIONS)
         .map_err(|_| missing(XTABLES_EXTENSIONS))?
         .flatten()
@@ -212,6 +298,7 @@ pub fn build_context(busybox: &[u8]) -> Result<Vec<u8>> {
         .filter(|p| p.ends_with(".so"))
         .collect();
     let mut loaded = vec![XTABLES_BINARY.to_string()];
+    loaded.extend(IPROUTE_BINARIES.iter().map(|b| b.to_string()));
     loaded.extend(extensions.iter().cloned());
     for object in &loaded {
         let ldd = std::process::Command::new("ldd")
@@ -249,6 +336,7 @@ pub fn build_context(busybox: &[u8]) -> Result<Vec<u8>> {
     for (link, target) in [
         ("rootfs/bin/sh", "busybox"),
         ("rootfs/bin/sleep", "busybox"),
+        ("rootfs/bin/awk", "busybox"),
         ("rootfs/usr/sbin/iptables", "xtables-legacy-multi"),
     ] {
         let mut header = tar::Header::new_gnu();
@@ -332,5 +420,53 @@ mod tests {
         let script = rules.script();
         assert_eq!(script.matches("iptables -w -D").count(), 2, "{script}");
         assert!(script.contains("trap 'remove; exit 0' TERM INT"));
+    }
+
+    fn peer(traffic: PeerTraffic) -> PeerFaultRules {
+        PeerFaultRules {
+            traffic,
+            peer_port: 2380,
+            peer_ip: "10.213.7.12".into(),
+            tag: "etcd-drill-ab12cd34".into(),
+        }
+    }
+
+    #[test]
+    fn a_member_loses_its_peer_traffic_all_or_at_random_and_keeps_its_clients() {
+        let lines = |r: &PeerFaultRules| r.iptables_args(true).iter().map(|a| a.join(" ")).collect::<Vec<_>>();
+        assert_eq!(
+            lines(&peer(PeerTraffic::Blackhole)),
+            [
+                "-I INPUT -p tcp -m multiport --ports 2380 -m comment --comment etcd-drill-ab12cd34 -j DROP",
+                "-I OUTPUT -p tcp -m multiport --ports 2380 -m comment --comment etcd-drill-ab12cd34 -j DROP",
+            ]
+        );
+        let loss = lines(&peer(PeerTraffic::Loss { percent: 30 }));
+        assert!(
+            loss.iter()
+                .all(|l| l.contains("-m statistic --mode random --probability 0.30")),
+            "{loss:?}"
+        );
+        assert!(!loss.iter().any(|l| l.contains("2379")));
+        let script = peer(PeerTraffic::Loss { percent: 30 }).script();
+        assert_eq!(script.matches("iptables -w -D").count(), 2, "{script}");
+    }
+
+    #[test]
+    fn a_delay_is_a_netem_qdisc_on_the_peer_interface_taken_out_when_stopped() {
+        let rules = peer(PeerTraffic::Delay { ms: 200 });
+        assert!(rules.iptables_args(true).is_empty());
+        let script = rules.script();
+        assert!(
+            script.contains("awk '$4 ~ /^10\\.213\\.7\\.12\\// {print $2}'"),
+            "{script}"
+        );
+        assert!(
+            script.contains("tc qdisc add dev \"$dev\" root netem delay 200ms"),
+            "{script}"
+        );
+        assert!(script.contains("trap 'remove; exit 0' TERM INT"));
+        assert!(script.contains("sch_netem"));
+        assert!(script.trim_end().ends_with("remove"));
     }
 }

@@ -66,6 +66,8 @@ pub struct ContainerSpec {
     pub isolated: bool,
     /// On the host's own network (`--network host`): a member of a host-networked topology.
     pub host_network: bool,
+    /// Join this container's network namespace (`--network container:NAME`).
+    pub network_of: Option<String>,
     /// Capabilities added (`--cap-add`): NET_ADMIN for the network-fault tool.
     pub cap_add: Vec<String>,
     /// Host files mounted read-only: (host path, path in the container).
@@ -374,6 +376,7 @@ impl DockerRuntime {
                 .then(|| spec.volumes.iter().map(|(v, target)| format!("{v}:{target}")).collect()),
             network_mode: match (&spec.network, spec.isolated) {
                 _ if spec.host_network => Some("host".into()),
+                _ if spec.network_of.is_some() => spec.network_of.as_ref().map(|c| format!("container:{c}")),
                 (Some((n, _)), _) => Some(n.clone()),
                 (None, true) => Some("none".into()),
                 (None, false) => None,

@@ -172,6 +172,8 @@ pub fn docker_run_line(spec: &ContainerSpec, detach: bool, files: &[(&str, &str)
     }
     if spec.host_network {
         words.push("--network host".into());
+    } else if let Some(container) = &spec.network_of {
+        words.push(format!("--network container:{container}"));
     } else if let Some((network, alias)) = &spec.network {
         words.push(format!("--network {network} --network-alias {alias}"));
     } else if spec.isolated {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use etcd_drill::chaos::schedule::Schedule;
+use etcd_drill::chaos::schedule::{IncidentKind, Schedule};
 use etcd_drill::chaos::shrink;
 use etcd_drill::docker::image::DEFAULT_IMAGE;
 use etcd_drill::drill::runner;
@@ -33,6 +33,10 @@ pub(crate) struct ChaosArgs {
     /// snapshot.
     #[arg(long, conflicts_with = "replay")]
     beyond_quorum: bool,
+    /// Draw incidents of these kinds only (comma-separated: kill, stop, pause, partition,
+    /// host-partition); all of them by default.
+    #[arg(long, value_delimiter = ',', conflicts_with = "replay", value_parser = parse_kind)]
+    kinds: Vec<IncidentKind>,
     /// Play a saved schedule (a run's schedule.json or shrunk-schedule.json) instead of
     /// drawing one.
     #[arg(long, value_name = "FILE")]
@@ -66,11 +70,12 @@ pub(crate) async fn chaos_command(args: ChaosArgs) -> Result<u8> {
     }
     let schedule = match &args.replay {
         Some(path) => read_schedule(path, &base)?,
-        None => Schedule::generate(
+        None => Schedule::generate_of(
             args.seed.unwrap_or_else(runner::new_seed),
             args.duration.as_millis() as u64,
             &base.topology,
             args.beyond_quorum,
+            &args.kinds,
         ),
     };
     let run_id = etcd_drill::docker::runtime::new_run_id();
@@ -145,9 +150,9 @@ async fn play(
     run_id: String,
 ) -> Result<(u8, Option<etcd_drill::report::DrillReport>)> {
     let mut raw = base.to_raw();
-    // The schedule brings its own workload, expectations and recovery; the base's
-    // extras (backups, the agent, a history to grow) are not part of a chaos run.
-    raw.workload = None;
+    // The schedule brings its own expectations and recovery (and its workload, unless the
+    // base has one with registers); the base's extras (backups, the agent, a history to
+    // grow) are not part of a chaos run.
     raw.backup = None;
     raw.agent = None;
     raw.history = None;
@@ -174,4 +179,11 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     }
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::io(path)(e.into()))?;
     std::fs::write(path, text + "\n").map_err(Error::io(path))
+}
+
+fn parse_kind(text: &str) -> std::result::Result<IncidentKind, String> {
+    IncidentKind::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = IncidentKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown incident kind `{text}`; use {}", known.join(", "))
+    })
 }

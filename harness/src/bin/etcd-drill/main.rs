@@ -235,7 +235,7 @@ enum ImageCommand {
         /// temporary etcd before the real one; needs apt-get for busybox-static.
         #[arg(long)]
         scripted: bool,
-        /// Build the network-fault tool image (etcd-drill/netfault:1) instead, from this
+        /// Build the network-fault tool image (etcd-drill/netfault:2) instead, from this
         /// machine's iptables and Debian's static busybox: a partition between hosts on host
         /// networking runs it on one side's host.
         #[arg(long, conflicts_with_all = ["from_dir", "debian_suite", "wheel", "package", "scripted", "tag"])]
@@ -336,7 +336,7 @@ async fn dispatch(command: Command) -> Result<u8> {
             )
             .await?;
             say(format_args!(
-                "built {tag} (this machine's iptables, Debian's busybox-static)"
+                "built {tag} (this machine's iptables, tc and ip, Debian's busybox-static)"
             ));
             Ok(0)
         }
