@@ -1,6 +1,7 @@
 //! Criterion benches of the harness's own hot paths: the data-loss accounting of a
-//! million acknowledged writes, latency recording and merging, report rendering, and the
-//! perf generator's key generation and token bucket. `cargo bench` runs them in a few
+//! million acknowledged writes, latency recording and merging, report rendering, the
+//! perf generator's key generation and token bucket, and the linearizability check of a
+//! chaos run's register history. `cargo bench` runs them in a few
 //! minutes (small sample counts for the slow ones).
 
 use std::hint::black_box;
@@ -127,5 +128,91 @@ fn key_generation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ledger_accounting, histogram, report_rendering, key_generation);
+/// A register history shaped like a 10-minute chaos run's: 16 000 operations by 4 clients
+/// on 4 registers, each taking effect at a point inside its call window (windows of
+/// different clients overlap), one write in ten without an answer. Linearizable by
+/// construction, so the check must search the whole history.
+fn chaos_history() -> Vec<etcd_drill::history::Operation> {
+    use etcd_drill::history::{Operation, Request, Response};
+    let mut values: Vec<Option<String>> = vec![None; 4];
+    let mut history = Vec::new();
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..16_000u64 {
+        let point = i * 40_000; // every 40 ms a linearization point
+        let (client, register) = ((i % 4) as u32, (next() % 4) as usize);
+        let called_us = point - next() % 30_000;
+        let returned_us = point + next() % 30_000;
+        let fresh = format!("c{client}-{i}");
+        let (request, response) = match next() % 10 {
+            0..=2 => (
+                Request::Get,
+                Response::Read {
+                    value: values[register].clone(),
+                },
+            ),
+            3..=6 => {
+                let expected = if next() % 2 == 0 {
+                    values[register].clone()
+                } else {
+                    Some("stale".into())
+                };
+                let succeeded = expected == values[register];
+                if succeeded {
+                    values[register] = Some(fresh.clone());
+                }
+                (
+                    Request::CompareAndSet { expected, new: fresh },
+                    Response::Swapped { succeeded },
+                )
+            }
+            7..=8 => {
+                values[register] = Some(fresh.clone());
+                (Request::Put { value: fresh }, Response::Done)
+            }
+            _ => {
+                values[register] = None;
+                (Request::Delete, Response::Done)
+            }
+        };
+        let unknown = next() % 10 == 0 && !matches!(request, Request::Get);
+        history.push(Operation {
+            client,
+            key: format!("r{register}"),
+            request,
+            response: if unknown { Response::Unknown } else { response },
+            called_us,
+            returned_us,
+        });
+    }
+    history
+}
+
+fn linearizability(c: &mut Criterion) {
+    let history = chaos_history();
+    let mut group = c.benchmark_group("history");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(history.len() as u64));
+    group.bench_function("linearizability of 16000 operations on 4 registers", |b| {
+        b.iter(|| {
+            let verdict = etcd_drill::history::linearizability::check(black_box(&history), &Default::default());
+            assert!(verdict.linearizable());
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    ledger_accounting,
+    histogram,
+    report_rendering,
+    key_generation,
+    linearizability
+);
 criterion_main!(benches);
