@@ -1211,24 +1211,29 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 "on network = \"host\" a partition splits whole hosts at the network level (the members have no Docker network of the run to be cut off): target a `host`, or members that fill whole hosts with together = true",
             ));
         }
+        // A required number of a packet fault, in its range.
+        let required = |name: &str, value: Option<i64>, range: std::ops::RangeInclusive<u64>| -> Result<u64> {
+            let value = value.ok_or_else(|| {
+                c.err(
+                    key(name),
+                    format!(
+                        "{} needs `{name}`: {} to {}",
+                        action.as_str(),
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            })?;
+            c.in_range(&key(name), Some(value), 0, range)
+        };
         let traffic = match action {
             FaultAction::PeerBlackhole => Some(crate::fault::PeerTraffic::Blackhole),
-            FaultAction::PeerLoss => {
-                let percent = f
-                    .loss_percent
-                    .ok_or_else(|| c.err(key("loss_percent"), "peer-loss needs `loss_percent`: 1 to 100"))?;
-                Some(crate::fault::PeerTraffic::Loss {
-                    percent: c.in_range(&key("loss_percent"), Some(percent), 0, 1..=100)? as u8,
-                })
-            }
-            FaultAction::PeerDelay => {
-                let ms = f
-                    .latency_ms
-                    .ok_or_else(|| c.err(key("latency_ms"), "peer-delay needs `latency_ms`: 1 to 60000"))?;
-                Some(crate::fault::PeerTraffic::Delay {
-                    ms: c.in_range(&key("latency_ms"), Some(ms), 0, 1..=60_000)? as u32,
-                })
-            }
+            FaultAction::PeerLoss => Some(crate::fault::PeerTraffic::Loss {
+                percent: required("loss_percent", f.loss_percent, 1..=100)? as u8,
+            }),
+            FaultAction::PeerDelay => Some(crate::fault::PeerTraffic::Delay {
+                ms: required("latency_ms", f.latency_ms, 1..=60_000)? as u32,
+            }),
             _ => None,
         };
         if f.loss_percent.is_some() && action != FaultAction::PeerLoss {
@@ -2199,6 +2204,44 @@ mod tests {
         }
         // A host down without a host-up stays down for the recovery; the other host is free.
         with(&format!("{down}[[faults]]\naction = \"kill\"\nmembers = [\"etcd1\"]\n")).unwrap();
+    }
+
+    #[test]
+    fn packet_faults_need_their_numbers_and_a_namespace_of_their_own() {
+        let with = |fault: &str| parse_str(&format!("[[faults]]\n{fault}[recovery]\nprocedure = \"repair\"\n"));
+        let s = with("action = \"peer-loss\"\nmembers = [\"etcd1\"]\nloss_percent = 30\n").unwrap();
+        assert_eq!(
+            s.faults[0].traffic,
+            Some(crate::fault::PeerTraffic::Loss { percent: 30 })
+        );
+        let again = compile(s.to_raw(), Path::new("scenarios/test.toml")).unwrap();
+        assert_eq!(again.faults, s.faults);
+        let cases = [
+            (
+                "action = \"peer-loss\"\nmembers = [\"etcd1\"]\n",
+                "faults[0].loss_percent",
+            ),
+            (
+                "action = \"peer-loss\"\nmembers = [\"etcd1\"]\nloss_percent = 0\n",
+                "faults[0].loss_percent",
+            ),
+            (
+                "action = \"peer-delay\"\nmembers = [\"etcd1\"]\n",
+                "faults[0].latency_ms",
+            ),
+            (
+                "action = \"kill\"\nmembers = [\"etcd1\"]\nlatency_ms = 5\n",
+                "faults[0].latency_ms",
+            ),
+        ];
+        for (fault, expected) in cases {
+            let e = with(fault).unwrap_err().to_string();
+            assert!(e.contains(expected), "{fault}: {e}");
+        }
+        let hosts = "[hosts.A]\naddress = \"10.0.0.1\"\nnetwork = \"host\"\n[hosts.B]\naddress = \"10.0.0.2\"\nnetwork = \"host\"\n\
+                     [[faults]]\naction = \"peer-blackhole\"\nmembers = [\"etcd1\"]\n[recovery]\nprocedure = \"repair\"\n";
+        let e = parse_str(hosts).unwrap_err().to_string();
+        assert!(e.contains("faults[0].action") && e.contains("namespace"), "{e}");
     }
 
     #[test]

@@ -60,29 +60,15 @@ impl SplitRules {
             ports.dedup();
             let ports = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
             for (chain, direction) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
-                rules.push(
-                    [
-                        verb,
-                        chain,
-                        direction,
-                        address,
-                        "-p",
-                        "tcp",
-                        "-m",
-                        "multiport",
-                        "--ports",
-                        &ports,
-                        "-m",
-                        "comment",
-                        "--comment",
-                        &self.tag,
-                        "-j",
-                        "DROP",
-                    ]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                );
+                rules.push(drop_rule(
+                    verb,
+                    chain,
+                    Some((direction, address)),
+                    "--ports",
+                    &ports,
+                    &[],
+                    &self.tag,
+                ));
             }
         }
         rules
@@ -119,27 +105,15 @@ impl BlackholeRules {
         [("INPUT", "-d", "--dports"), ("OUTPUT", "-s", "--sports")]
             .iter()
             .map(|(chain, direction, match_ports)| {
-                [
+                drop_rule(
                     verb,
                     chain,
-                    direction,
-                    &self.address,
-                    "-p",
-                    "tcp",
-                    "-m",
-                    "multiport",
+                    Some((direction, &self.address)),
                     match_ports,
                     &ports,
-                    "-m",
-                    "comment",
-                    "--comment",
+                    &[],
                     &self.tag,
-                    "-j",
-                    "DROP",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
+                )
             })
             .collect()
     }
@@ -186,20 +160,16 @@ impl PeerFaultRules {
             PeerTraffic::Loss { percent } => Some(format!("{:.2}", f64::from(percent.min(100)) / 100.0)),
             PeerTraffic::Delay { .. } => return Vec::new(),
         };
+        let random: Vec<String> = match &probability {
+            Some(p) => ["-m", "statistic", "--mode", "random", "--probability", p]
+                .map(String::from)
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let port = self.peer_port.to_string();
         ["INPUT", "OUTPUT"]
             .iter()
-            .map(|chain| {
-                let mut args: Vec<String> = [verb, chain, "-p", "tcp", "-m", "multiport", "--ports"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                args.push(self.peer_port.to_string());
-                if let Some(p) = &probability {
-                    args.extend(["-m", "statistic", "--mode", "random", "--probability", p].map(String::from));
-                }
-                args.extend(["-m", "comment", "--comment", &self.tag, "-j", "DROP"].map(String::from));
-                args
-            })
+            .map(|chain| drop_rule(verb, chain, None, "--ports", &port, &random, &self.tag))
             .collect()
     }
 
@@ -224,6 +194,28 @@ impl PeerFaultRules {
             peer = self.peer_ip
         )
     }
+}
+
+/// One iptables rule (the arguments after `iptables -w`): TCP packets in `chain` matched
+/// by an address (`-s`/`-d` and the address) when given, by `ports_flag ports`, and by
+/// `extra`, carrying `tag` as their comment, dropped.
+fn drop_rule(
+    verb: &str,
+    chain: &str,
+    address: Option<(&str, &str)>,
+    ports_flag: &str,
+    ports: &str,
+    extra: &[String],
+    tag: &str,
+) -> Vec<String> {
+    let mut rule: Vec<String> = vec![verb.into(), chain.into()];
+    if let Some((direction, address)) = address {
+        rule.extend([direction.to_string(), address.to_string()]);
+    }
+    rule.extend(["-p", "tcp", "-m", "multiport", ports_flag, ports].map(String::from));
+    rule.extend(extra.iter().cloned());
+    rule.extend(["-m", "comment", "--comment", tag, "-j", "DROP"].map(String::from));
+    rule
 }
 
 /// The tool's shell script: put the rules in (`insert`), say so, wait to be stopped (or

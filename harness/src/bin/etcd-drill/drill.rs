@@ -105,15 +105,8 @@ impl RunArgs {
             all: scenarios.is_empty(),
             scenarios,
             scenarios_dir,
-            images: vec![image.to_string()],
-            flavor: None,
-            user: None,
-            root_password_file,
-            out: Some(out),
-            keep: false,
             seed,
-            hosts: None,
-            copy_images: false,
+            ..RunArgs::single(image, out, 0, root_password_file)
         }
     }
 }
