@@ -293,6 +293,10 @@ pub struct Fault {
     /// For `peer-blackhole`, `peer-loss` and `peer-delay`: what happens to the traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<PeerTraffic>,
+    /// For `peer-blackhole` and `partition` of members alone: hold until the leader's log
+    /// is compacted past them (they then catch up from a snapshot, checked at the heal).
+    #[serde(default)]
+    pub until_snapshot: bool,
 }
 
 impl Fault {
@@ -372,6 +376,11 @@ impl Fault {
                         })
                     }
                 },
+            }
+        }
+        if self.until_snapshot {
+            for m in &members {
+                cluster.hold_until_snapshot_needed(m).await?;
             }
         }
         Ok(members)

@@ -28,6 +28,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin_scenarios![
     "host-partition",
     "leader-pause",
     "leader-blackhole",
+    "blackhole-until-snapshot",
     "member-data-loss",
     "member-data-loss-two",
     "member-data-loss-learner",
@@ -243,6 +244,10 @@ pub struct RawFault {
     /// `peer-delay`: how long every peer packet is held, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
+    /// `partition` (of members alone) and `peer-blackhole`: hold the fault until the
+    /// leader's log is compacted past the members, so that they catch up from a snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_snapshot: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -1254,6 +1259,22 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
                 ),
             ));
         }
+        let until_snapshot = f.until_snapshot.unwrap_or(false);
+        if f.until_snapshot.is_some()
+            && !(action == FaultAction::PeerBlackhole || (action == FaultAction::Partition && !together))
+        {
+            return Err(c.err(
+                key("until_snapshot"),
+                "`until_snapshot` goes with action = \"peer-blackhole\", or \"partition\" of members each alone (together = false)",
+            ));
+        }
+        let snapshot_count = raw.etcd.as_ref().and_then(|e| e.snapshot_count);
+        if until_snapshot && !snapshot_count.is_some_and(|n| (1..=10_000).contains(&n)) {
+            return Err(c.err(
+                key("until_snapshot"),
+                "needs [etcd] snapshot_count of 10000 or less (100 is etcd's robustness tests' choice): with etcd's default of 100000 the leader keeps its log for over 100000 entries",
+            ));
+        }
         if f.wipe.is_some() && action != FaultAction::HostDown {
             return Err(c.err(key("wipe"), "`wipe` only goes with action = \"host-down\""));
         }
@@ -1309,6 +1330,7 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             together: action == FaultAction::Partition && together,
             wipe: action == FaultAction::HostDown && f.wipe.unwrap_or(false),
             traffic,
+            until_snapshot,
         });
     }
 
@@ -1885,6 +1907,7 @@ impl Scenario {
                             Some(crate::fault::PeerTraffic::Delay { ms }) => Some(i64::from(ms)),
                             _ => None,
                         },
+                        until_snapshot: f.until_snapshot.then_some(true),
                         ..Default::default()
                     };
                     match &f.target {
@@ -2238,6 +2261,23 @@ mod tests {
             let e = with(fault).unwrap_err().to_string();
             assert!(e.contains(expected), "{fault}: {e}");
         }
+        let e = with("action = \"peer-blackhole\"\nmembers = [\"etcd1\"]\nuntil_snapshot = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("faults[0].until_snapshot") && e.contains("snapshot_count"),
+            "{e}"
+        );
+        let e = with("action = \"kill\"\nmembers = [\"etcd1\"]\nuntil_snapshot = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("faults[0].until_snapshot"), "{e}");
+        let held = parse_str(
+            "[etcd]\nsnapshot_count = 100\n[[faults]]\naction = \"partition\"\nmembers = [\"etcd1\"]\nuntil_snapshot = true\n[recovery]\nprocedure = \"repair\"\n",
+        )
+        .unwrap();
+        assert!(held.faults[0].until_snapshot);
+        assert_eq!(compile(held.to_raw(), Path::new("x.toml")).unwrap().faults, held.faults);
         let hosts = "[hosts.A]\naddress = \"10.0.0.1\"\nnetwork = \"host\"\n[hosts.B]\naddress = \"10.0.0.2\"\nnetwork = \"host\"\n\
                      [[faults]]\naction = \"peer-blackhole\"\nmembers = [\"etcd1\"]\n[recovery]\nprocedure = \"repair\"\n";
         let e = parse_str(hosts).unwrap_err().to_string();
@@ -2423,6 +2463,7 @@ mod tests {
                     }),
                     _ => None,
                 },
+                until_snapshot: false,
             });
         (
             "[a-z][a-z0-9-]{0,15}",

@@ -340,6 +340,25 @@ fn peer_loss_and_delay() -> TestResult {
     }
 }
 
+/// A follower blackholed until the leader's log is compacted past it catches up from a
+/// snapshot (its log says so), and the cluster ends consistent.
+fn blackhole_until_snapshot() -> TestResult {
+    let (report, out) = run_scenario("blackhole-until-snapshot", 21)?;
+    common_assertions(&report, out.path())?;
+    for step in [
+        "cut off until the leader's log is compacted past it",
+        "caught up from the leader's snapshot",
+    ] {
+        let found = report
+            .commands
+            .iter()
+            .find(|c| c.step.contains(step))
+            .ok_or_else(|| format!("no step `{step}`"))?;
+        ensure(found.ok, || format!("{step}: {found:?}"))?;
+    }
+    Ok(())
+}
+
 /// A short chaos run on the default image: its schedule is the one the seed plans, every
 /// checker passes (acknowledged writes, HashKV, the registers' linearizability, the
 /// watcher's guarantees), the history and schedule are in the report folder, and nothing
@@ -2085,6 +2104,7 @@ fn main() {
         Trial::test("server_b_outage", server_b_outage),
         Trial::test("chaos_short_run", chaos_short_run),
         Trial::test("leader_blackhole", leader_blackhole),
+        Trial::test("blackhole_until_snapshot", blackhole_until_snapshot),
         Trial::test("peer_loss_and_delay", peer_loss_and_delay),
         Trial::test(
             "a_downed_host_refuses_the_recovery_until_it_is_up",

@@ -13,6 +13,7 @@ pub mod damage;
 pub mod flavor;
 mod host_outage;
 mod image;
+pub mod lagging;
 mod membership;
 mod netsplit;
 mod peer_traffic;
@@ -68,6 +69,8 @@ pub struct Member {
     /// Its peer traffic degraded by the network-fault tool in its namespace (then also
     /// `partitioned`, so that a repair heals it).
     pub peer_degraded: bool,
+    /// Held cut off until only a snapshot can catch it up: its heal checks it got one.
+    pub awaits_snapshot: bool,
     /// The image this member runs when it is not the cluster's (in a rolling upgrade).
     pub image: Option<String>,
     pub client: MemberClient,
@@ -375,6 +378,7 @@ impl Cluster {
                 paused: false,
                 partitioned: false,
                 peer_degraded: false,
+                awaits_snapshot: false,
                 image: None,
                 client,
             });

@@ -254,7 +254,8 @@ impl Cluster {
     /// networking, takes the split between hosts out (which heals every member it cut off).
     pub async fn heal(&mut self, name: &str) -> Result<()> {
         if self.member(name)?.peer_degraded {
-            return self.restore_peer_traffic(name).await;
+            self.restore_peer_traffic(name).await?;
+            return self.confirm_snapshot_received(name).await;
         }
         if self.topology.network_mode() == crate::topology::NetworkMode::Host {
             return match self.member(name)?.partitioned {
@@ -279,7 +280,7 @@ impl Cluster {
         self.record(format!("heal {name}"), command, started, result.is_ok());
         result?;
         self.member_mut(name)?.partitioned = false;
-        Ok(())
+        self.confirm_snapshot_received(name).await
     }
 
     /// Destroys the member's container and data volume, and prepares an empty volume for
@@ -311,6 +312,7 @@ impl Cluster {
         member.paused = false;
         member.partitioned = false;
         member.peer_degraded = false;
+        member.awaits_snapshot = false;
         member.volume_generation += 1;
         let fresh = self.volume_name(name, generation + 1);
         self.docker_of(name).create_volume(&fresh, &self.run_id, name).await
