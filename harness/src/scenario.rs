@@ -323,6 +323,10 @@ pub struct RawExpect {
     /// revision, resumed exactly where it left off); `false`, one must break.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch_guarantees: Option<bool>,
+    /// Workloads with leases: `true`, a key whose lease was found expired must be gone
+    /// when looked at, and a key whose lease was renewed within its TTL to the end there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expiry: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_equal: Option<bool>,
     /// Workloads with leases: `true`, no lease kept alive may expire; `false`, one must
@@ -626,6 +630,8 @@ pub struct Expectations {
     pub watcher_misses_events: Option<bool>,
     /// Whether the watcher's events must keep every watch guarantee (or break one).
     pub watch_guarantees: Option<bool>,
+    /// Whether the leases' keys must follow their leases (or one must not).
+    pub lease_expiry: Option<bool>,
     pub hashkv_equal: bool,
     /// Whether the leases kept alive must all survive (true) or one must expire (false).
     pub leases_kept: Option<bool>,
@@ -1698,6 +1704,15 @@ pub fn compile(raw: RawScenario, path: &Path) -> Result<Scenario> {
             }
             judged => judged,
         },
+        lease_expiry: match e.lease_expiry {
+            Some(_) if workload.leases == 0 => {
+                return Err(c.err(
+                    "expect.lease_expiry",
+                    "there are no leases to judge: set [workload] leases (and lease_ttl_s)",
+                ))
+            }
+            judged => judged,
+        },
         hashkv_equal: e.hashkv_equal.unwrap_or(true),
         leases_kept: match e.leases_kept {
             Some(_) if workload.leases == 0 => {
@@ -2003,6 +2018,7 @@ impl Scenario {
                 max_rpo_ms: self.expect.max_rpo_ms.map(|v| v as i64),
                 watcher_misses_events: self.expect.watcher_misses_events,
                 watch_guarantees: self.expect.watch_guarantees,
+                lease_expiry: self.expect.lease_expiry,
                 hashkv_equal: Some(self.expect.hashkv_equal),
                 leases_kept: self.expect.leases_kept,
                 cluster_version: self.expect.cluster_version.map(|v| {
@@ -2558,6 +2574,7 @@ mod tests {
                             max_rpo_ms: budget,
                             watcher_misses_events: quorum_lost,
                             watch_guarantees: None,
+                            lease_expiry: None,
                             hashkv_equal,
                             leases_kept: None,
                             cluster_version: None,

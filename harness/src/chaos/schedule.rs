@@ -492,6 +492,12 @@ impl Schedule {
         };
         steps.extend(ending_steps);
         steps.sort_by_key(|(at, _)| *at);
+        // A base written for chaos (its workload has registers) keeps its workload.
+        let workload = base
+            .workload
+            .clone()
+            .filter(|w| w.registers.is_some_and(|r| r > 0))
+            .unwrap_or_else(chaos_workload);
         let mut previous = 0;
         let faults = steps
             .into_iter()
@@ -521,15 +527,12 @@ impl Schedule {
                 max_lost_acked_writes: (!self.ending.may_lose_writes()).then_some(0),
                 hashkv_equal: Some(true),
                 watch_guarantees: Some(true),
+                // A restore brings back the snapshot's leases: only judged without one.
+                lease_expiry: (workload.leases.is_some_and(|n| n > 0) && !self.ending.may_lose_writes())
+                    .then_some(true),
                 ..RawExpect::default()
             }),
-            // A base written for chaos (its workload has registers) keeps its workload.
-            workload: Some(
-                base.workload
-                    .clone()
-                    .filter(|w| w.registers.is_some_and(|r| r > 0))
-                    .unwrap_or_else(chaos_workload),
-            ),
+            workload: Some(workload),
             ..base.clone()
         }
     }
@@ -544,7 +547,7 @@ fn recovery(procedure: &str) -> RawRecovery {
 
 /// The workload of a chaos run unless the base scenario has one with registers: a few
 /// writers at a modest rate (the machine runs the cluster too), a watcher, and the
-/// registers' mixed operations.
+/// registers' mixed operations, and two leases kept alive with a key each.
 pub fn chaos_workload() -> RawWorkload {
     RawWorkload {
         writers: Some(2),
@@ -554,6 +557,7 @@ pub fn chaos_workload() -> RawWorkload {
         cooldown_ms: Some(2_000),
         registers: Some(4),
         watch: Some(true),
+        leases: Some(2),
         ..RawWorkload::default()
     }
 }
@@ -725,9 +729,28 @@ mod tests {
             );
             assert_eq!(compiled.workload.registers, 4);
             assert_eq!(
+                compiled.expect.lease_expiry,
+                (!s.ending.may_lose_writes()).then_some(true)
+            );
+            assert_eq!(
                 compiled.expect.max_lost_acked_writes,
                 (!s.ending.may_lose_writes()).then_some(0)
             );
+        }
+    }
+
+    #[test]
+    fn a_base_written_for_chaos_keeps_its_workload() {
+        let text = include_str!("../../../scenarios/chaos/three-members-small-snapshots.toml");
+        let base = scenario::parse(text, Path::new("three.toml")).unwrap();
+        for seed in 0..20 {
+            let s = Schedule::generate_of(seed, 60_000, &base.topology, true, &[IncidentKind::Kill]);
+            let compiled = scenario::compile(s.to_scenario(&base.to_raw()), Path::new("chaos.toml"))
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!((compiled.workload.writers, compiled.workload.rate), (8, 300));
+            assert_eq!(compiled.topology.len(), 3);
+            assert_eq!(compiled.etcd.snapshot_count, Some(100));
+            assert_eq!(compiled.expect.lease_expiry, None, "no leases in that workload");
         }
     }
 

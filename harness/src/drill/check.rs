@@ -328,6 +328,41 @@ pub fn check_watch(
     )
 }
 
+/// Judges the leases whose fate is known (`judged`: each with whether its key was there
+/// when looked at): the `lease_expiry` check, which must find every key following its
+/// lease (`expected`), or one that does not.
+pub fn check_lease_expiry(judged: &[(crate::history::leases::LeaseRecord, bool)], expected: bool) -> CheckResult {
+    let leases: Vec<crate::history::leases::LeaseRecord> = judged.iter().map(|(l, _)| l.clone()).collect();
+    let present: std::collections::BTreeSet<String> = judged
+        .iter()
+        .filter(|(_, present)| *present)
+        .flat_map(|(l, _)| l.keys.clone())
+        .collect();
+    let violations = crate::history::leases::check(&leases, &present);
+    let expired = leases.iter().filter(|l| !l.kept_alive).count();
+    let actual = match violations.first() {
+        None => format!(
+            "{} leases judged ({expired} found expired, their keys gone; {} kept alive, their keys there)",
+            leases.len(),
+            leases.len() - expired
+        ),
+        Some(first) => format!(
+            "{} broken: first {}",
+            violations.len(),
+            serde_json::to_string(first).unwrap_or_default()
+        ),
+    };
+    CheckResult::new(
+        "lease_expiry",
+        violations.is_empty() == expected,
+        match expected {
+            true => "a key of an expired lease gone, a key of a lease kept alive there",
+            false => "a key that does not follow its lease",
+        },
+        actual,
+    )
+}
+
 /// Writes the registers' history, one operation per line.
 pub fn write_history(history: &[crate::history::Operation], path: &std::path::Path) -> Result<()> {
     use std::io::Write;
@@ -711,6 +746,7 @@ mod tests {
             max_rpo_ms: Some(2_500),
             watcher_misses_events: None,
             watch_guarantees: None,
+            lease_expiry: None,
             hashkv_equal: true,
             leases_kept: None,
             cluster_version: None,
@@ -828,6 +864,7 @@ mod tests {
             max_rpo_ms: None,
             watcher_misses_events: None,
             watch_guarantees: None,
+            lease_expiry: None,
             hashkv_equal: false,
             leases_kept: None,
             cluster_version: None,
@@ -852,6 +889,58 @@ mod tests {
         assert_eq!(failed(&checks), ["all_healthy", "healthy_budget"]);
         let check = checks.iter().find(|c| c.name == "all_healthy").unwrap();
         assert!(check.actual.contains("already been bootstrapped"), "{check:?}");
+    }
+
+    #[test]
+    fn a_key_that_outlives_its_lease_fails_lease_expiry() {
+        use crate::history::leases::LeaseRecord;
+        let lease = |id, kept_alive| LeaseRecord {
+            id,
+            kept_alive,
+            keys: vec![format!("/l/{id}")],
+        };
+        let right = [(lease(1, true), true), (lease(2, false), false)];
+        assert!(check_lease_expiry(&right, true).passed);
+        assert!(!check_lease_expiry(&right, false).passed);
+        let planted = [(lease(1, true), true), (lease(2, false), true)];
+        let result = check_lease_expiry(&planted, true);
+        assert!(!result.passed);
+        assert!(
+            result.actual.contains("outlived-its-lease") && result.actual.contains("/l/2"),
+            "{}",
+            result.actual
+        );
+    }
+
+    #[test]
+    fn a_stale_read_in_the_registers_history_fails_linearizable() {
+        use crate::history::{Operation, Request, Response};
+        let op = |client, request, response, called_us, returned_us| Operation {
+            client,
+            key: "/r/0".into(),
+            request,
+            response,
+            called_us,
+            returned_us,
+        };
+        let history = vec![
+            op(0, Request::Put { value: "a".into() }, Response::Done, 0, 10),
+            op(1, Request::Put { value: "b".into() }, Response::Done, 20, 30),
+            op(
+                2,
+                Request::Get,
+                Response::Read {
+                    value: Some("a".into()),
+                },
+                40,
+                50,
+            ),
+        ];
+        let (result, verdict) = check_registers(&history, None);
+        assert!(!result.passed && verdict.violations.len() == 1, "{}", result.actual);
+        assert!(result.actual.contains("/r/0"), "{}", result.actual);
+        // Cut before the stale read, the rest is linearizable.
+        assert!(check_registers(&history, Some(35)).0.passed);
     }
 
     #[test]

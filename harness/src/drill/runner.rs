@@ -563,6 +563,9 @@ impl Drill<'_> {
         for result in agent_checks {
             self.check(result);
         }
+        if let (Some(expected), Some(leases)) = (scenario.expect.lease_expiry, &figures.leases) {
+            self.check(check::check_lease_expiry(&leases.judged, expected));
+        }
         if let (Some(expected), Some(log)) = (scenario.expect.watch_guarantees, &watch_log) {
             self.check(check::check_watch(&log.responses, &ledger, &present, expected));
         }

@@ -24,6 +24,12 @@ pub struct LeaseFigures {
     pub expired_at_ms: Vec<u64>,
     /// The longest time between two successful renewals of one lease.
     pub longest_renewal_gap_ms: u64,
+    /// Leases whose fate is known, each with whether its key was there when it was
+    /// looked at: a lease found expired (its key read right then), and a lease renewed
+    /// within its TTL up to the end (its key read before the revoke). For the
+    /// `lease_expiry` check (`history::leases`).
+    #[serde(skip)]
+    pub judged: Vec<(crate::history::leases::LeaseRecord, bool)>,
 }
 
 /// Running lease keepers; `stop` ends them and hands back what they saw.
@@ -77,6 +83,11 @@ impl LeaseKeepers {
                                 }
                                 Err(e) if is_lease_gone(&e) => {
                                     seen.expired_at_ms.push(clock.now_ms());
+                                    // Its key went with it, in the same step: look now,
+                                    // before a new lease takes the key again.
+                                    if let Ok(present) = member.has_keys_under(&key, timeout).await {
+                                        seen.judged.push((record(id, false, &key), present));
+                                    }
                                     lease = None;
                                 }
                                 Err(_) => {
@@ -94,8 +105,16 @@ impl LeaseKeepers {
                     if let Some(id) = lease {
                         let current = members.current();
                         let member = &current[cursor % current.len()];
-                        if let Ok(false) = member.has_keys_under(&key, timeout).await {
+                        let present = member.has_keys_under(&key, timeout).await;
+                        if let Ok(false) = present {
                             seen.expired_at_ms.push(clock.now_ms());
+                        }
+                        // Judged only when renewed within its TTL: an older lease may have
+                        // expired without the keeper hearing of it yet.
+                        if let Ok(present) = present {
+                            if clock.now_ms().saturating_sub(last_renewed) < ttl_s * 1000 {
+                                seen.judged.push((record(id, true, &key), present));
+                            }
                         }
                         let _ = member.lease_revoke(id, timeout).await;
                     }
@@ -121,9 +140,18 @@ impl LeaseKeepers {
                 all.failed_renewals += seen.failed_renewals;
                 all.expired_at_ms.extend(seen.expired_at_ms);
                 all.longest_renewal_gap_ms = all.longest_renewal_gap_ms.max(seen.longest_renewal_gap_ms);
+                all.judged.extend(seen.judged);
             }
         }
         all.expired_at_ms.sort_unstable();
         all
+    }
+}
+
+fn record(id: i64, kept_alive: bool, key: &str) -> crate::history::leases::LeaseRecord {
+    crate::history::leases::LeaseRecord {
+        id,
+        kept_alive,
+        keys: vec![key.to_string()],
     }
 }

@@ -41,10 +41,16 @@ pub(crate) struct ChaosArgs {
     /// drawing one.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
-    /// Runs spent shrinking a failing schedule (each replays a shorter candidate in full);
-    /// 0 does not shrink.
+    /// Candidates tried when shrinking a failing schedule (each replays a shorter schedule
+    /// in full, up to --tries times); 0 does not shrink.
     #[arg(long, default_value_t = 8)]
     shrink_runs: usize,
+    /// Play the schedule, and each shrinking candidate, up to this many times until it
+    /// fails: for a bug that does not strike on every run (a race), a candidate counts as
+    /// failing when any of its tries fails (--shrink-runs counts candidates, each up to
+    /// this many runs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=20))]
+    tries: u16,
     /// Write and print the schedule (schedule.json in --out, JSON on stdout), run nothing.
     #[arg(long)]
     plan_only: bool,
@@ -101,7 +107,10 @@ pub(crate) async fn chaos_command(args: ChaosArgs) -> Result<u8> {
         schedule.ending.describe(),
         out.join("schedule.json").display()
     );
-    let (code, _) = play(&schedule, &base, &args, out.clone(), run_id).await?;
+    let (code, tried) = play_until_failed(&schedule, &base, &args, &out, run_id).await?;
+    if tried > 1 {
+        println!("chaos: {tried} tries, the last in {}", try_dir(&out, tried).display());
+    }
     if code != ExitClass::DrillFailed as u8 || args.shrink_runs == 0 {
         return Ok(code);
     }
@@ -115,7 +124,7 @@ pub(crate) async fn chaos_command(args: ChaosArgs) -> Result<u8> {
         async move {
             write_json(&dir.join("schedule.json"), &candidate)?;
             let run_id = etcd_drill::docker::runtime::new_run_id();
-            let (code, _) = play(&candidate, base, args, dir, run_id).await?;
+            let (code, _) = play_until_failed(&candidate, base, args, &dir, run_id).await?;
             if code != ExitClass::DrillFailed as u8 && code != 0 {
                 // Not a verdict on etcd (an interruption, a breakdown): stop here.
                 return Err(Error::InvalidArgument {
@@ -139,6 +148,34 @@ pub(crate) async fn chaos_command(args: ChaosArgs) -> Result<u8> {
         out.join("shrunk-schedule.json").display()
     );
     Ok(code)
+}
+
+/// The folder of try `n` (1: `out` itself, then `out/try-2`, ...).
+fn try_dir(out: &Path, n: u16) -> PathBuf {
+    match n {
+        1 => out.to_path_buf(),
+        n => out.join(format!("try-{n}")),
+    }
+}
+
+/// Plays `schedule` up to `--tries` times, until a run fails: the last run's exit code and
+/// how many runs it took.
+async fn play_until_failed(
+    schedule: &Schedule,
+    base: &scenario::Scenario,
+    args: &ChaosArgs,
+    out: &Path,
+    run_id: String,
+) -> Result<(u8, u16)> {
+    let mut run_id = Some(run_id);
+    for n in 1..=args.tries {
+        let id = run_id.take().unwrap_or_else(etcd_drill::docker::runtime::new_run_id);
+        let (code, _) = play(schedule, base, args, try_dir(out, n), id).await?;
+        if code != 0 || n == args.tries {
+            return Ok((code, n));
+        }
+    }
+    Ok((0, args.tries))
 }
 
 /// Plays `schedule` on `base` as a drill with every report into `out`.
