@@ -417,6 +417,40 @@ pub fn check_registers(
     (result, verdict)
 }
 
+/// Judges the registers' serializable reads (up to `cut_us` when given): the
+/// `serializable_reads` check, which fails on a value no write made before the read's
+/// answer.
+pub fn check_serializable_reads(history: &[crate::history::Operation], cut_us: Option<u64>) -> CheckResult {
+    let judged: Vec<crate::history::Operation> = history
+        .iter()
+        .filter(|op| cut_us.is_none_or(|cut| op.called_us < cut))
+        .cloned()
+        .collect();
+    let reads = judged
+        .iter()
+        .filter(|op| op.request == crate::history::Request::SerializableGet)
+        .count();
+    let violations = crate::history::serializable::check(&judged);
+    let actual = match violations.first() {
+        None => format!("{reads} serializable reads, each of a value written before its answer"),
+        Some(v) => format!(
+            "{} of {reads} read a value from nowhere: first {} (value {} first written at {})",
+            violations.len(),
+            v.read,
+            v.value,
+            v.written_at_us
+                .map(|us| format!("{} ms", us / 1_000))
+                .unwrap_or_else(|| "no time: never".into())
+        ),
+    };
+    CheckResult::new(
+        "serializable_reads",
+        violations.is_empty(),
+        "every serializable read returns a value written to its register before the read's answer (stale is allowed)",
+        actual,
+    )
+}
+
 /// Compares a drill's figures with the scenario's expectations: one result per check.
 /// After a rolling upgrade: is the cluster version at the minor of the image upgraded to
 /// (`new`), or still at the one it started on (`old`)?

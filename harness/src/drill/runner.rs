@@ -579,6 +579,7 @@ impl Drill<'_> {
                 .then(|| moments.last_fault_began_ms.saturating_mul(1_000));
             let (result, _) = check::check_registers(history, cut_us);
             self.check(result);
+            self.check(check::check_serializable_reads(history, cut_us));
         }
         Ok(())
     }

@@ -488,6 +488,18 @@ impl MemberClient {
         Ok((value, r.header().map(|h| h.revision()).unwrap_or(0)))
     }
 
+    /// A serializable read of one key: this member's own view, possibly stale.
+    pub async fn get_value_serializable(&self, key: &str, timeout: Duration) -> Result<Option<String>> {
+        let mut kv = self.client.kv_client();
+        let r = self
+            .within(timeout, kv.get(key, Some(GetOptions::new().with_serializable())))
+            .await
+            .map_err(self.fail("get"))?;
+        Ok(r.kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+    }
+
     /// One transaction: if `key`'s value is `expected` (None: the key is absent), set it to
     /// `new`. Returns whether the comparison held (and the write happened).
     pub async fn compare_and_set(

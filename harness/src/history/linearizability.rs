@@ -74,6 +74,8 @@ fn apply(value: &Option<String>, op: &Operation) -> Option<Option<String>> {
         (Request::Delete, Response::Done) => Some(None),
         (Request::Get, Response::Read { value: seen }) => (seen == value).then(|| value.clone()),
         (Request::Get, Response::Unknown) => Some(value.clone()),
+        // A serializable read may be stale: it fits anywhere and changes nothing.
+        (Request::SerializableGet, _) => Some(value.clone()),
         (Request::CompareAndSet { expected, new }, Response::Swapped { succeeded }) => {
             match (expected == value, *succeeded) {
                 (true, true) => Some(Some(new.clone())),

@@ -1,15 +1,14 @@
 //! A history of client operations on etcd, as a chaos run records them: each with its
 //! invocation and completion time, what it asked and what it got back, or `unknown` when
 //! it timed out (it may or may not have taken effect). The checkers judge such a history:
-//! [`linearizability`] for the registers, [`watch`] for what watchers received, [`leases`]
-//! for keys attached to leases.
-//!
-//! Not yet fed by a running workload: the `chaos` command that will record histories is
-//! not built; the checkers are exercised by their tests, on histories with planted
-//! violations.
+//! [`linearizability`] for the registers, [`serializable`] for the reads that may be
+//! stale, [`watch`] for what watchers received, [`leases`] for keys attached to leases.
+//! The registers' clients (`workload::registers`) and the watch follower feed them; each
+//! is also tested on histories with planted violations.
 
 pub mod leases;
 pub mod linearizability;
+pub mod serializable;
 pub mod watch;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +23,9 @@ pub enum Request {
     Delete,
     /// A linearizable read.
     Get,
+    /// A serializable read: served from the member's own state, possibly stale; it
+    /// constrains no order ([`serializable`] judges it).
+    SerializableGet,
     /// A transaction: if the key's value is `expected` (None: the key is absent), set it to
     /// `new`.
     CompareAndSet {
@@ -78,6 +80,7 @@ impl Operation {
             Request::Put { value } => format!("put({}, {value})", self.key),
             Request::Delete => format!("delete({})", self.key),
             Request::Get => format!("get({})", self.key),
+            Request::SerializableGet => format!("serializable-get({})", self.key),
             Request::CompareAndSet { expected, new } => {
                 format!("cas({}, {} -> {new})", self.key, shown(expected))
             }

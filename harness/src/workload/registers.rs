@@ -1,5 +1,6 @@
 //! The registers' mixed workload: a few clients, each with one request in flight at a
-//! time, read (linearizable `get`), overwrite (`put`), delete and compare-and-set (a `txn`
+//! time, read (linearizable `get`, and serializable `get` from the member's own state),
+//! overwrite (`put`), delete and compare-and-set (a `txn`
 //! comparing the value it last read) a small set of keys, every operation recorded with
 //! its call and answer times and its result, `unknown` for a write that failed or timed
 //! out (it may or may not have taken effect). A read that failed took no effect and is
@@ -58,13 +59,14 @@ impl RegisterClients {
                         let member = &current[rng.random_range(0..current.len())];
                         sequence += 1;
                         let fresh = format!("c{client}-{sequence}");
-                        let request = match rng.random_range(0..10) {
-                            0..=2 => Request::Get,
-                            3..=6 => Request::CompareAndSet {
+                        let request = match rng.random_range(0..20) {
+                            0..=3 => Request::Get,
+                            4..=5 => Request::SerializableGet,
+                            6..=13 => Request::CompareAndSet {
                                 expected: last_read[index].clone(),
                                 new: fresh.clone(),
                             },
-                            7..=8 => Request::Put { value: fresh.clone() },
+                            14..=17 => Request::Put { value: fresh.clone() },
                             _ => Request::Delete,
                         };
                         let called = Instant::now();
@@ -76,6 +78,11 @@ impl RegisterClients {
                                 }
                                 Err(_) => None,
                             },
+                            Request::SerializableGet => member
+                                .get_value_serializable(&key, timeout)
+                                .await
+                                .ok()
+                                .map(|value| Response::Read { value }),
                             Request::Put { value } => {
                                 Some(match member.put(key.clone(), value.clone(), timeout).await {
                                     Ok(_) => Response::Done,
