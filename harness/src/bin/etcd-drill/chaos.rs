@@ -141,7 +141,7 @@ pub(crate) async fn chaos_command(args: ChaosArgs) -> Result<u8> {
     write_json(&out.join("shrunk-schedule.json"), &shrunk.schedule)?;
     write_json(&out.join("shrink.json"), &shrunk.attempts)?;
     println!(
-        "chaos: shrunk to {} incidents and {} in {} runs: {} (replay with --replay)",
+        "chaos: shrunk to {} incidents and {} after {} candidates: {} (replay with --replay)",
         shrunk.schedule.incidents.len(),
         shrunk.schedule.ending.describe(),
         shrunk.attempts.len(),
