@@ -127,6 +127,11 @@ pub enum Ending {
     /// A majority killed and wiped: quorum lost for good; `snapshot-restore` from `from`,
     /// with `--bump-revision --mark-compacted`.
     QuorumLossRestore { members: Vec<String>, from: String },
+    /// A majority cut off the peer network, each alone: no side has quorum; `repair`
+    /// heals them.
+    MajorityPartition { members: Vec<String> },
+    /// Every member cut off, each alone; `repair` heals them.
+    EveryMemberAlone { members: Vec<String> },
 }
 
 impl Ending {
@@ -143,6 +148,8 @@ impl Ending {
             Ending::PurgeMember { .. } => "purge-member",
             Ending::QuorumLossRestart { .. } => "quorum-loss-restart",
             Ending::QuorumLossRestore { .. } => "quorum-loss-restore",
+            Ending::MajorityPartition { .. } => "majority-partition",
+            Ending::EveryMemberAlone { .. } => "every-member-alone",
         }
     }
 
@@ -155,6 +162,8 @@ impl Ending {
             Ending::QuorumLossRestore { members, from } => {
                 format!("kill and wipe {}, snapshot-restore from {from}", members.join(","))
             }
+            Ending::MajorityPartition { members } => format!("partition {} each alone, repair", members.join(",")),
+            Ending::EveryMemberAlone { .. } => "partition every member alone, repair".into(),
         }
     }
 }
@@ -292,7 +301,7 @@ impl Schedule {
             .unwrap_or(0)
             .max(duration_ms)
             + 1_000;
-        let ending = draw_ending(&mut rng, &names, beyond_quorum);
+        let ending = draw_ending(&mut rng, &names, beyond_quorum, host_networking);
         Schedule {
             format: SCHEDULE_FORMAT,
             seed,
@@ -400,7 +409,9 @@ impl Schedule {
         let named = match &self.ending {
             Ending::Repair => Vec::new(),
             Ending::ReplaceMember { member } | Ending::PurgeMember { member } => vec![member.clone()],
-            Ending::QuorumLossRestart { members } => members.clone(),
+            Ending::QuorumLossRestart { members }
+            | Ending::MajorityPartition { members }
+            | Ending::EveryMemberAlone { members } => members.clone(),
             Ending::QuorumLossRestore { members, from } => {
                 if members.contains(from) {
                     return Err(err(
@@ -476,6 +487,16 @@ impl Schedule {
             Ending::QuorumLossRestart { members } => {
                 (vec![(self.ending_at_ms, on("kill", members))], recovery("restart"))
             }
+            Ending::MajorityPartition { members } | Ending::EveryMemberAlone { members } => (
+                vec![(
+                    self.ending_at_ms,
+                    RawFault {
+                        together: Some(false),
+                        ..on("partition", members)
+                    },
+                )],
+                recovery("repair"),
+            ),
             Ending::QuorumLossRestore { members, from } => (
                 vec![
                     (self.ending_at_ms, on("kill", members)),
@@ -562,14 +583,19 @@ pub fn chaos_workload() -> RawWorkload {
     }
 }
 
-fn draw_ending(rng: &mut ChaCha8Rng, names: &[String], beyond_quorum: bool) -> Ending {
+fn draw_ending(rng: &mut ChaCha8Rng, names: &[String], beyond_quorum: bool, host_networking: bool) -> Ending {
     let majority = names.len() / 2 + 1;
     let pick = |rng: &mut ChaCha8Rng, count: usize| -> Vec<String> {
         let mut chosen: Vec<String> = names.choose_multiple(rng, count).cloned().collect();
         chosen.sort_by_key(|m| names.iter().position(|n| n == m));
         chosen
     };
-    let choices = if beyond_quorum && names.len() > 1 { 5 } else { 3 };
+    // Partitions of members alone need a network of the run's own (not host networking).
+    let choices = match (beyond_quorum && names.len() > 1, host_networking) {
+        (false, _) => 3,
+        (true, true) => 5,
+        (true, false) => 7,
+    };
     match rng.random_range(0..choices) {
         0 => Ending::Repair,
         1 => Ending::ReplaceMember {
@@ -580,6 +606,12 @@ fn draw_ending(rng: &mut ChaCha8Rng, names: &[String], beyond_quorum: bool) -> E
         },
         3 => Ending::QuorumLossRestart {
             members: pick(rng, majority),
+        },
+        5 => Ending::MajorityPartition {
+            members: pick(rng, majority),
+        },
+        6 => Ending::EveryMemberAlone {
+            members: names.to_vec(),
         },
         _ => {
             let members = pick(rng, majority);
@@ -639,7 +671,7 @@ mod tests {
         let endings: std::collections::BTreeSet<String> = (0..300)
             .map(|seed| Schedule::generate(seed, 10_000, &t, true).ending.name().to_string())
             .collect();
-        assert_eq!(endings.len(), 5, "every ending is drawn: {endings:?}");
+        assert_eq!(endings.len(), 7, "every ending is drawn: {endings:?}");
     }
 
     #[test]
@@ -715,7 +747,10 @@ mod tests {
             let raw = s.to_scenario(&RawScenario::default());
             let ending_steps = match &s.ending {
                 Ending::Repair => 0,
-                Ending::ReplaceMember { .. } | Ending::QuorumLossRestart { .. } => 1,
+                Ending::ReplaceMember { .. }
+                | Ending::QuorumLossRestart { .. }
+                | Ending::MajorityPartition { .. }
+                | Ending::EveryMemberAlone { .. } => 1,
                 Ending::PurgeMember { .. } | Ending::QuorumLossRestore { .. } => 2,
             };
             assert_eq!(raw.faults.len(), 2 * s.incidents.len() + ending_steps);

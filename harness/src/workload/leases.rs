@@ -26,8 +26,9 @@ pub struct LeaseFigures {
     pub longest_renewal_gap_ms: u64,
     /// Leases whose fate is known, each with whether its key was there when it was
     /// looked at: a lease found expired (its key read right then), and a lease renewed
-    /// within its TTL up to the end (its key read before the revoke). For the
-    /// `lease_expiry` check (`history::leases`).
+    /// within its TTL up to the end (its key read before the revoke); a keeper one of whose
+    /// puts went unanswered judges nothing more (the put may land later, with a lease
+    /// nobody keeps). For the `lease_expiry` check (`history::leases`).
     #[serde(skip)]
     pub judged: Vec<(crate::history::leases::LeaseRecord, bool)>,
 }
@@ -55,6 +56,7 @@ impl LeaseKeepers {
                     let mut cursor = i;
                     let mut lease: Option<i64> = None;
                     let mut last_renewed = clock.now_ms();
+                    let mut uncertain = false;
                     while !*stopped.borrow() {
                         let current = members.current();
                         let member = &current[cursor % current.len()];
@@ -69,6 +71,12 @@ impl LeaseKeepers {
                                     {
                                         lease = Some(id);
                                         last_renewed = clock.now_ms();
+                                    } else {
+                                        // The put may still land later (a paused member
+                                        // forwards it when it wakes), tying the key to a
+                                        // lease nobody keeps: its fate is no longer one
+                                        // lease's, and it is not judged any more.
+                                        uncertain = true;
                                     }
                                 } else {
                                     cursor += 1;
@@ -85,7 +93,9 @@ impl LeaseKeepers {
                                     seen.expired_at_ms.push(clock.now_ms());
                                     // Its key went with it, in the same step: look now,
                                     // before a new lease takes the key again.
-                                    if let Ok(present) = member.has_keys_under(&key, timeout).await {
+                                    if let (Ok(present), false) =
+                                        (member.has_keys_under(&key, timeout).await, uncertain)
+                                    {
                                         seen.judged.push((record(id, false, &key), present));
                                     }
                                     lease = None;
@@ -111,7 +121,7 @@ impl LeaseKeepers {
                         }
                         // Judged only when renewed within its TTL: an older lease may have
                         // expired without the keeper hearing of it yet.
-                        if let Ok(present) = present {
+                        if let (Ok(present), false) = (present, uncertain) {
                             if clock.now_ms().saturating_sub(last_renewed) < ttl_s * 1000 {
                                 seen.judged.push((record(id, true, &key), present));
                             }
