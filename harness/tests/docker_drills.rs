@@ -382,7 +382,14 @@ fn chaos_short_run() -> TestResult {
         format!("chaos exited with {}: {}", run.status, explain(&report))
     })?;
     common::validate_report_json(&report_path)?;
-    for name in ["linearizable", "watch_guarantees", "lost_acked_writes", "hashkv_equal"] {
+    for name in [
+        "linearizable",
+        "serializable_reads",
+        "watch_guarantees",
+        "lease_expiry",
+        "lost_acked_writes",
+        "hashkv_equal",
+    ] {
         let check = report
             .checks
             .iter()
@@ -406,6 +413,14 @@ fn chaos_short_run() -> TestResult {
     )?;
     let faults = report.commands.iter().filter(|c| c.phase == "fault").count();
     ensure(faults >= 10, || format!("only {faults} fault steps ran"))?;
+    // The schedule is printed before it is played: a line per incident and the ending.
+    let schedule: serde_json::Value = serde_json::from_str(&played)?;
+    let incidents = schedule["incidents"].as_array().map_or(0, Vec::len);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let printed = stdout.lines().filter(|l| l.starts_with("chaos: ") && l.contains(", held ")).count();
+    ensure(printed == incidents && stdout.contains("ending: "), || {
+        format!("{printed} incident lines printed for {incidents} incidents:\n{stdout}")
+    })?;
     assert_no_objects(Some(&report.run_id))
 }
 

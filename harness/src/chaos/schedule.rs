@@ -19,6 +19,10 @@ use crate::topology::{NetworkMode, Topology};
 /// What a schedule file says about itself, so that a replay knows what it replays.
 pub const SCHEDULE_FORMAT: u32 = 1;
 
+/// The latest moment a schedule may name (a week, in milliseconds): later ones are typing
+/// mistakes, and would overflow the sums of times.
+const MAX_SCHEDULE_MS: u64 = 7 * 24 * 3600 * 1000;
+
 /// The faults an incident can be, each undone at the end of its hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -107,7 +111,22 @@ pub struct Incident {
 
 impl Incident {
     fn undo_at_ms(&self) -> u64 {
-        self.at_ms + self.hold_ms
+        self.at_ms.saturating_add(self.hold_ms)
+    }
+
+    /// One line for people: when, what, on whom, for how long.
+    pub fn describe(&self) -> String {
+        let whom = match &self.host {
+            Some(host) => format!("host {host} ({})", self.members.join(",")),
+            None => self.members.join(","),
+        };
+        let loss = self.loss_percent.map(|p| format!(" {p}%")).unwrap_or_default();
+        format!(
+            "{:>9.1} s  {}{loss} {whom}, held {:.1} s",
+            self.at_ms as f64 / 1000.0,
+            self.kind.as_str(),
+            self.hold_ms as f64 / 1000.0
+        )
     }
 }
 
@@ -363,6 +382,26 @@ impl Schedule {
             ));
         }
         let names = topology.names();
+        let host_networking = topology.network_mode() == NetworkMode::Host;
+        for (key, ms) in self
+            .incidents
+            .iter()
+            .enumerate()
+            .flat_map(|(i, incident)| {
+                [
+                    (format!("incidents[{i}].at_ms"), incident.at_ms),
+                    (format!("incidents[{i}].hold_ms"), incident.hold_ms),
+                ]
+            })
+            .chain([("ending_at_ms".to_string(), self.ending_at_ms)])
+        {
+            if ms > MAX_SCHEDULE_MS {
+                return Err(err(
+                    key,
+                    format!("{ms} ms is more than a week ({MAX_SCHEDULE_MS} ms): give a time within the run"),
+                ));
+            }
+        }
         for (i, incident) in self.incidents.iter().enumerate() {
             if incident.members.is_empty() {
                 return Err(err(format!("incidents[{i}].members"), "names no member".into()));
@@ -380,13 +419,68 @@ impl Schedule {
                     "a peer loss needs 1 to 100".into(),
                 ));
             }
-            if let Some(host) = &incident.host {
-                if !topology.hosts().contains(host) {
+            match (&incident.host, incident.kind) {
+                (Some(host), IncidentKind::HostPartition) => {
+                    if !topology.hosts().contains(host) {
+                        return Err(err(
+                            format!("incidents[{i}].host"),
+                            format!("no member lives on host `{host}`"),
+                        ));
+                    }
+                    // The fault cuts off the whole host: the members counted must be its.
+                    let mut on: Vec<String> = topology
+                        .members
+                        .iter()
+                        .filter(|m| &m.host == host)
+                        .map(|m| m.name.clone())
+                        .collect();
+                    let mut named = incident.members.clone();
+                    on.sort();
+                    named.sort();
+                    if on != named {
+                        return Err(err(
+                            format!("incidents[{i}].members"),
+                            format!("a partition of host `{host}` hits {}: name exactly those", on.join(", ")),
+                        ));
+                    }
+                }
+                (None, IncidentKind::HostPartition) => {
                     return Err(err(
                         format!("incidents[{i}].host"),
-                        format!("no member lives on host `{host}`"),
+                        "a host partition names its host".into(),
                     ));
                 }
+                (Some(_), kind) => {
+                    return Err(err(
+                        format!("incidents[{i}].host"),
+                        format!("only a host-partition names a host, not a {}", kind.as_str()),
+                    ));
+                }
+                (None, _) => {}
+            }
+            let member_alone = matches!(
+                incident.kind,
+                IncidentKind::Partition | IncidentKind::PeerBlackhole | IncidentKind::PeerLoss
+            );
+            if member_alone && host_networking {
+                return Err(err(
+                    format!("incidents[{i}].kind"),
+                    format!(
+                        "{} acts on single members, which host networking cannot do: use host-partition",
+                        incident.kind.as_str()
+                    ),
+                ));
+            }
+            // Two incidents on one member at once cannot both be undone in order.
+            if let Some((j, shared)) = self.incidents[..i].iter().enumerate().find_map(|(j, earlier)| {
+                let overlap = earlier.at_ms < incident.undo_at_ms() && incident.at_ms < earlier.undo_at_ms();
+                let shared = earlier.members.iter().find(|m| incident.members.contains(m));
+                overlap.then_some(shared).flatten().map(|m| (j, m))
+            }) {
+                return Err(err(
+                    format!("incidents[{i}]"),
+                    format!("overlaps incidents[{j}] on `{shared}`: one incident at a time on a member"),
+                ));
             }
         }
         let minority = names.len().saturating_sub(1) / 2;
@@ -424,6 +518,15 @@ impl Schedule {
         };
         if let Some(unknown) = named.iter().find(|m| !names.contains(m)) {
             return Err(err("ending".into(), format!("no member named `{unknown}`")));
+        }
+        if host_networking && matches!(self.ending, Ending::MajorityPartition { .. } | Ending::EveryMemberAlone { .. }) {
+            return Err(err(
+                "ending.kind".into(),
+                format!(
+                    "{} cuts off single members, which host networking cannot do",
+                    self.ending.name()
+                ),
+            ));
         }
         Ok(())
     }
@@ -477,7 +580,7 @@ impl Schedule {
                             ..on("corrupt", std::slice::from_ref(member))
                         },
                     ),
-                    (self.ending_at_ms + 500, on("start", std::slice::from_ref(member))),
+                    (self.ending_at_ms.saturating_add(500), on("start", std::slice::from_ref(member))),
                 ],
                 RawRecovery {
                     members: Some(vec![member.clone()]),
@@ -615,8 +718,11 @@ fn draw_ending(rng: &mut ChaCha8Rng, names: &[String], beyond_quorum: bool, host
         },
         _ => {
             let members = pick(rng, majority);
-            let from = names.iter().find(|n| !members.contains(n)).cloned().unwrap_or_default();
-            Ending::QuorumLossRestore { members, from }
+            // Two members have no survivor to restore from: both are restarted instead.
+            match names.iter().find(|n| !members.contains(n)).cloned() {
+                Some(from) => Ending::QuorumLossRestore { members, from },
+                None => Ending::QuorumLossRestart { members },
+            }
         }
     }
 }
@@ -847,5 +953,92 @@ mod tests {
         };
         let e = restore.validate(&t, path).unwrap_err().to_string();
         assert!(e.contains("ending.from"), "{e}");
+    }
+
+    #[test]
+    fn a_hand_edited_schedule_cannot_hide_a_majority_or_overflow() {
+        let t = reference();
+        let path = Path::new("schedule.json");
+        let base = Schedule::generate(7, 30_000, &t, false);
+        let one = |at_ms, hold_ms, kind, members: &[&str], host: Option<&str>| Incident {
+            at_ms,
+            hold_ms,
+            kind,
+            members: members.iter().map(|m| m.to_string()).collect(),
+            host: host.map(str::to_string),
+            loss_percent: None,
+        };
+        let with = |incidents: Vec<Incident>| Schedule {
+            incidents,
+            ending_at_ms: 60_000,
+            ..base.clone()
+        };
+        // Host B holds three of five: naming one of them does not make it a minority.
+        let e = with(vec![one(0, 1_000, IncidentKind::HostPartition, &["etcd3"], Some("B"))])
+            .validate(&t, path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("incidents[0].members") && e.contains("etcd3, etcd4, etcd5"), "{e}");
+        let e = with(vec![one(0, 1_000, IncidentKind::HostPartition, &["etcd1"], None)])
+            .validate(&t, path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("incidents[0].host"), "{e}");
+        let e = with(vec![one(0, 1_000, IncidentKind::Kill, &["etcd1"], Some("A"))])
+            .validate(&t, path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("incidents[0].host") && e.contains("kill"), "{e}");
+        // Two incidents on one member at once.
+        let e = with(vec![
+            one(0, 5_000, IncidentKind::Kill, &["etcd1"], None),
+            one(1_000, 1_000, IncidentKind::Pause, &["etcd1"], None),
+        ])
+        .validate(&t, path)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("incidents[1]") && e.contains("incidents[0]") && e.contains("etcd1"), "{e}");
+        // Times that would overflow.
+        let e = with(vec![one(u64::MAX, u64::MAX, IncidentKind::Kill, &["etcd1"], None)])
+            .validate(&t, path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("incidents[0].at_ms") && e.contains("a week"), "{e}");
+        let e = Schedule {
+            ending_at_ms: u64::MAX,
+            ..base.clone()
+        }
+        .validate(&t, path)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ending_at_ms"), "{e}");
+        // Single-member partitions on host networking.
+        let text = "[hosts.A]\naddress = \"10.0.0.1\"\nnetwork = \"host\"\n[hosts.B]\naddress = \"10.0.0.2\"\nnetwork = \"host\"\n\
+                    [[faults]]\naction = \"kill\"\nhost = \"B\"\n[recovery]\nprocedure = \"restart\"\n";
+        let hosted = scenario::parse(text, Path::new("x.toml")).unwrap().topology;
+        let e = with(vec![one(0, 1_000, IncidentKind::Partition, &["etcd1"], None)])
+            .validate(&hosted, path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("incidents[0].kind") && e.contains("host-partition"), "{e}");
+        let e = Schedule {
+            ending: Ending::EveryMemberAlone { members: t.names() },
+            ..with(Vec::new())
+        }
+        .validate(&hosted, path)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ending.kind"), "{e}");
+    }
+
+    #[test]
+    fn two_members_beyond_quorum_restart_for_want_of_a_survivor() {
+        let t = reference();
+        let two = Topology::new(t.members[..2].to_vec());
+        for seed in 0..200 {
+            let s = Schedule::generate(seed, 10_000, &two, true);
+            s.validate(&two, Path::new("schedule.json")).unwrap();
+            assert!(!matches!(s.ending, Ending::QuorumLossRestore { .. }), "seed {seed}");
+        }
     }
 }

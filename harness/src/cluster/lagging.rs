@@ -40,6 +40,8 @@ impl Cluster {
         let needed = SNAPSHOT_CATCH_UP_ENTRIES + snapshot_count + snapshot_count / 2;
         let timeout = Duration::from_secs(2);
         let behind = self.member(member)?.client.status(timeout).await?.raft_index;
+        // Snapshots it received before: the heal looks for one more.
+        let received_before = self.snapshots_received(member).await;
         let others: Vec<_> = self
             .members
             .iter()
@@ -97,7 +99,7 @@ impl Cluster {
             started,
             reached.is_ok(),
         );
-        self.member_mut(member)?.awaits_snapshot = true;
+        self.member_mut(member)?.awaits_snapshot = Some(received_before);
         reached.map(|_| ()).map_err(|timed_out| Error::Procedure {
             step,
             message: Error::from(timed_out).to_string(),
@@ -107,26 +109,22 @@ impl Cluster {
     /// After the heal of a member held until a snapshot was needed: waits (up to 60 s) for
     /// its log to show the leader's snapshot received, and records it.
     pub(super) async fn confirm_snapshot_received(&mut self, member: &str) -> Result<()> {
-        if !self.member(member)?.awaits_snapshot {
+        let Some(received_before) = self.member_mut(member)?.awaits_snapshot.take() else {
             return Ok(());
-        }
-        self.member_mut(member)?.awaits_snapshot = false;
+        };
         let started = Instant::now();
         let container = self.container_name(member);
-        let docker = self.docker_of(member).clone();
         let received = Wait::new(
             format!("{member} to catch up from the leader's snapshot"),
             Duration::from_millis(250),
             Duration::from_secs(60),
         )
         .until(|| async {
-            let (out, err) = docker.logs(&container).await.unwrap_or_default();
-            match SNAPSHOT_RECEIVED
-                .iter()
-                .any(|line| out.contains(line) || err.contains(line))
-            {
+            match self.snapshots_received(member).await > received_before {
                 true => Seen::Ready(()),
-                false => Seen::NotYet("no snapshot received in its log".to_string()),
+                false => Seen::NotYet(format!(
+                    "no snapshot received in its log since the hold ({received_before} before it)"
+                )),
             }
         })
         .await;
@@ -149,5 +147,36 @@ impl Cluster {
                 Error::from(timed_out)
             ),
         })
+    }
+
+    /// How many times `member`'s log says it received a snapshot from the leader (0 when
+    /// the log cannot be read).
+    async fn snapshots_received(&self, member: &str) -> usize {
+        let (out, err) = self
+            .docker_of(member)
+            .logs(&self.container_name(member))
+            .await
+            .unwrap_or_default();
+        count_snapshot_lines(&out) + count_snapshot_lines(&err)
+    }
+}
+
+/// The lines of `log` that say a snapshot from the leader was received.
+fn count_snapshot_lines(log: &str) -> usize {
+    log.lines()
+        .filter(|line| SNAPSHOT_RECEIVED.iter().any(|said| line.contains(said)))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_snapshot_lines;
+
+    #[test]
+    fn a_snapshot_counts_once_per_line() {
+        let log = "{\"msg\":\"applied incoming Raft snapshot\"}\n{\"msg\":\"other\"}\n\
+                   {\"msg\":\"received and saved database snapshot\"}\n";
+        assert_eq!(count_snapshot_lines(log), 2);
+        assert_eq!(count_snapshot_lines(""), 0);
     }
 }

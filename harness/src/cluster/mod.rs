@@ -69,8 +69,9 @@ pub struct Member {
     /// Its peer traffic degraded by the network-fault tool in its namespace (then also
     /// `partitioned`, so that a repair heals it).
     pub peer_degraded: bool,
-    /// Held cut off until only a snapshot can catch it up: its heal checks it got one.
-    pub awaits_snapshot: bool,
+    /// Held cut off until only a snapshot can catch it up: its heal checks that it got one,
+    /// a snapshot line more in its log than the count here, taken before the hold.
+    pub awaits_snapshot: Option<usize>,
     /// The image this member runs when it is not the cluster's (in a rolling upgrade).
     pub image: Option<String>,
     pub client: MemberClient,
@@ -378,7 +379,7 @@ impl Cluster {
                 paused: false,
                 partitioned: false,
                 peer_degraded: false,
-                awaits_snapshot: false,
+                awaits_snapshot: None,
                 image: None,
                 client,
             });

@@ -312,7 +312,7 @@ impl Cluster {
         member.paused = false;
         member.partitioned = false;
         member.peer_degraded = false;
-        member.awaits_snapshot = false;
+        member.awaits_snapshot = None;
         member.volume_generation += 1;
         let fresh = self.volume_name(name, generation + 1);
         self.docker_of(name).create_volume(&fresh, &self.run_id, name).await

@@ -294,6 +294,7 @@ impl CheckResult {
 /// `watch_guarantees` check, which must find no broken guarantee (`expected`), or one.
 pub fn check_watch(
     log: &crate::history::watch::WatchLog,
+    catch_up: Option<crate::drill::watcher::CatchUp>,
     ledger: &crate::workload::Ledger,
     present: &ReadBack,
     expected: bool,
@@ -306,13 +307,24 @@ pub fn check_watch(
         .collect();
     let violations = crate::history::watch::check(log, &acknowledged);
     let events: usize = log.responses.iter().map(|r| r.events.len()).sum();
+    let caught_up = match catch_up {
+        Some(c) if c.caught_up => format!(
+            "; it reached the newest acknowledged write {} ms after the writers stopped",
+            c.waited_ms
+        ),
+        Some(c) => format!(
+            "; it had not reached the newest acknowledged write {} ms after the writers stopped",
+            c.waited_ms
+        ),
+        None => String::new(),
+    };
     let actual = match violations.first() {
         None => format!(
-            "{events} events in {} responses: every guarantee kept",
+            "{events} events in {} responses: every guarantee kept{caught_up}",
             log.responses.len()
         ),
         Some(first) => format!(
-            "{} broken: first {}",
+            "{} broken: first {}{caught_up}",
             violations.len(),
             serde_json::to_string(first).unwrap_or_default()
         ),
@@ -332,13 +344,19 @@ pub fn check_watch(
 /// when looked at): the `lease_expiry` check, which must find every key following its
 /// lease (`expected`), or one that does not.
 pub fn check_lease_expiry(judged: &[(crate::history::leases::LeaseRecord, bool)], expected: bool) -> CheckResult {
-    let leases: Vec<crate::history::leases::LeaseRecord> = judged.iter().map(|(l, _)| l.clone()).collect();
-    let present: std::collections::BTreeSet<String> = judged
+    // Each lease against what was read when it was judged: the same key read at two
+    // moments must not stand for both.
+    let violations: Vec<_> = judged
         .iter()
-        .filter(|(_, present)| *present)
-        .flat_map(|(l, _)| l.keys.clone())
+        .flat_map(|(lease, present)| {
+            let read: std::collections::BTreeSet<String> = match *present {
+                true => lease.keys.iter().cloned().collect(),
+                false => Default::default(),
+            };
+            crate::history::leases::check(std::slice::from_ref(lease), &read)
+        })
         .collect();
-    let violations = crate::history::leases::check(&leases, &present);
+    let leases: Vec<&crate::history::leases::LeaseRecord> = judged.iter().map(|(l, _)| l).collect();
     let expired = leases.iter().filter(|l| !l.kept_alive).count();
     let actual = match violations.first() {
         None => format!(
@@ -393,6 +411,13 @@ pub fn check_registers(
         None => String::new(),
     };
     let actual = match verdict.violations.first() {
+        None if !verdict.undecided.is_empty() => format!(
+            "{} operations on {} registers{scope}: undecided for {} (the search explored {} states without finding an order or refuting one; look at history.jsonl)",
+            verdict.operations,
+            verdict.keys,
+            verdict.undecided.join(", "),
+            crate::history::linearizability::STATE_BUDGET
+        ),
         None => format!(
             "{} operations on {} registers{scope}: linearizable",
             verdict.operations, verdict.keys
@@ -944,6 +969,15 @@ mod tests {
             "{}",
             result.actual
         );
+        // One key read twice: gone when its lease expired, there under a later lease. Each
+        // reading judges its own lease only.
+        let same_key = |id, kept_alive| LeaseRecord {
+            id,
+            kept_alive,
+            keys: vec!["/l/shared".into()],
+        };
+        let apart = [(same_key(3, false), false), (same_key(4, true), true)];
+        assert!(check_lease_expiry(&apart, true).passed);
     }
 
     #[test]

@@ -71,6 +71,9 @@ impl RunSummary {
     }
 }
 
+/// How long the watcher has, once the writers stop, to reach the newest acknowledged write.
+const WATCH_CATCH_UP: Duration = Duration::from_secs(10);
+
 /// How long the members have after the procedure to all answer a linearizable read.
 pub const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -492,8 +495,11 @@ impl Drill<'_> {
             agent.stop(newest, "stopped at the end").await;
             agent.check_chain().await;
         }
+        // The watcher gets a moment to reach the newest acknowledged write: whatever it has
+        // not seen by then, it missed.
+        let newest_acked = ledger.acked.iter().map(|w| w.revision).max().unwrap_or(0);
         let watch_log = match follower {
-            Some(follower) => Some(follower.stop().await),
+            Some(follower) => Some(follower.stop_once_caught_up(newest_acked, WATCH_CATCH_UP).await.0),
             None => None,
         };
         let workload_stopped = self.clock.now_ms();
@@ -567,7 +573,7 @@ impl Drill<'_> {
             self.check(check::check_lease_expiry(&leases.judged, expected));
         }
         if let (Some(expected), Some(log)) = (scenario.expect.watch_guarantees, &watch_log) {
-            self.check(check::check_watch(&log.responses, &ledger, &present, expected));
+            self.check(check::check_watch(&log.responses, log.catch_up, &ledger, &present, expected));
         }
         if let Some(history) = &register_history {
             // A restore from a snapshot may lose acknowledged writes, the registers' too:

@@ -31,6 +31,18 @@ pub struct WatchLog {
     /// left off): what the watch guarantees are judged on (`history::watch`).
     #[serde(skip)]
     pub responses: crate::history::watch::WatchLog,
+    /// Whether, when the workload stopped, it caught up with the newest acknowledged
+    /// write (None: not asked).
+    #[serde(skip)]
+    pub catch_up: Option<CatchUp>,
+}
+
+/// How the follower's last catch-up went: the newest acknowledged write reached, and after
+/// how long.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchUp {
+    pub caught_up: bool,
+    pub waited_ms: u64,
 }
 
 /// The watch follower's figures for the report.
@@ -48,6 +60,8 @@ pub struct WatchFigures {
 pub struct WatchFollower {
     stop: Arc<AtomicBool>,
     task: Option<JoinHandle<WatchLog>>,
+    /// The highest revision it has seen, as it goes.
+    seen_revision: tokio::sync::watch::Receiver<i64>,
 }
 
 impl WatchFollower {
@@ -56,6 +70,7 @@ impl WatchFollower {
     pub fn start(members: ClientSet, prefix: String) -> WatchFollower {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let (tell, seen_revision) = tokio::sync::watch::channel(0i64);
         let task = tokio::spawn(async move {
             let mut log = WatchLog::default();
             log.responses.start_revision = 1;
@@ -64,7 +79,7 @@ impl WatchFollower {
                 let current = members.current();
                 let member = &current[cursor % current.len()];
                 cursor += 1;
-                follow(member, &prefix, &mut log, &flag).await;
+                follow(member, &prefix, &mut log, &flag, &tell).await;
                 if !flag.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     log.resumes += 1;
@@ -72,7 +87,27 @@ impl WatchFollower {
             }
             log
         });
-        WatchFollower { stop, task: Some(task) }
+        WatchFollower {
+            stop,
+            task: Some(task),
+            seen_revision,
+        }
+    }
+
+    /// Lets it catch up to `revision` (the newest acknowledged write), for up to
+    /// `patience`, then stops it: a watcher still short of it then has missed what it has
+    /// not seen, which the watch check reports. The time it waited, and whether it caught
+    /// up, are handed back with its log.
+    pub async fn stop_once_caught_up(mut self, revision: i64, patience: Duration) -> (WatchLog, CatchUp) {
+        let started = std::time::Instant::now();
+        let caught_up = tokio::time::timeout(patience, self.seen_revision.wait_for(|seen| *seen >= revision))
+            .await
+            .is_ok_and(|told| told.is_ok());
+        let waited_ms = started.elapsed().as_millis() as u64;
+        let catch_up = CatchUp { caught_up, waited_ms };
+        let mut log = self.stop().await;
+        log.catch_up = Some(catch_up);
+        (log, catch_up)
     }
 
     pub async fn stop(mut self) -> WatchLog {
@@ -91,7 +126,13 @@ impl Drop for WatchFollower {
 }
 
 /// Watches through one member until the stream ends, fails or the follower is stopped.
-async fn follow(member: &MemberClient, prefix: &str, log: &mut WatchLog, stop: &AtomicBool) {
+async fn follow(
+    member: &MemberClient,
+    prefix: &str,
+    log: &mut WatchLog,
+    stop: &AtomicBool,
+    tell: &tokio::sync::watch::Sender<i64>,
+) {
     let mut client = member.raw_client();
     let options = WatchOptions::new()
         .with_prefix()
@@ -100,6 +141,11 @@ async fn follow(member: &MemberClient, prefix: &str, log: &mut WatchLog, stop: &
     else {
         return;
     };
+    // Where this watch starts in the log, for the check that it continues right there.
+    if log.last_revision > 0 {
+        let at = log.responses.responses.len();
+        log.responses.resumes.push((at, log.last_revision + 1));
+    }
     while !stop.load(Ordering::Relaxed) {
         let message = match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
             Err(_) => continue,
@@ -122,6 +168,7 @@ async fn follow(member: &MemberClient, prefix: &str, log: &mut WatchLog, stop: &
                         .map(|kv| String::from_utf8_lossy(kv.key()).into_owned()),
                 );
                 log.last_revision = listing.header().map(|h| h.revision()).unwrap_or(log.last_revision);
+                tell.send_replace(log.last_revision);
                 // The listing stands for every event up to its revision: for the checks,
                 // as a compaction there (nothing at or below it is expected as an event).
                 log.responses.responses.push(crate::history::watch::WatchResponse {
@@ -148,6 +195,7 @@ async fn follow(member: &MemberClient, prefix: &str, log: &mut WatchLog, stop: &
         }
         if !response.events.is_empty() {
             log.responses.responses.push(response);
+            tell.send_replace(log.last_revision);
         }
     }
 }

@@ -11,6 +11,10 @@
 //! types, and no maintained crate checks etcd-shaped histories; the search is a few dozen
 //! lines. When a key's history cannot be ordered, the finding names the operations that the
 //! deepest order could not be extended with: the shortest window that shows the violation.
+//!
+//! The search is bounded: a key whose search explores more than [`STATE_BUDGET`] states
+//! beyond its operations is reported undecided (neither explained nor refuted), so that a
+//! pathological history ends the check with a finding instead of exhausting the machine.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -33,18 +37,33 @@ pub struct Violation {
     pub window: Vec<String>,
 }
 
+/// States (operations placed, value) a key's search may explore beyond one per operation
+/// before the key is reported undecided: some hundreds of megabytes at the most.
+pub const STATE_BUDGET: usize = 2_000_000;
+
 /// The verdict on a whole history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub keys: usize,
     pub operations: usize,
     pub violations: Vec<Violation>,
+    /// Keys whose search spent [`STATE_BUDGET`] without an answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undecided: Vec<String>,
 }
 
 impl Verdict {
+    /// Every key explained by an order (none refuted, none undecided).
     pub fn linearizable(&self) -> bool {
-        self.violations.is_empty()
+        self.violations.is_empty() && self.undecided.is_empty()
     }
+}
+
+/// What the search found for one key.
+enum KeyVerdict {
+    Explained,
+    Refuted(Violation),
+    Undecided,
 }
 
 /// Checks every key of `history`; `initial` is each key's value before the history (None:
@@ -54,14 +73,19 @@ pub fn check(history: &[Operation], initial: &BTreeMap<String, String>) -> Verdi
     for op in history {
         by_key.entry(op.key.as_str()).or_default().push(op);
     }
-    let violations = by_key
-        .iter()
-        .filter_map(|(key, ops)| check_key(key, ops, initial.get(*key).cloned()))
-        .collect();
+    let (mut violations, mut undecided) = (Vec::new(), Vec::new());
+    for (key, ops) in &by_key {
+        match check_key(key, ops, initial.get(*key).cloned(), STATE_BUDGET) {
+            KeyVerdict::Explained => {}
+            KeyVerdict::Refuted(violation) => violations.push(violation),
+            KeyVerdict::Undecided => undecided.push(key.to_string()),
+        }
+    }
     Verdict {
         keys: by_key.len(),
         operations: history.len(),
         violations,
+        undecided,
     }
 }
 
@@ -112,7 +136,7 @@ impl Placed {
     }
 }
 
-fn check_key(key: &str, ops: &[&Operation], initial: Option<String>) -> Option<Violation> {
+fn check_key(key: &str, ops: &[&Operation], initial: Option<String>, budget: usize) -> KeyVerdict {
     let mut ops: Vec<&Operation> = ops.to_vec();
     ops.sort_by_key(|o| (o.called_us, o.effect_deadline_us()));
     let n = ops.len();
@@ -131,7 +155,10 @@ fn check_key(key: &str, ops: &[&Operation], initial: Option<String>) -> Option<V
     let mut deepest: Option<(usize, Option<String>, Vec<usize>)> = None;
     loop {
         if placed_answered == must_place {
-            return None;
+            return KeyVerdict::Explained;
+        }
+        if seen.len() > n.saturating_add(budget) {
+            return KeyVerdict::Undecided;
         }
         // The operations that may come next: not placed, and called before every unplaced
         // operation's deadline (else one answered before it was called would come later).
@@ -167,7 +194,7 @@ fn check_key(key: &str, ops: &[&Operation], initial: Option<String>) -> Option<V
         // Dead end: take back the last placement and try the next candidate at that level.
         let Some((last, before)) = order.pop() else {
             let (placed, value_there, stuck) = deepest.unwrap_or((0, None, Vec::new()));
-            return Some(Violation {
+            return KeyVerdict::Refuted(Violation {
                 key: key.to_string(),
                 operations: n,
                 placed,
@@ -331,5 +358,28 @@ mod tests {
         history[201].response = swapped(false);
         let v = check(&history, &initial);
         assert_eq!(v.violations.len(), 1, "{v:?}");
+    }
+
+    #[test]
+    fn a_search_past_its_budget_is_undecided_not_a_pass() {
+        // Twelve puts without an answer, all concurrent, then a read of a value none wrote:
+        // refuting it means trying every subset of them.
+        let mut history: Vec<Operation> = (0..12)
+            .map(|i| op(i, put(&i.to_string()), Response::Unknown, 0, 10))
+            .collect();
+        history.push(op(99, Request::Get, read(Some("never")), 20, 30));
+        let refs: Vec<&Operation> = history.iter().collect();
+        assert!(matches!(check_key("r", &refs, None, 10), KeyVerdict::Undecided));
+        assert!(matches!(
+            check_key("r", &refs, None, STATE_BUDGET),
+            KeyVerdict::Refuted(_)
+        ));
+        let v = Verdict {
+            keys: 1,
+            operations: history.len(),
+            violations: Vec::new(),
+            undecided: vec!["r".into()],
+        };
+        assert!(!v.linearizable());
     }
 }

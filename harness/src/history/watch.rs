@@ -29,6 +29,10 @@ pub struct WatchResponse {
 pub struct WatchLog {
     pub start_revision: i64,
     pub responses: Vec<WatchResponse>,
+    /// Each watch opened again after one broke: (how many responses had come before it,
+    /// the revision it asked to start from).
+    #[serde(default)]
+    pub resumes: Vec<(usize, i64)>,
 }
 
 /// A broken guarantee, with the revision and key at fault.
@@ -43,14 +47,17 @@ pub enum WatchViolation {
     SplitTransaction { revision: i64 },
     /// An acknowledged write in the watched range that never came.
     Missing { revision: i64, key: String },
-    /// The first event is past the start revision while a write at the start revision was
-    /// acknowledged: the watch did not continue where it was asked to.
+    /// The first event of a watch (the first one, or one resumed) is past an acknowledged
+    /// write at or after the revision it asked to start from: the watch did not continue
+    /// where it was asked to.
     StartedLate { start: i64, first: i64 },
 }
 
 /// Checks `log` against `acknowledged`: (revision, key) of every acknowledged write in the
-/// watched range. Writes after the last revision the watcher saw, and anything at or
-/// below a compaction that cancelled it, are not expected.
+/// watched range. Every one is expected but those at or below a compaction that cancelled
+/// the watch (or a re-list): the log must end once the watcher had the chance to catch up
+/// with the newest (`WatchFollower::stop_once_caught_up`), so a write it never got, up to
+/// the very last, is missing.
 pub fn check(log: &WatchLog, acknowledged: &BTreeSet<(i64, String)>) -> Vec<WatchViolation> {
     let mut violations = Vec::new();
     let mut highest: Option<i64> = None;
@@ -96,14 +103,8 @@ pub fn check(log: &WatchLog, acknowledged: &BTreeSet<(i64, String)>) -> Vec<Watc
             highest = Some(highest.map_or(event.revision, |h| h.max(event.revision)));
         }
     }
-    let Some(last_seen) = highest else {
-        return violations;
-    };
     let floor = compacted_at.unwrap_or(0).max(log.start_revision - 1);
     for (revision, key) in acknowledged.range((floor + 1, String::new())..) {
-        if *revision > last_seen {
-            break;
-        }
         if !delivered.contains(&(*revision, key.as_str())) {
             violations.push(WatchViolation::Missing {
                 revision: *revision,
@@ -111,21 +112,28 @@ pub fn check(log: &WatchLog, acknowledged: &BTreeSet<(i64, String)>) -> Vec<Watc
             });
         }
     }
-    let first = log
-        .responses
-        .iter()
-        .flat_map(|r| r.events.first())
-        .next()
-        .map(|e| e.revision);
-    let start_written = acknowledged
-        .range((log.start_revision, String::new())..)
-        .next()
-        .is_some_and(|(r, _)| *r == log.start_revision);
-    if let Some(first) = first.filter(|f| *f > log.start_revision && start_written && compacted_at.is_none()) {
-        violations.push(WatchViolation::StartedLate {
-            start: log.start_revision,
-            first,
-        });
+    // Each watch, the first and every resumed one, must begin with the first acknowledged
+    // write at or after its start revision (an unacknowledged one that landed may come
+    // first), unless a compaction cancelled it.
+    let watches = std::iter::once((0usize, log.start_revision)).chain(log.resumes.iter().copied());
+    let mut bounds: Vec<(usize, i64)> = watches.collect();
+    bounds.sort_by_key(|(at, _)| *at);
+    for (k, (at, start)) in bounds.iter().enumerate() {
+        let until = bounds.get(k + 1).map_or(log.responses.len(), |(next, _)| *next);
+        let answered = log.responses.get(*at..until.max(*at)).unwrap_or_default();
+        if answered.iter().any(|r| r.compact_revision.is_some()) {
+            continue;
+        }
+        let Some(first) = answered.iter().flat_map(|r| r.events.first()).next().map(|e| e.revision) else {
+            continue;
+        };
+        let expected = acknowledged
+            .range((*start.max(&(floor + 1)), String::new())..)
+            .next()
+            .map(|(r, _)| *r);
+        if expected.is_some_and(|e| first > e) {
+            violations.push(WatchViolation::StartedLate { start: *start, first });
+        }
     }
     violations
 }
@@ -158,6 +166,7 @@ mod tests {
     fn faithful() -> WatchLog {
         WatchLog {
             start_revision: 5,
+            resumes: Vec::new(),
             responses: vec![
                 resp(vec![ev(5, "a"), ev(6, "b")]),
                 resp(vec![ev(7, "a"), ev(7, "c")]),
@@ -230,6 +239,7 @@ mod tests {
     fn a_resumed_watch_must_continue_at_its_revision() {
         let resumed = WatchLog {
             start_revision: 7,
+            resumes: Vec::new(),
             responses: vec![resp(vec![ev(8, "b")])],
         };
         let found = check(&resumed, &writes());
@@ -243,15 +253,67 @@ mod tests {
         }));
         let exact = WatchLog {
             start_revision: 7,
+            resumes: Vec::new(),
             responses: vec![resp(vec![ev(7, "a"), ev(7, "c")]), resp(vec![ev(8, "b")])],
         };
         assert_eq!(check(&exact, &writes()), vec![]);
     }
 
     #[test]
+    fn a_resumed_watch_that_skips_ahead_is_reported_at_its_resume() {
+        // The watch broke after revision 6 and was opened again from 7, but its first
+        // event is 8: it did not continue where it was asked to.
+        let mut log = faithful();
+        log.responses[1] = resp(vec![ev(8, "b")]);
+        log.responses.pop();
+        log.resumes = vec![(1, 7)];
+        let found = check(&log, &writes());
+        assert!(
+            found.contains(&WatchViolation::StartedLate { start: 7, first: 8 }),
+            "{found:?}"
+        );
+        // Resumed where it left off: nothing to say.
+        let mut exact = faithful();
+        exact.resumes = vec![(1, 7), (2, 8)];
+        assert_eq!(check(&exact, &writes()), vec![]);
+    }
+
+    #[test]
+    fn a_watcher_that_stalls_misses_every_later_write() {
+        // It stopped hearing after revision 6 (stuck on a member cut off, say).
+        let mut stalled = faithful();
+        stalled.responses.truncate(1);
+        let found = check(&stalled, &writes());
+        assert_eq!(
+            found,
+            vec![
+                WatchViolation::Missing {
+                    revision: 7,
+                    key: "a".into()
+                },
+                WatchViolation::Missing {
+                    revision: 7,
+                    key: "c".into()
+                },
+                WatchViolation::Missing {
+                    revision: 8,
+                    key: "b".into()
+                },
+            ]
+        );
+        let silent = WatchLog {
+            start_revision: 5,
+            resumes: Vec::new(),
+            responses: Vec::new(),
+        };
+        assert_eq!(check(&silent, &writes()).len(), 5, "a watcher that heard nothing missed all");
+    }
+
+    #[test]
     fn nothing_at_or_below_a_compaction_is_expected() {
         let log = WatchLog {
             start_revision: 5,
+            resumes: Vec::new(),
             responses: vec![
                 WatchResponse {
                     events: vec![],

@@ -455,7 +455,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     if !(seconds > 0.0 && seconds.is_finite()) {
         return Err(format!("`{text}`: must be longer than zero"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}`: too long; give a duration in minutes or less"))
 }
 
 #[cfg(test)]
@@ -470,6 +470,7 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("99999999999999999999m").unwrap_err().contains("too long"));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! and one key attached, and is renewed every third of its TTL, as a client library's
 //! keep-alive does (one `LeaseKeepAlive` per renewal, like `etcdctl lease keep-alive
 //! --once`). A lease that etcd no longer knows, or whose key has vanished, expired while
-//! it was being kept alive: that is recorded, and a new lease takes its place. At the end
-//! every lease is revoked.
+//! it was being kept alive: that is recorded, and a new lease takes its place. Each lease
+//! has a key of its own (the keeper's number and the lease's ID), so that a put answered
+//! late, or never, ties nothing to another lease. At the end every lease is revoked.
 
 use std::time::Duration;
 
@@ -26,9 +27,9 @@ pub struct LeaseFigures {
     pub longest_renewal_gap_ms: u64,
     /// Leases whose fate is known, each with whether its key was there when it was
     /// looked at: a lease found expired (its key read right then), and a lease renewed
-    /// within its TTL up to the end (its key read before the revoke); a keeper one of whose
-    /// puts went unanswered judges nothing more (the put may land later, with a lease
-    /// nobody keeps). For the `lease_expiry` check (`history::leases`).
+    /// within its TTL up to the end (its key read before the revoke). A lease whose put
+    /// went unanswered is left to expire unjudged: the put may land later, or never. For
+    /// the `lease_expiry` check (`history::leases`).
     #[serde(skip)]
     pub judged: Vec<(crate::history::leases::LeaseRecord, bool)>,
 }
@@ -50,61 +51,63 @@ impl LeaseKeepers {
         let timeout = every.min(Duration::from_secs(2));
         let keepers = (0..leases)
             .map(|i| {
-                let (mut stopped, members, key) = (stopped.clone(), members.clone(), format!("{prefix}{i:02}"));
+                let (mut stopped, members) = (stopped.clone(), members.clone());
+                let prefix = prefix.clone();
                 tokio::spawn(async move {
                     let mut seen = LeaseFigures::default();
                     let mut cursor = i;
-                    let mut lease: Option<i64> = None;
+                    // The lease kept alive and its key.
+                    let mut lease: Option<(i64, String)> = None;
+                    // When the last renewal (or the grant) that was answered was asked for:
+                    // the leader refreshed the lease no earlier than that, so the lease
+                    // lives at least a TTL from then.
                     let mut last_renewed = clock.now_ms();
-                    let mut uncertain = false;
                     while !*stopped.borrow() {
                         let current = members.current();
                         let member = &current[cursor % current.len()];
-                        match lease {
+                        match &lease {
                             None => {
-                                // A lease and its key; retried on the next tick if either fails.
+                                // A lease and its key; retried on the next tick if either
+                                // fails. A lease whose put went unanswered is not kept: it
+                                // expires with its key, if the put ever lands.
+                                let asked = clock.now_ms();
                                 if let Ok(id) = member.lease_grant(ttl_s as i64, timeout).await {
+                                    let key = lease_key(&prefix, i, id);
                                     if member
                                         .put_with_lease(key.clone(), "kept-alive".into(), id, timeout)
                                         .await
                                         .is_ok()
                                     {
-                                        lease = Some(id);
-                                        last_renewed = clock.now_ms();
-                                    } else {
-                                        // The put may still land later (a paused member
-                                        // forwards it when it wakes), tying the key to a
-                                        // lease nobody keeps: its fate is no longer one
-                                        // lease's, and it is not judged any more.
-                                        uncertain = true;
+                                        lease = Some((id, key));
+                                        last_renewed = asked;
                                     }
                                 } else {
                                     cursor += 1;
                                 }
                             }
-                            Some(id) => match member.lease_keep_alive_once(id, timeout).await {
-                                Ok(()) => {
-                                    let now = clock.now_ms();
-                                    seen.renewals += 1;
-                                    seen.longest_renewal_gap_ms = seen.longest_renewal_gap_ms.max(now - last_renewed);
-                                    last_renewed = now;
-                                }
-                                Err(e) if is_lease_gone(&e) => {
-                                    seen.expired_at_ms.push(clock.now_ms());
-                                    // Its key went with it, in the same step: look now,
-                                    // before a new lease takes the key again.
-                                    if let (Ok(present), false) =
-                                        (member.has_keys_under(&key, timeout).await, uncertain)
-                                    {
-                                        seen.judged.push((record(id, false, &key), present));
+                            Some((id, key)) => {
+                                let asked = clock.now_ms();
+                                match member.lease_keep_alive_once(*id, timeout).await {
+                                    Ok(()) => {
+                                        seen.renewals += 1;
+                                        seen.longest_renewal_gap_ms =
+                                            seen.longest_renewal_gap_ms.max(clock.now_ms() - last_renewed);
+                                        last_renewed = asked;
                                     }
-                                    lease = None;
+                                    Err(e) if is_lease_gone(&e) => {
+                                        seen.expired_at_ms.push(clock.now_ms());
+                                        // Its key went with it, in the same step.
+                                        if let Ok(present) = member.has_keys_under(key, timeout).await {
+                                            seen.judged.push((record(*id, false, key), present));
+                                        }
+                                        lease = None;
+                                    }
+                                    Err(_) => {
+                                        seen.failed_renewals += 1;
+                                        cursor += 1;
+                                    }
                                 }
-                                Err(_) => {
-                                    seen.failed_renewals += 1;
-                                    cursor += 1;
-                                }
-                            },
+                            }
                         }
                         // The next renewal, or the stop, whichever comes first.
                         let _ = tokio::time::timeout(every, stopped.changed()).await;
@@ -112,16 +115,17 @@ impl LeaseKeepers {
                     // A lease renewed to the end keeps its key; a key gone means it
                     // expired. The lease is then revoked, so that its key does not expire
                     // later, while the checks read the cluster.
-                    if let Some(id) = lease {
+                    if let Some((id, key)) = lease {
                         let current = members.current();
                         let member = &current[cursor % current.len()];
                         let present = member.has_keys_under(&key, timeout).await;
                         if let Ok(false) = present {
                             seen.expired_at_ms.push(clock.now_ms());
                         }
-                        // Judged only when renewed within its TTL: an older lease may have
-                        // expired without the keeper hearing of it yet.
-                        if let (Ok(present), false) = (present, uncertain) {
+                        // Judged only when the read ended within a TTL of the last answered
+                        // renewal's request: an older lease may have expired without the
+                        // keeper hearing of it yet.
+                        if let Ok(present) = present {
                             if clock.now_ms().saturating_sub(last_renewed) < ttl_s * 1000 {
                                 seen.judged.push((record(id, true, &key), present));
                             }
@@ -158,10 +162,34 @@ impl LeaseKeepers {
     }
 }
 
+/// The key of keeper `keeper`'s lease `id`: the ID in fixed-width hex, so that no key is
+/// the prefix of another.
+fn lease_key(prefix: &str, keeper: usize, id: i64) -> String {
+    format!("{prefix}{keeper:02}-{id:016x}")
+}
+
 fn record(id: i64, kept_alive: bool, key: &str) -> crate::history::leases::LeaseRecord {
     crate::history::leases::LeaseRecord {
         id,
         kept_alive,
         keys: vec![key.to_string()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease_key;
+
+    #[test]
+    fn no_lease_key_is_the_prefix_of_another() {
+        let keys: Vec<String> = [1i64, 16, 0x1234, i64::MAX]
+            .iter()
+            .flat_map(|id| (0..2).map(move |keeper| lease_key("/p/", keeper, *id)))
+            .collect();
+        for a in &keys {
+            for b in &keys {
+                assert!(a == b || !b.starts_with(a.as_str()), "{a} is a prefix of {b}");
+            }
+        }
     }
 }

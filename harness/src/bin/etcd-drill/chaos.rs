@@ -15,6 +15,9 @@ use etcd_drill::{scenario, Error, ExitClass, Result};
 
 use crate::drill::{run_one, RunArgs};
 
+/// The longest `--duration` taken: a day of incidents is some 30,000 of them.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Args)]
 pub(crate) struct ChaosArgs {
     /// The scenario whose topology, hosts, etcd settings and security the run uses (its
@@ -34,7 +37,8 @@ pub(crate) struct ChaosArgs {
     #[arg(long, conflicts_with = "replay")]
     beyond_quorum: bool,
     /// Draw incidents of these kinds only (comma-separated: kill, stop, pause, partition,
-    /// host-partition); all of them by default.
+    /// host-partition, peer-blackhole, peer-loss); by default all but the two peer-traffic
+    /// kinds, which are drawn only when named.
     #[arg(long, value_delimiter = ',', conflicts_with = "replay", value_parser = parse_kind)]
     kinds: Vec<IncidentKind>,
     /// Play a saved schedule (a run's schedule.json or shrunk-schedule.json) instead of
@@ -74,6 +78,16 @@ pub(crate) async fn chaos_command(args: ChaosArgs) -> Result<u8> {
     if let Some(hosts) = &args.hosts {
         base = scenario::with_hosts_file(&base, hosts)?;
     }
+    if args.duration > MAX_DURATION {
+        return Err(Error::InvalidArgument {
+            argument: "--duration".into(),
+            message: format!(
+                "{} s is longer than a day ({} s): run several seeds instead",
+                args.duration.as_secs(),
+                MAX_DURATION.as_secs()
+            ),
+        });
+    }
     let schedule = match &args.replay {
         Some(path) => read_schedule(path, &base)?,
         None => Schedule::generate_of(
@@ -106,6 +120,14 @@ pub(crate) async fn chaos_command(args: ChaosArgs) -> Result<u8> {
         schedule.duration_ms / 1000,
         schedule.ending.describe(),
         out.join("schedule.json").display()
+    );
+    for incident in &schedule.incidents {
+        println!("chaos: {}", incident.describe());
+    }
+    println!(
+        "chaos: {:>9.1} s  ending: {}",
+        schedule.ending_at_ms as f64 / 1000.0,
+        schedule.ending.describe()
     );
     let (code, tried) = play_until_failed(&schedule, &base, &args, &out, run_id).await?;
     if tried > 1 {
