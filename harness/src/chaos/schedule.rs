@@ -440,7 +440,10 @@ impl Schedule {
                     if on != named {
                         return Err(err(
                             format!("incidents[{i}].members"),
-                            format!("a partition of host `{host}` hits {}: name exactly those", on.join(", ")),
+                            format!(
+                                "a partition of host `{host}` hits {}: name exactly those",
+                                on.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -519,7 +522,12 @@ impl Schedule {
         if let Some(unknown) = named.iter().find(|m| !names.contains(m)) {
             return Err(err("ending".into(), format!("no member named `{unknown}`")));
         }
-        if host_networking && matches!(self.ending, Ending::MajorityPartition { .. } | Ending::EveryMemberAlone { .. }) {
+        if host_networking
+            && matches!(
+                self.ending,
+                Ending::MajorityPartition { .. } | Ending::EveryMemberAlone { .. }
+            )
+        {
             return Err(err(
                 "ending.kind".into(),
                 format!(
@@ -580,7 +588,10 @@ impl Schedule {
                             ..on("corrupt", std::slice::from_ref(member))
                         },
                     ),
-                    (self.ending_at_ms.saturating_add(500), on("start", std::slice::from_ref(member))),
+                    (
+                        self.ending_at_ms.saturating_add(500),
+                        on("start", std::slice::from_ref(member)),
+                    ),
                 ],
                 RawRecovery {
                     members: Some(vec![member.clone()]),
@@ -978,7 +989,10 @@ mod tests {
             .validate(&t, path)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("incidents[0].members") && e.contains("etcd3, etcd4, etcd5"), "{e}");
+        assert!(
+            e.contains("incidents[0].members") && e.contains("etcd3, etcd4, etcd5"),
+            "{e}"
+        );
         let e = with(vec![one(0, 1_000, IncidentKind::HostPartition, &["etcd1"], None)])
             .validate(&t, path)
             .unwrap_err()
@@ -997,7 +1011,10 @@ mod tests {
         .validate(&t, path)
         .unwrap_err()
         .to_string();
-        assert!(e.contains("incidents[1]") && e.contains("incidents[0]") && e.contains("etcd1"), "{e}");
+        assert!(
+            e.contains("incidents[1]") && e.contains("incidents[0]") && e.contains("etcd1"),
+            "{e}"
+        );
         // Times that would overflow.
         let e = with(vec![one(u64::MAX, u64::MAX, IncidentKind::Kill, &["etcd1"], None)])
             .validate(&t, path)

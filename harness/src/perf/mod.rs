@@ -470,7 +470,9 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("abc").is_err());
-        assert!(parse_duration("99999999999999999999m").unwrap_err().contains("too long"));
+        assert!(parse_duration("99999999999999999999m")
+            .unwrap_err()
+            .contains("too long"));
     }
 
     #[test]
