@@ -573,7 +573,13 @@ impl Drill<'_> {
             self.check(check::check_lease_expiry(&leases.judged, expected));
         }
         if let (Some(expected), Some(log)) = (scenario.expect.watch_guarantees, &watch_log) {
-            self.check(check::check_watch(&log.responses, log.catch_up, &ledger, &present, expected));
+            self.check(check::check_watch(
+                &log.responses,
+                log.catch_up,
+                &ledger,
+                &present,
+                expected,
+            ));
         }
         if let Some(history) = &register_history {
             // A restore from a snapshot may lose acknowledged writes, the registers' too:

@@ -124,7 +124,12 @@ pub fn check(log: &WatchLog, acknowledged: &BTreeSet<(i64, String)>) -> Vec<Watc
         if answered.iter().any(|r| r.compact_revision.is_some()) {
             continue;
         }
-        let Some(first) = answered.iter().flat_map(|r| r.events.first()).next().map(|e| e.revision) else {
+        let Some(first) = answered
+            .iter()
+            .flat_map(|r| r.events.first())
+            .next()
+            .map(|e| e.revision)
+        else {
             continue;
         };
         let expected = acknowledged
@@ -306,7 +311,11 @@ mod tests {
             resumes: Vec::new(),
             responses: Vec::new(),
         };
-        assert_eq!(check(&silent, &writes()).len(), 5, "a watcher that heard nothing missed all");
+        assert_eq!(
+            check(&silent, &writes()).len(),
+            5,
+            "a watcher that heard nothing missed all"
+        );
     }
 
     #[test]
