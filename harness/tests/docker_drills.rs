@@ -417,7 +417,10 @@ fn chaos_short_run() -> TestResult {
     let schedule: serde_json::Value = serde_json::from_str(&played)?;
     let incidents = schedule["incidents"].as_array().map_or(0, Vec::len);
     let stdout = String::from_utf8_lossy(&run.stdout);
-    let printed = stdout.lines().filter(|l| l.starts_with("chaos: ") && l.contains(", held ")).count();
+    let printed = stdout
+        .lines()
+        .filter(|l| l.starts_with("chaos: ") && l.contains(", held "))
+        .count();
     ensure(printed == incidents && stdout.contains("ending: "), || {
         format!("{printed} incident lines printed for {incidents} incidents:\n{stdout}")
     })?;
