@@ -490,16 +490,15 @@ impl Drill<'_> {
             Some(clients) => Some(clients.stop().await),
             None => None,
         };
+        let newest_acked = ledger.acked.iter().map(|w| w.revision).max().unwrap_or(0);
         if let Some(agent) = agent.as_mut() {
-            let newest = ledger.acked.iter().map(|w| w.revision).max().unwrap_or(0);
-            agent.stop(newest, "stopped at the end").await;
+            agent.stop(newest_acked, "stopped at the end").await;
             agent.check_chain().await;
         }
         // The watcher gets a moment to reach the newest acknowledged write: whatever it has
         // not seen by then, it missed.
-        let newest_acked = ledger.acked.iter().map(|w| w.revision).max().unwrap_or(0);
         let watch_log = match follower {
-            Some(follower) => Some(follower.stop_once_caught_up(newest_acked, WATCH_CATCH_UP).await.0),
+            Some(follower) => Some(follower.stop_once_caught_up(newest_acked, WATCH_CATCH_UP).await),
             None => None,
         };
         let workload_stopped = self.clock.now_ms();

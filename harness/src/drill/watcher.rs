@@ -39,7 +39,7 @@ pub struct WatchLog {
 
 /// How the follower's last catch-up went: the newest acknowledged write reached, and after
 /// how long.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CatchUp {
     pub caught_up: bool,
     pub waited_ms: u64,
@@ -97,17 +97,16 @@ impl WatchFollower {
     /// Lets it catch up to `revision` (the newest acknowledged write), for up to
     /// `patience`, then stops it: a watcher still short of it then has missed what it has
     /// not seen, which the watch check reports. The time it waited, and whether it caught
-    /// up, are handed back with its log.
-    pub async fn stop_once_caught_up(mut self, revision: i64, patience: Duration) -> (WatchLog, CatchUp) {
+    /// up, are in its log's `catch_up`.
+    pub async fn stop_once_caught_up(mut self, revision: i64, patience: Duration) -> WatchLog {
         let started = std::time::Instant::now();
         let caught_up = tokio::time::timeout(patience, self.seen_revision.wait_for(|seen| *seen >= revision))
             .await
             .is_ok_and(|told| told.is_ok());
         let waited_ms = started.elapsed().as_millis() as u64;
-        let catch_up = CatchUp { caught_up, waited_ms };
         let mut log = self.stop().await;
-        log.catch_up = Some(catch_up);
-        (log, catch_up)
+        log.catch_up = Some(CatchUp { caught_up, waited_ms });
+        log
     }
 
     pub async fn stop(mut self) -> WatchLog {
